@@ -1,0 +1,52 @@
+# Two commands on a fresh machine with Python 3.11, git and apt: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO ?= .demo
+LISTEN ?= 127.0.0.1:9100
+
+.PHONY: run test lint typecheck imports unit bench schemas clean demo-remote
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[engine,test]'
+	touch $@
+
+## run: start the daemon on the local executor, reconciling a demo remote made from sample-repo/
+run: $(STAMP) demo-remote
+	$(VENV)/bin/reconciler run \
+	  --repo "file://$(CURDIR)/$(DEMO)/remote.git" --branch main \
+	  --executor local --state-dir "$(DEMO)/state" --secrets-dir "$(DEMO)/secrets" \
+	  --interval 10s --listen $(LISTEN)
+
+demo-remote: $(STAMP)
+	bash scripts/demo-remote.sh "$(DEMO)"
+
+## test: install what the tests need (Python and system packages), then run every check
+test: $(STAMP)
+	bash scripts/install-test-deps.sh
+	$(MAKE) --no-print-directory lint typecheck imports unit
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check reconciler tests bench
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+imports: $(STAMP)
+	$(VENV)/bin/lint-imports
+
+unit: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$(CURDIR)/.tools/bin:$$PATH" $(VENV)/bin/pytest -n 2 -q
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+schemas: $(STAMP)
+	$(VENV)/bin/reconciler schema --out schemas
+
+clean:
+	rm -rf $(VENV) $(DEMO) .tools .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,94 @@
+"""What the loader produces: effective entries, load errors, and the desired state of a commit."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from reconciler.declarations.models import DefaultsSpec, StackSpec, TaskSpec
+from reconciler.types import EntryId, Kind, Revision, SpecHash
+
+
+class _Value(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Location(_Value):
+    """Where something stands in the repository; line and column are 1-based."""
+
+    path: str
+    line: int = 1
+    column: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}"
+
+
+class LoadError(_Value):
+    """One problem with the user's files, reported as `path:line:col: field: message`."""
+
+    location: Location
+    field: str | None = None
+    message: str
+    entry: EntryId | None = Field(
+        default=None, description="The entry this error belongs to, when its identity is known."
+    )
+
+    def __str__(self) -> str:
+        field = f"{self.field}: " if self.field else ""
+        return f"{self.location}: {field}{self.message}"
+
+
+class Entry(_Value):
+    """One valid Task or Stack with Defaults applied: what plan and the executors work from."""
+
+    id: EntryId
+    kind: Kind
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    spec: TaskSpec | StackSpec
+    defaults: DefaultsSpec = Field(
+        default_factory=DefaultsSpec,
+        description="The repository's Defaults, for what is not part of a spec (namespace, "
+        "runner images, pull secrets).",
+    )
+    spec_hash: SpecHash
+    location: Location
+    timeout_seconds: int = Field(description="Effective timeout (spec, Defaults, or 1h).")
+
+    @property
+    def task(self) -> TaskSpec:
+        assert isinstance(self.spec, TaskSpec), self.id
+        return self.spec
+
+    @property
+    def stack(self) -> StackSpec:
+        assert isinstance(self.spec, StackSpec), self.id
+        return self.spec
+
+    @property
+    def depends_on(self) -> tuple[EntryId, ...]:
+        return tuple(EntryId(d) for d in self.spec.depends_on)
+
+
+class DesiredState(_Value):
+    """Everything one commit declares, and everything wrong with it.
+
+    An entry whose document failed validation but whose kind and name could be read is listed
+    in `invalid`, so that plan marks it Invalid instead of treating it as removed. Files that
+    could not be read at all are in `files_with_errors`: entries last seen in them are not
+    removed either.
+    """
+
+    revision: Revision | None = None
+    entries: dict[EntryId, Entry] = Field(default_factory=dict)
+    invalid: dict[EntryId, tuple[LoadError, ...]] = Field(default_factory=dict)
+    errors: tuple[LoadError, ...] = ()
+    files_with_errors: frozenset[str] = frozenset()
+    files: frozenset[str] = Field(
+        default=frozenset(), description="Every declaration file that was read."
+    )
+
+    @property
+    def clean(self) -> bool:
+        """True when the commit loaded without a single error (prune is allowed only then)."""
+        return not self.errors

@@ -1,0 +1,189 @@
+"""Field types for declarations: each validates one thing users get wrong and says how to fix it.
+
+Validators raise `ValueError` with a message written for the person who edits the YAML; pydantic
+turns it into an error located at the offending key or value.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from functools import lru_cache
+from typing import Annotated, Any
+
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_QUANTITY = re.compile(
+    r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$"
+)
+_LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+
+MAX_NAME_LENGTH = 40
+
+
+def _name(value: str) -> str:
+    if len(value) > MAX_NAME_LENGTH:
+        raise ValueError(f"{value!r} is {len(value)} characters long; the limit is {MAX_NAME_LENGTH}")
+    if not _DNS_LABEL.match(value):
+        raise ValueError(
+            f"{value!r} is not a DNS-1123 label: use lower-case letters, digits and '-', "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+def _subdomain(value: str) -> str:
+    if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+        raise ValueError(f"{value!r} is not a valid Kubernetes object name (DNS-1123 subdomain)")
+    return value
+
+
+def _env_name(value: str) -> str:
+    if not _ENV_NAME.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid environment variable name: letters, digits and '_', "
+            "not starting with a digit"
+        )
+    return value
+
+
+def _scalar_to_str(value: Any) -> Any:
+    """YAML turns `8080` into an int; environment values are strings, so accept numbers as
+    written. Booleans are refused: `yes` would silently become `True`."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"{value!r} must be a string: quote it")
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+def parse_duration(value: str) -> timedelta:
+    """`30m`, `1h30m`, `45s`, `2d` → timedelta. Raises ValueError for anything else."""
+    match = _DURATION.match(value)
+    if not value or match is None:
+        raise ValueError(
+            f"{value!r} is not a duration: use whole numbers with units d, h, m, s, "
+            "in that order, e.g. 30s, 5m, 1h30m"
+        )
+    days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    delta = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    if delta <= timedelta(0):
+        raise ValueError(f"{value!r} must be longer than zero")
+    return delta
+
+
+def _duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+@lru_cache(maxsize=4096)
+def cron_trigger(expression: str) -> CronTrigger:
+    """The scheduler's own parser, so what validates is exactly what will fire. UTC always:
+    a daemon's local time zone must not change when a declaration runs."""
+    return CronTrigger.from_crontab(expression, timezone="UTC")
+
+
+def _cron(value: str) -> str:
+    fields = value.split()
+    if len(fields) != 5:
+        raise ValueError(
+            f"{value!r} has {len(fields)} fields; a cron expression has 5: "
+            "minute hour day-of-month month day-of-week"
+        )
+    try:
+        cron_trigger(" ".join(fields))
+    except ValueError as err:
+        raise ValueError(f"{value!r} is not a valid cron expression: {err}") from None
+    return " ".join(fields)
+
+
+def _quantity(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a resource quantity")
+    if isinstance(value, int | float):
+        value = str(value)
+    if not isinstance(value, str) or not _QUANTITY.match(value):
+        raise ValueError(
+            f"{value!r} is not a Kubernetes resource quantity, e.g. 100m, 0.5, 1, 128Mi, 2Gi"
+        )
+    return value
+
+
+def check_relative_path(value: str) -> str:
+    """A repository-relative POSIX path: not absolute, no `..`, no backslashes."""
+    if not value or value.strip() != value:
+        raise ValueError(f"{value!r} is not a path")
+    if value.startswith("/") or re.match(r"^[A-Za-z]:", value):
+        raise ValueError(f"{value!r} is absolute; paths are relative to the repository root")
+    if "\\" in value:
+        raise ValueError(f"{value!r} contains '\\'; use '/' between folders")
+    parts = value.split("/")
+    if ".." in parts:
+        raise ValueError(f"{value!r} leaves the repository ('..' is not allowed)")
+    return "/".join(p for p in parts if p not in ("", ".")) or "."
+
+
+def _file_name(value: str) -> str:
+    value = check_relative_path(value)
+    if value == ".":
+        raise ValueError("a file needs a name")
+    return value
+
+
+def _depends_on(value: str) -> str:
+    prefix, sep, name = value.partition("/")
+    if not sep or prefix not in ("task", "stack"):
+        raise ValueError(f"{value!r} must be written task/NAME or stack/NAME")
+    _name(name)
+    return value
+
+
+def _label_key(value: str) -> str:
+    prefix, _, name = value.rpartition("/")
+    if prefix:
+        _subdomain(prefix)
+    if len(name) > 63 or not _LABEL_NAME.match(name):
+        raise ValueError(f"{value!r} is not a valid label key")
+    return value
+
+
+def _label_value(value: Any) -> Any:
+    value = _scalar_to_str(value)
+    if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+        raise ValueError(f"{value!r} is not a valid label value (at most 63 characters)")
+    return value
+
+
+def _config_key(value: str) -> str:
+    if not _CONFIG_KEY.match(value):
+        raise ValueError(f"{value!r} is not a valid secret key: letters, digits, '-', '_', '.'")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_name)]
+KubeName = Annotated[str, AfterValidator(_subdomain)]
+EnvName = Annotated[str, AfterValidator(_env_name)]
+_STRING_OR_NUMBER = WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "number"}]})
+
+EnvValue = Annotated[str, BeforeValidator(_scalar_to_str), _STRING_OR_NUMBER]
+Duration = Annotated[
+    str,
+    AfterValidator(_duration),
+    Field(json_schema_extra={"pattern": r"^(\d+d)?(\d+h)?(\d+m)?(\d+s)?$"}),
+]
+Cron = Annotated[str, AfterValidator(_cron)]
+Quantity = Annotated[str, BeforeValidator(_quantity), _STRING_OR_NUMBER]
+RelativePath = Annotated[str, AfterValidator(check_relative_path)]
+FileName = Annotated[str, AfterValidator(_file_name)]
+DependencyRef = Annotated[str, AfterValidator(_depends_on)]
+LabelKey = Annotated[str, AfterValidator(_label_key)]
+LabelValue = Annotated[str, BeforeValidator(_label_value), _STRING_OR_NUMBER]
+SecretKey = Annotated[str, AfterValidator(_config_key)]

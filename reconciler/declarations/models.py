@@ -1,0 +1,286 @@
+"""The declaration documents users write (DESIGN §2), as frozen pydantic models.
+
+Field names are snake_case in Python and camelCase in YAML (by alias). Every field has a
+description: it is what editors show through the JSON Schemas in `schemas/`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from reconciler.declarations.fields import (
+    Cron,
+    DependencyRef,
+    Duration,
+    EnvName,
+    EnvValue,
+    FileName,
+    KubeName,
+    LabelKey,
+    LabelValue,
+    Name,
+    Quantity,
+    RelativePath,
+    SecretKey,
+)
+from reconciler.types import API_VERSION
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        serialize_by_alias=True,
+        str_strip_whitespace=False,
+    )
+
+
+class Metadata(Frozen):
+    name: Name = Field(
+        description="Unique per kind across the repository: a DNS-1123 label of at most 40 "
+        "characters. Identity is KIND/NAME; renaming counts as removing and adding."
+    )
+    labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict,
+        description="Free-form labels, copied to Kubernetes objects and shown in status.",
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict, description="Free-form notes; not part of the spec hash."
+    )
+
+
+class SecretRef(Frozen):
+    secret: KubeName = Field(
+        description="Secret name: a Kubernetes Secret, or a folder under --secrets-dir locally."
+    )
+    key: SecretKey = Field(description="Key inside the secret (a file name locally).")
+
+
+class ResourceList(Frozen):
+    model_config = ConfigDict(extra="allow")  # extended resources such as nvidia.com/gpu
+
+    cpu: Quantity | None = Field(default=None, description="CPU, e.g. 100m or 1.")
+    memory: Quantity | None = Field(default=None, description="Memory, e.g. 128Mi or 1Gi.")
+    ephemeral_storage: Quantity | None = Field(
+        default=None, description="Scratch disk, e.g. 1Gi."
+    )
+
+
+class Resources(Frozen):
+    requests: ResourceList = Field(
+        default_factory=ResourceList, description="What the run is guaranteed."
+    )
+    limits: ResourceList = Field(
+        default_factory=ResourceList, description="What the run may use at most."
+    )
+
+
+class Toleration(Frozen):
+    key: str | None = Field(default=None, description="Taint key to tolerate.")
+    operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Match rule.")
+    value: str | None = Field(default=None, description="Taint value (with Equal).")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to tolerate; empty tolerates all."
+    )
+    toleration_seconds: int | None = Field(
+        default=None, ge=0, description="With NoExecute: how long to stay once tainted."
+    )
+
+
+class Repository(Frozen):
+    url: str = Field(
+        min_length=1,
+        description="Git URL cloned into /workspace before the run (https, ssh or git).",
+    )
+    ref: str = Field(default="main", min_length=1, description="Branch, tag or commit.")
+    credentials_secret: KubeName | None = Field(
+        default=None,
+        description="Secret holding `username`/`password` (HTTPS) or `ssh-privatekey` "
+        "and `known_hosts` (SSH).",
+    )
+
+
+EnvMap = Annotated[
+    dict[EnvName, EnvValue], Field(description="Environment variables, name to value.")
+]
+SecretEnvMap = Annotated[
+    dict[EnvName, SecretRef],
+    Field(description="Environment variables read from secrets; never written to status or logs."),
+]
+Dependencies = Annotated[
+    list[DependencyRef],
+    Field(description="Entries that must have succeeded at their current version first, "
+          "written task/NAME or stack/NAME."),
+]
+
+
+class TaskSpec(Frozen):
+    image: str | None = Field(
+        default=None, min_length=1,
+        description="Container image (kubernetes executor). Falls back to Defaults.",
+    )
+    command: list[str] = Field(
+        min_length=1, description="The program and its fixed arguments, as a list."
+    )
+    args: list[str] = Field(default_factory=list, description="Extra arguments after command.")
+    env: EnvMap = Field(default_factory=dict)
+    secret_env: SecretEnvMap = Field(default_factory=dict)
+    files: dict[FileName, str] = Field(
+        default_factory=dict,
+        description="Files written read-only under /task (the work directory locally), "
+        "name to content.",
+    )
+    repository: Repository | None = Field(
+        default=None, description="A Git repository cloned into /workspace before the run."
+    )
+    resources: Resources | None = Field(
+        default=None, description="Requests and limits. Falls back to Defaults."
+    )
+    timeout: Duration | None = Field(
+        default=None,
+        description="Longest a run may take before it is stopped as TimedOut, e.g. 30m. "
+        "Falls back to Defaults, then 1h.",
+    )
+    retries: int = Field(
+        default=0, ge=0, le=10, description="Extra attempts after a failure, with backoff."
+    )
+    schedule: Cron | None = Field(
+        default=None,
+        description="Also run on this cron schedule (5 fields, UTC), e.g. '0 3 * * *'.",
+    )
+    depends_on: Dependencies = Field(default_factory=list)
+    suspend: bool = Field(default=False, description="true: start no new runs.")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Kubernetes node labels the run must land on."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Kubernetes taints the run tolerates."
+    )
+    service_account_name: KubeName | None = Field(
+        default=None, description="Kubernetes service account of the run's pod."
+    )
+
+
+class Drift(Frozen):
+    schedule: Cron | None = Field(
+        default=None, description="Cron schedule (5 fields, UTC) of drift plans."
+    )
+    remediate: bool = Field(default=False, description="true: apply when drift is found.")
+
+
+class StackSpec(Frozen):
+    engine: Literal["opentofu", "terraform"] = Field(
+        default="opentofu", description="Which engine runs the module."
+    )
+    path: RelativePath = Field(
+        description="Root module folder, relative to the repository root; must hold *.tf files."
+    )
+    vars: dict[str, Any] = Field(
+        default_factory=dict, description="Input variables, name to value (any JSON value)."
+    )
+    var_files: list[RelativePath] = Field(
+        default_factory=list, description="Variable files, relative to the stack's path."
+    )
+    env: EnvMap = Field(default_factory=dict)
+    secret_env: SecretEnvMap = Field(default_factory=dict)
+    apply: Literal["auto", "plan"] = Field(
+        default="auto", description="auto: apply on change; plan: plan only, never apply."
+    )
+    drift: Drift = Field(default_factory=Drift, description="Scheduled drift detection.")
+    prune: bool = Field(
+        default=False,
+        description="true: destroy the stack's resources when its declaration is removed "
+        "(only when that commit loaded without errors).",
+    )
+    timeout: Duration | None = Field(
+        default=None, description="Longest one run may take, e.g. 20m. Falls back to Defaults."
+    )
+    lock_timeout: Duration | None = Field(
+        default=None, description="How long to wait for a remote state lock, e.g. 5m."
+    )
+    retries: int = Field(default=0, ge=0, le=10, description="Extra attempts after a failure.")
+    depends_on: Dependencies = Field(default_factory=list)
+    suspend: bool = Field(default=False, description="true: start no new runs.")
+    resources: Resources | None = Field(
+        default=None, description="Requests and limits of the runner pod."
+    )
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Tolerated taints.")
+    service_account_name: KubeName | None = Field(
+        default=None, description="Service account of the runner pod (for cloud credentials)."
+    )
+
+
+class RunnerImages(Frozen):
+    opentofu: str = Field(
+        default="ghcr.io/opentofu/opentofu:1.10", min_length=1,
+        description="Image that runs opentofu stacks on Kubernetes.",
+    )
+    terraform: str = Field(
+        default="hashicorp/terraform:1.13", min_length=1,
+        description="Image that runs terraform stacks on Kubernetes.",
+    )
+
+
+class DefaultsSpec(Frozen):
+    namespace: KubeName | None = Field(
+        default=None, description="Kubernetes namespace for runs."
+    )
+    image: str | None = Field(default=None, min_length=1, description="Default Task image.")
+    resources: Resources | None = Field(default=None, description="Default requests/limits.")
+    env: EnvMap = Field(default_factory=dict)
+    timeout: Duration | None = Field(default=None, description="Default run timeout.")
+    runner_images: RunnerImages = Field(
+        default_factory=RunnerImages, description="Images that run stacks, per engine."
+    )
+    image_pull_secrets: list[KubeName] = Field(
+        default_factory=list, description="Secrets used to pull images on Kubernetes."
+    )
+    service_account_name: KubeName | None = Field(
+        default=None, description="Default service account of run pods."
+    )
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Tolerated taints.")
+
+
+class _Document(Frozen):
+    api_version: Literal["reconciler.io/v1alpha1"] = Field(
+        description=f"Always {API_VERSION}."
+    )
+    metadata: Metadata
+
+
+class TaskDocument(_Document):
+    """A container to run once per version of its declaration, and optionally on a cron."""
+
+    kind: Literal["Task"] = Field(description="Task")
+    spec: TaskSpec
+
+
+class StackDocument(_Document):
+    """An OpenTofu/Terraform root module applied on change and planned on a schedule."""
+
+    kind: Literal["Stack"] = Field(description="Stack")
+    spec: StackSpec
+
+
+class DefaultsDocument(_Document):
+    """Defaults merged under every Task and Stack. At most one per repository."""
+
+    kind: Literal["Defaults"] = Field(description="Defaults")
+    spec: DefaultsSpec = Field(default_factory=DefaultsSpec)
+
+
+Document = TaskDocument | StackDocument | DefaultsDocument
+Spec = TaskSpec | StackSpec
+
+DOCUMENT_MODELS: dict[str, type[TaskDocument] | type[StackDocument] | type[DefaultsDocument]] = {
+    "Task": TaskDocument,
+    "Stack": StackDocument,
+    "Defaults": DefaultsDocument,
+}
