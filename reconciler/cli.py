@@ -1,0 +1,139 @@
+"""Command line: argument parsing, dispatch and exit codes (DESIGN §4).
+
+Each subcommand lives in `reconciler/commands/<name>.py` as `run(args) -> int`, imported only
+when chosen, so `reconciler validate` in a PR check does not load Kubernetes or Git code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+ENV_PREFIX = "RECONCILER_"
+
+
+class _EnvDefault(argparse.Action):
+    """A flag whose default comes from `RECONCILER_<FLAG>` when that variable is set."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        env = ENV_PREFIX + option_strings[-1].lstrip("-").replace("-", "_").upper()
+        if env in os.environ:
+            value = os.environ[env]
+            if kwargs.get("nargs") == 0:
+                kwargs["default"] = value.lower() in ("1", "true", "yes", "on")
+            else:
+                kwargs["default"] = value
+            kwargs["required"] = False
+        kwargs["help"] = (kwargs.get("help") or "") + f" [env {env}]"
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, True if self.nargs == 0 else values)
+
+
+def _flag(parser: argparse.ArgumentParser, *names: str, **kwargs: Any) -> None:
+    if kwargs.pop("switch", False):
+        kwargs.update(nargs=0, default=False)
+    parser.add_argument(*names, action=_EnvDefault, **kwargs)
+
+
+def _add_repo_flags(p: argparse.ArgumentParser, *, required: bool) -> None:
+    _flag(p, "--repo", required=required, help="Git URL (file, git, http(s), ssh) of the repository.")
+    _flag(p, "--branch", default="main", help="Branch that holds the declarations.")
+    _flag(p, "--path", default=".", help="Folder of the declarations inside the repository.")
+    _flag(p, "--status-branch", default="reconciler-status", help="Branch status is written to.")
+    _flag(p, "--state-dir", default=".reconciler", help="Mirror, journal, logs and stack state.")
+    _flag(p, "--secrets-dir", help="Local executor: secretEnv reads <dir>/<secret>/<key>.")
+    _flag(p, "--git-username", help="HTTPS user name.")
+    _flag(p, "--git-password-file", help="File holding the HTTPS password or token.")
+    _flag(p, "--ssh-key-file", help="Private key for ssh:// remotes.")
+    _flag(p, "--known-hosts-file", help="Trusted SSH host keys; unknown hosts are refused.")
+    _flag(p, "--executor", default="local", choices=["local", "kubernetes"], help="Where runs go.")
+    _flag(p, "--max-parallel", default="4", help="Runs at once (local executor).")
+    _flag(p, "--tofu-bin", help="OpenTofu/Terraform binary; default: tofu or terraform on PATH.")
+    _flag(p, "--namespace", default="default", help="Kubernetes namespace for runs.")
+    _flag(p, "--kubeconfig", help="Kubeconfig file; default: in-cluster, then ~/.kube/config.")
+    _flag(p, "--log-format", default="text", choices=["text", "json"], help="Log format.")
+    _flag(p, "--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reconciler",
+        description="Run the Tasks and OpenTofu/Terraform Stacks declared in a Git repository.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="Check declarations; exit 1 on any problem.")
+    p.add_argument("dir", nargs="?", default=".", help="Repository folder (default: .).")
+    p.add_argument("--path", default=".", help="Folder of the declarations inside DIR.")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+
+    p = sub.add_parser("diff", help="What merging HEAD into BASE would change.")
+    p.add_argument("--repo", default=".", help="Local Git repository (default: .).")
+    p.add_argument("--base", required=True, help="Base revision, e.g. origin/main.")
+    p.add_argument("--head", default="HEAD", help="Head revision (default: HEAD).")
+    p.add_argument("--path", default=".", help="Folder of the declarations.")
+    p.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+
+    p = sub.add_parser("schema", help="Write the JSON Schemas of every kind.")
+    p.add_argument("--out", required=True, help="Folder to write into.")
+
+    p = sub.add_parser("run", help="The daemon.")
+    _add_repo_flags(p, required=True)
+    _flag(p, "--interval", default="30s", help="Poll interval, e.g. 30s or 5m.")
+    _flag(p, "--listen", default="127.0.0.1:9100", help="HTTP address for metrics and webhooks.")
+    _flag(p, "--webhook-secret-file", help="Shared secret of POST /hooks/git.")
+    _flag(p, "--once", switch=True, help="Reconcile until nothing is due, wait, then exit.")
+    _flag(p, "--leader-elect", switch=True, help="Kubernetes: run only while holding the Lease.")
+    _flag(p, "--leader-election-id", default="reconciler", help="Name of the Lease.")
+
+    p = sub.add_parser("status", help="The status table from the status branch.")
+    p.add_argument("--repo", default=".", help="Repository URL or local folder.")
+    p.add_argument("--status-branch", default="reconciler-status")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+
+    p = sub.add_parser("logs", help="The last run's log of an entry.")
+    p.add_argument("entry", metavar="KIND/NAME")
+    _flag(p, "--state-dir", default=".reconciler", help="The daemon's state dir.")
+    _flag(p, "--executor", default="local", choices=["local", "kubernetes"])
+    _flag(p, "--namespace", default="default")
+    _flag(p, "--kubeconfig")
+
+    p = sub.add_parser("drift", help="Run a drift plan of a stack now and write its status.")
+    _add_repo_flags(p, required=True)
+    p.add_argument("entry", metavar="stack/NAME")
+
+    p = sub.add_parser("render", help="The Kubernetes manifests an entry would run as.")
+    p.add_argument("entry", metavar="KIND/NAME")
+    p.add_argument("--repo", default=".", help="Repository folder (default: .).")
+    p.add_argument("--path", default=".", help="Folder of the declarations.")
+    p.add_argument("--namespace", default=None, help="Override the Defaults namespace.")
+
+    p = sub.add_parser("stack-run", help=argparse.SUPPRESS)  # inside runs: the stack runner
+    p.add_argument("runner_args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    module = importlib.import_module(f"reconciler.commands.{args.command.replace('-', '_')}")
+    try:
+        code: int = module.run(args)
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

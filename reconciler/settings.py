@@ -1,0 +1,54 @@
+"""Daemon settings: read once at start from flags and `RECONCILER_*` variables, then passed in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class GitCredentials(BaseModel):
+    """How to authenticate to the remote. Values never reach logs: SecretStr prints as ****."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    username: str | None = None
+    password: SecretStr | None = Field(default=None, description="HTTPS password or token.")
+    ssh_key_file: Path | None = None
+    ssh_key_passphrase: SecretStr | None = None
+    known_hosts_file: Path | None = Field(
+        default=None, description="SSH host keys to trust; unknown hosts are refused."
+    )
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    repo: str
+    branch: str = "main"
+    path: str = "."
+    executor: Literal["local", "kubernetes"] = "local"
+    interval_seconds: float = 30.0
+    status_branch: str = "reconciler-status"
+    state_dir: Path = Path(".reconciler")
+    secrets_dir: Path | None = None
+    listen: str | None = "127.0.0.1:9100"
+    once: bool = False
+    max_parallel: int = 4
+    webhook_secret: SecretStr | None = None
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+    credentials: GitCredentials = Field(default_factory=GitCredentials)
+    tofu_bin: str | None = None
+    namespace: str = "default"
+    kubeconfig: Path | None = None
+    leader_elect: bool = False
+    leader_election_id: str = "reconciler"
+
+    @property
+    def listen_address(self) -> tuple[str, int] | None:
+        if not self.listen:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]") or "127.0.0.1", int(port)
