@@ -54,6 +54,11 @@ class Entry(_Value):
     spec_hash: SpecHash
     location: Location
     timeout_seconds: int = Field(description="Effective timeout (spec, Defaults, or 1h).")
+    files: dict[str, str] = Field(
+        default_factory=dict,
+        description="A Task's files with their content resolved (inline, or read from the "
+        "repository at this commit): what executors write under /task. Empty for stacks.",
+    )
 
     @property
     def task(self) -> TaskSpec:
