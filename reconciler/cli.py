@@ -48,7 +48,7 @@ def _flag(parser: argparse.ArgumentParser, *names: str, **kwargs: Any) -> None:
 
 
 def _add_repo_flags(p: argparse.ArgumentParser, *, required: bool) -> None:
-    _flag(p, "--repo", required=required, help="Git URL (file, git, http(s), ssh) of the repository.")
+    _flag(p, "--repo", required=required, help="Git URL (file, git, http(s), ssh) to reconcile.")
     _flag(p, "--branch", default="main", help="Branch that holds the declarations.")
     _flag(p, "--path", default=".", help="Folder of the declarations inside the repository.")
     _flag(p, "--status-branch", default="reconciler-status", help="Branch status is written to.")
