@@ -1,0 +1,372 @@
+"""Every Prometheus metric of the daemon, defined once (DESIGN §6).
+
+A `Metrics` owns its own `CollectorRegistry`, so two daemons in one process (and tests) never
+share series. The daemon calls the typed methods below; nothing else creates metrics.
+
+Label vocabulary (what alert rules and dashboards may rely on):
+
+- `kind`: `task` or `stack` (the prefix of entry ids).
+- `phase`: a `Phase` value as written to status files (`Succeeded`, `Failed`, ...).
+- `trigger`: a `Trigger` value; runs `result`: a finished `RunState` value.
+- drift checks `result`: `InSync`, `Drifted` or `Error`.
+- fetch `result`: `success` or `error`; status push `result`: `success`, `conflict` (the
+  branch moved; rebuilt and retried) or `error`.
+- webhook `provider`: `github`, `gitlab`, `gitea` or `unknown`; `result`: see WEBHOOK_RESULTS.
+
+Free-text label values (names, branch, commit, identity) pass through the process-wide redactor
+so a secret can never become a label.
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Literal, get_args
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+
+from reconciler import __version__
+from reconciler.redact import redactor
+from reconciler.types import DriftState, Kind, Phase, RunState, Trigger
+
+PREFIX = "reconciler_"
+
+FetchResult = Literal["success", "error"]
+PushResult = Literal["success", "conflict", "error"]
+WebhookProvider = Literal["github", "gitlab", "gitea", "unknown"]
+WebhookResult = Literal[
+    "accepted",  # valid and relevant: a cycle was triggered
+    "ignored",  # valid but unrelated (a ping, another branch, another event)
+    "unauthorized",  # missing or wrong signature or token
+    "disabled",  # no webhook secret configured
+    "invalid",  # malformed request: no length, body too large
+    "error",  # the trigger callback failed
+]
+FETCH_RESULTS: tuple[str, ...] = get_args(FetchResult)
+PUSH_RESULTS: tuple[str, ...] = get_args(PushResult)
+WEBHOOK_PROVIDERS: tuple[str, ...] = get_args(WebhookProvider)
+WEBHOOK_RESULTS: tuple[str, ...] = get_args(WebhookResult)
+RUN_KINDS: tuple[Kind, ...] = (Kind.TASK, Kind.STACK)
+RUN_RESULTS: tuple[RunState, ...] = tuple(s for s in RunState if s.finished)
+DRIFT_RESULTS: tuple[DriftState, ...] = (DriftState.IN_SYNC, DriftState.DRIFTED, DriftState.ERROR)
+
+# Fetches and pushes are milliseconds on a healthy remote and seconds on a slow one.
+FETCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+# Runs are tasks and terraform applies: seconds to hours.
+RUN_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800)
+
+
+def kind_label(kind: Kind | str) -> str:
+    """`Kind.TASK` → `task`; strings already in label form pass through lower-cased."""
+    return kind.prefix if isinstance(kind, Kind) else str(kind).lower()
+
+
+def _label(value: str) -> str:
+    return redactor(str(value))
+
+
+class _SnapshotCollector:
+    """Series that describe the current state of every entry, swapped whole on each update.
+
+    A scrape sees either the previous snapshot or the next one, never a mix, and entries that
+    disappear from the repository disappear from the output without any bookkeeping.
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._phases: dict[tuple[str, str], str] = {}
+        # stack → (drifted, since epoch seconds or None)
+        self._drift: dict[str, tuple[bool, float | None]] = {}
+
+    def set_phases(self, phases: dict[tuple[str, str], str]) -> None:
+        with self._lock:
+            self._phases = phases
+
+    def drift(self) -> dict[str, tuple[bool, float | None]]:
+        with self._lock:
+            return dict(self._drift)
+
+    def set_drift(self, drift: dict[str, tuple[bool, float | None]]) -> None:
+        with self._lock:
+            self._drift = drift
+
+    def collect(self) -> Iterable[Metric]:
+        with self._lock:
+            phases, drift = self._phases, self._drift
+        now = self._clock()
+        family = GaugeMetricFamily(
+            PREFIX + "entry_phase",
+            "1 for the current phase of each declared entry.",
+            labels=["kind", "name", "phase"],
+        )
+        for (kind, name), phase in sorted(phases.items()):
+            family.add_metric([kind, name, phase], 1)
+        yield family
+        detected = GaugeMetricFamily(
+            PREFIX + "drift_detected",
+            "1 when the last drift plan of a stack found changes, 0 when in sync.",
+            labels=["stack"],
+        )
+        age = GaugeMetricFamily(
+            PREFIX + "drift_age_seconds",
+            "Seconds since the current drift of a stack was first detected (0 when in sync).",
+            labels=["stack"],
+        )
+        for stack, (drifted, since) in sorted(drift.items()):
+            detected.add_metric([stack], 1 if drifted else 0)
+            age.add_metric([stack], max(0.0, now - since) if drifted and since else 0.0)
+        yield detected
+        yield age
+
+
+class Metrics:
+    """The daemon's metrics and their registry. Thread-safe: updated by the cycle worker,
+    read by HTTP scrapes."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        version: str = __version__,
+        process_metrics: bool = True,
+    ) -> None:
+        # `_created` series double the output and add nothing: every counter starts at 0 here.
+        # The switch is process-wide in prometheus_client and read when a metric is created.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = CollectorRegistry()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._exported: dict[Gauge, set[tuple[str, ...]]] = {}
+        r = self.registry
+        if process_metrics:
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
+            GCCollector(registry=r)
+        self.fetches = Counter(
+            PREFIX + "source_fetch_total", "Polls of the Git remote.", ["result"], registry=r
+        )
+        self.fetch_seconds = Histogram(
+            PREFIX + "source_fetch_duration_seconds",
+            "Duration of a poll and, when the head moved, fetch of the Git remote.",
+            buckets=FETCH_BUCKETS,
+            registry=r,
+        )
+        self.revision = Gauge(
+            PREFIX + "source_revision_info",
+            "1 for the branch and commit the daemon last reconciled.",
+            ["branch", "commit"],
+            registry=r,
+        )
+        self.last_sync = Gauge(
+            PREFIX + "last_sync_timestamp_seconds",
+            "Unix time of the last reconcile cycle that loaded the newest commit.",
+            registry=r,
+        )
+        self.declarations = Gauge(
+            PREFIX + "declarations",
+            "Declared entries at the reconciled commit, by kind and validity.",
+            ["kind", "valid"],
+            registry=r,
+        )
+        self.reconcile_seconds = Histogram(
+            PREFIX + "reconcile_duration_seconds",
+            "Duration of one reconcile cycle.",
+            buckets=RECONCILE_BUCKETS,
+            registry=r,
+        )
+        self.runs = Counter(
+            PREFIX + "runs_total", "Finished runs.", ["kind", "trigger", "result"], registry=r
+        )
+        self.runs_active = Gauge(
+            PREFIX + "runs_active", "Runs pending or running now.", ["kind"], registry=r
+        )
+        self.run_seconds = Histogram(
+            PREFIX + "run_duration_seconds",
+            "Duration of finished runs, from start to finish.",
+            ["kind"],
+            buckets=RUN_BUCKETS,
+            registry=r,
+        )
+        self.drift_checks = Counter(
+            PREFIX + "drift_checks_total", "Finished drift plans.", ["result"], registry=r
+        )
+        self.status_pushes = Counter(
+            PREFIX + "status_push_total", "Pushes of status commits.", ["result"], registry=r
+        )
+        self.leader = Gauge(
+            PREFIX + "leader",
+            "1 while this replica holds the leader Lease (always 1 without leader election).",
+            ["identity"],
+            registry=r,
+        )
+        self.webhooks = Counter(
+            PREFIX + "webhook_requests_total",
+            "Requests to POST /hooks/git.",
+            ["provider", "result"],
+            registry=r,
+        )
+        self.build_info = Gauge(
+            PREFIX + "build_info", "1, labelled with the daemon's version.", ["version"], registry=r
+        )
+        self.build_info.labels(_label(version)).set(1)
+        self._snapshot = _SnapshotCollector(clock)
+        r.register(self._snapshot)
+        self._initialise()
+
+    def _initialise(self) -> None:
+        """Create every series whose labels are known up front, at 0, so `increase()` and
+        `absent()` alerts work from the first scrape instead of from the first event."""
+        for result in FETCH_RESULTS:
+            self.fetches.labels(result)
+        for push in PUSH_RESULTS:
+            self.status_pushes.labels(push)
+        for drift in DRIFT_RESULTS:
+            self.drift_checks.labels(drift.value)
+        for provider in WEBHOOK_PROVIDERS:
+            for webhook in WEBHOOK_RESULTS:
+                self.webhooks.labels(provider, webhook)
+        for kind in RUN_KINDS:
+            k = kind_label(kind)
+            self.runs_active.labels(k).set(0)
+            self.run_seconds.labels(k)
+            for valid in ("true", "false"):
+                self.declarations.labels(k, valid).set(0)
+            for trigger in Trigger:
+                for state in RUN_RESULTS:
+                    self.runs.labels(k, trigger.value, state.value)
+
+    def _replace(self, gauge: Gauge, values: Mapping[tuple[str, ...], float]) -> None:
+        """Make `values` the only series of `gauge`. New series are set before stale ones are
+        removed, so a concurrent scrape never sees the gauge empty."""
+        with self._lock:
+            for labels, value in values.items():
+                gauge.labels(*labels).set(value)
+            for labels in self._exported.get(gauge, set()) - values.keys():
+                gauge.remove(*labels)
+            self._exported[gauge] = set(values)
+
+    # -- source ---------------------------------------------------------------------------
+
+    def observe_fetch(self, result: FetchResult, seconds: float) -> None:
+        self.fetches.labels(result).inc()
+        self.fetch_seconds.observe(seconds)
+
+    def set_revision(self, branch: str, commit: str) -> None:
+        """Replace the revision series: exactly one (branch, commit) pair is exported."""
+        self._replace(self.revision, {(_label(branch), _label(commit)): 1})
+
+    def mark_synced(self, at: float | None = None) -> None:
+        """A cycle loaded the newest commit (Unix time `at`, default now)."""
+        self.last_sync.set(self._clock() if at is None else at)
+
+    def set_declarations(self, counts: Mapping[tuple[Kind | str, bool], int]) -> None:
+        """Counts by (kind, valid). Known kinds absent from `counts` are reset to 0. An invalid
+        declaration whose kind could not be read may be counted under the kind `unknown`."""
+        values: dict[tuple[str, ...], float] = {(k, "true"): 0 for k in map(kind_label, RUN_KINDS)}
+        values.update({(k, "false"): 0 for k in map(kind_label, RUN_KINDS)})
+        for (kind, valid), count in counts.items():
+            key = (_label(kind_label(kind)), "true" if valid else "false")
+            values[key] = values.get(key, 0) + count
+        self._replace(self.declarations, values)
+
+    def observe_reconcile(self, seconds: float) -> None:
+        self.reconcile_seconds.observe(seconds)
+
+    # -- runs -----------------------------------------------------------------------------
+
+    def run_finished(
+        self, kind: Kind, trigger: Trigger, result: RunState, seconds: float | None
+    ) -> None:
+        """Count a finished run; `seconds` is None when it never started (e.g. bad image)."""
+        if not result.finished:
+            raise ValueError(f"run_finished needs a finished state, got {result.value}")
+        k = kind_label(kind)
+        self.runs.labels(k, trigger.value, result.value).inc()
+        if seconds is not None:
+            self.run_seconds.labels(k).observe(max(0.0, seconds))
+
+    def set_runs_active(self, counts: Mapping[Kind, int]) -> None:
+        """Active runs by kind; kinds absent from `counts` have none."""
+        for kind in RUN_KINDS:
+            self.runs_active.labels(kind_label(kind)).set(counts.get(kind, 0))
+
+    def set_entry_phases(self, phases: Mapping[tuple[Kind, str], Phase]) -> None:
+        """The phase of every entry now: one series at 1 per entry; entries missing from
+        `phases` (removed from the repository) lose their series, as do their old phases."""
+        snapshot = {
+            (kind_label(kind), _label(name)): Phase(phase).value
+            for (kind, name), phase in phases.items()
+        }
+        self._snapshot.set_phases(snapshot)
+
+    # -- stacks ---------------------------------------------------------------------------
+
+    def observe_drift_check(self, result: DriftState) -> None:
+        if result not in DRIFT_RESULTS:
+            raise ValueError(f"a finished drift check is InSync, Drifted or Error, not {result}")
+        self.drift_checks.labels(result.value).inc()
+
+    def set_drift(self, stacks: Mapping[str, tuple[DriftState, datetime | None]]) -> None:
+        """The drift of every stack now: (state, first detected at) as in its status record.
+
+        `Drifted` exports 1 and the drift's age (from `first detected at`, or from when this
+        process first saw it). `InSync` exports 0. `Error`/`Unknown` keep the last known answer:
+        1 when the record still carries a first-detected time, otherwise what was exported
+        before, or nothing for a stack never checked. Stacks missing from `stacks` are dropped.
+        """
+        previous = self._snapshot.drift()
+        now = self._clock()
+        drift: dict[str, tuple[bool, float | None]] = {}
+        for stack, (state, detected_at) in stacks.items():
+            name = _label(stack)
+            since = detected_at.timestamp() if detected_at is not None else None
+            before = previous.get(name)
+            if state == DriftState.DRIFTED or (since is not None and state != DriftState.IN_SYNC):
+                if since is None:
+                    since = before[1] if before is not None and before[0] else now
+                drift[name] = (True, since)
+            elif state == DriftState.IN_SYNC:
+                drift[name] = (False, None)
+            elif before is not None:
+                drift[name] = before
+        self._snapshot.set_drift(drift)
+
+    # -- status, leadership, webhooks -----------------------------------------------------
+
+    def observe_status_push(self, result: PushResult) -> None:
+        self.status_pushes.labels(result).inc()
+
+    def set_leader(self, identity: str, leading: bool) -> None:
+        self._replace(self.leader, {(_label(identity),): 1 if leading else 0})
+
+    def observe_webhook(self, provider: WebhookProvider, result: WebhookResult) -> None:
+        self.webhooks.labels(provider, result).inc()
+
+    # -- exposition -----------------------------------------------------------------------
+
+    def render(self, accept: str = "", accept_encoding: str = "") -> tuple[bytes, dict[str, str]]:
+        """The registry in the format the scraper asked for (Prometheus text or OpenMetrics),
+        gzipped when accepted. Returns the body and the response headers."""
+        encoder, content_type = choose_encoder(accept)
+        body = encoder(self.registry)
+        headers = {"Content-Type": content_type}
+        if "gzip" in accept_encoding.lower():
+            body = gzip.compress(body, compresslevel=6)
+            headers["Content-Encoding"] = "gzip"
+        return body, headers
