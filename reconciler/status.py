@@ -1,0 +1,190 @@
+"""Status records ⇄ the files on the status branch (DESIGN §3). Pure: bytes in, bytes out.
+
+Layout:
+    status/README.md            a table of every entry, readable on any Git host
+    status/tasks/<name>.yaml    one record per entry
+    status/stacks/<name>.yaml
+    status/errors.yaml          declarations that failed to load, with path:line:col
+
+Rendering is deterministic (same records → same bytes), so the daemon commits only files whose
+bytes changed and makes no commit at all when nothing did.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+from ruamel.yaml.scalarstring import LiteralScalarString
+
+from reconciler.declarations.entries import LoadError
+from reconciler.records import EntryRecord
+from reconciler.redact import Redactor
+from reconciler.types import EntryId, Kind, Phase, Revision
+
+ROOT = "status"
+README = f"{ROOT}/README.md"
+ERRORS = f"{ROOT}/errors.yaml"
+HEADER = (
+    "# Written by reconciler from the declarations on branch {branch}; do not edit:\n"
+    "# the next status commit replaces this file.\n"
+)
+_FOLDERS = {Kind.TASK: "tasks", Kind.STACK: "stacks"}
+
+
+def record_path(record: EntryRecord) -> str:
+    return f"{ROOT}/{_FOLDERS[record.kind]}/{record.name}.yaml"
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.default_flow_style = False
+    yaml.width = 4096  # one value per line: long messages stay greppable
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    return yaml
+
+
+def _literal(value: Any) -> Any:
+    """Multi-line strings (log tails) as YAML literal blocks, readable in a Git host's viewer."""
+    if isinstance(value, dict):
+        return {k: _literal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_literal(v) for v in value]
+    if isinstance(value, str) and "\n" in value:
+        return LiteralScalarString(value.rstrip("\n") + "\n")
+    return value
+
+
+def _dump(header: str, data: Any) -> bytes:
+    out = io.StringIO()
+    out.write(header)
+    _yaml().dump(_literal(data), out)
+    return out.getvalue().encode()
+
+
+def render_record(record: EntryRecord, *, branch: str, redact: Redactor) -> bytes:
+    data = record.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+    # Log tails and messages come from user programs: mask any secret value they printed.
+    text = _dump(HEADER.format(branch=branch), data).decode()
+    return redact(text).encode()
+
+
+def render_errors(errors: Iterable[LoadError], *, branch: str) -> bytes:
+    items = [
+        {
+            "path": e.location.path,
+            "line": e.location.line,
+            "column": e.location.column,
+            **({"field": e.field} if e.field else {}),
+            "message": e.message,
+            **({"entry": e.entry} if e.entry else {}),
+            "text": str(e),
+        }
+        for e in errors
+    ]
+    return _dump(HEADER.format(branch=branch), {"errors": items})
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ").strip()
+
+
+def render_readme(
+    records: Iterable[EntryRecord], *, branch: str, revision: Revision | None, errors: int
+) -> bytes:
+    rows = sorted(records, key=lambda r: (r.kind.value, r.name))
+    counts: dict[Phase, int] = {}
+    for r in rows:
+        counts[r.phase] = counts.get(r.phase, 0) + 1
+    summary = ", ".join(f"{n} {p.value}" for p, n in sorted(counts.items())) or "no entries"
+    lines = [
+        "# Reconciler status",
+        "",
+        f"Declarations from branch `{branch}` at commit `{revision or 'unknown'}`.",
+        f"{summary}; {errors} load error{'s' if errors != 1 else ''}"
+        + (" (see [errors.yaml](errors.yaml))" if errors else "") + ".",
+        "",
+        "| Entry | Phase | Last run | Finished | Commit | Message |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        run = r.last_run
+        finished = run.finished_at.strftime("%Y-%m-%d %H:%M:%SZ") if run and run.finished_at else ""
+        link = f"[{r.entry}]({_FOLDERS[r.kind]}/{r.name}.yaml)"
+        cells = [
+            link,
+            r.phase.value,
+            f"{run.id} ({run.state.value})" if run else "",
+            finished,
+            f"`{r.commit[:12]}`" if r.commit else "",
+            _cell(r.message)[:200],
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("This file is written by reconciler; edits are overwritten.")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def render(
+    records: Mapping[EntryId, EntryRecord],
+    errors: Iterable[LoadError],
+    *,
+    branch: str,
+    revision: Revision | None,
+    redact: Redactor,
+) -> dict[str, bytes]:
+    """Every file of the status tree, keyed by path."""
+    error_list = list(errors)
+    files = {record_path(r): render_record(r, branch=branch, redact=redact)
+             for r in records.values()}
+    files[ERRORS] = render_errors(error_list, branch=branch)
+    files[README] = render_readme(records.values(), branch=branch, revision=revision,
+                                  errors=len(error_list))
+    return files
+
+
+class StatusFileError(ValueError):
+    """A status file that cannot be read back; the daemon logs it and starts that entry fresh."""
+
+
+def parse_record(path: str, data: bytes) -> EntryRecord:
+    try:
+        loaded = YAML(typ="safe", pure=True).load(data)
+        return EntryRecord.model_validate(loaded)
+    except (YAMLError, ValidationError, ValueError) as err:
+        raise StatusFileError(f"{path}: not a status record: {err}") from None
+
+
+def parse(files: Mapping[str, bytes]) -> tuple[dict[EntryId, EntryRecord], list[str]]:
+    """Records from the files of a status tree, and a message for each unreadable file."""
+    records: dict[EntryId, EntryRecord] = {}
+    problems: list[str] = []
+    for path, data in sorted(files.items()):
+        folder = path.split("/")[1] if path.count("/") == 2 else ""
+        if not path.endswith(".yaml") or folder not in _FOLDERS.values():
+            continue
+        try:
+            record = parse_record(path, data)
+        except StatusFileError as err:
+            problems.append(str(err))
+            continue
+        records[record.entry] = record
+    return records, problems
+
+
+def changed_files(previous: Mapping[str, bytes],
+                  current: Mapping[str, bytes]) -> dict[str, bytes | None]:
+    """What to write: new or different files, and `None` for record files no longer rendered.
+    Anything else a person put under status/ is left alone."""
+    changes: dict[str, bytes | None] = {
+        path: data for path, data in current.items() if previous.get(path) != data
+    }
+    record_folders = tuple(f"{ROOT}/{folder}/" for folder in _FOLDERS.values())
+    for path in previous.keys() - current.keys():
+        if path.startswith(record_folders):
+            changes[path] = None
+    return changes
