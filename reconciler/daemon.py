@@ -1,0 +1,440 @@
+"""The reconcile cycle and the loop that runs it (DESIGN §1).
+
+One cycle = sync source → observe runs → plan → start runs → write status. The stages are small
+functions run in order by `Daemon.cycle`; status is written at the end whatever happened earlier,
+so a failed fetch still records finished runs. One worker thread runs cycles; everything else
+(the scheduler, webhooks, signals) only enqueues wake-ups.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+from loguru import logger
+
+from reconciler import status as status_files
+from reconciler.declarations.entries import DesiredState, Entry
+from reconciler.declarations.files import FileSource
+from reconciler.executors.base import Executor, RunReport, RunRequest, run_id_for
+from reconciler.metrics import Metrics
+from reconciler.plan import ActiveRun, Plan, Start, plan
+from reconciler.records import DriftInfo, EntryRecord, fold_report, new_record
+from reconciler.redact import Redactor, redactor
+from reconciler.scheduler import Scheduler, Wakeup, WorkQueue, jittered
+from reconciler.types import (
+    DriftState,
+    EntryId,
+    Kind,
+    Operation,
+    Phase,
+    Revision,
+    RunId,
+    RunState,
+    split_entry_id,
+)
+
+FAILED_PHASES = frozenset({Phase.FAILED, Phase.TIMED_OUT, Phase.INVALID})
+MAX_FETCH_BACKOFF = timedelta(minutes=5)
+
+
+class SourcePort(Protocol):
+    """What the daemon needs of the Git source (implemented in `reconciler.source`)."""
+
+    branch: str
+    status_branch: str
+
+    def head(self) -> Revision | None: ...
+
+    def fetch(self) -> Revision: ...
+
+    def files(self, revision: Revision) -> FileSource: ...
+
+    def read_status(self) -> dict[str, bytes]: ...
+
+    def write_status(
+        self, changes: Mapping[str, bytes | None], message: str
+    ) -> Revision | None: ...
+
+
+class LoaderPort(Protocol):
+    def load(self, files: FileSource, revision: Revision | None = None) -> DesiredState: ...
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+@dataclass
+class CycleResult:
+    started: int = 0
+    active: int = 0
+    wake_at: datetime | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+class Daemon:
+    def __init__(
+        self,
+        *,
+        source: SourcePort,
+        loader: LoaderPort,
+        executor: Executor,
+        metrics: Metrics,
+        interval: timedelta = timedelta(seconds=30),
+        clock: Callable[[], datetime] = utcnow,
+        redact: Redactor = redactor,
+        is_leader: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.source = source
+        self.loader = loader
+        self.executor = executor
+        self.metrics = metrics
+        self.interval = interval
+        self.clock = clock
+        self.redact = redact
+        self.is_leader = is_leader
+        self.desired = DesiredState()
+        self.records: dict[EntryId, EntryRecord] = {}
+        self.pushed: dict[str, bytes] = {}
+        self.revision: Revision | None = None
+        self.synced = threading.Event()
+        self.unacked: set[RunId] = set()
+        self.counted: set[RunId] = set()
+        self.last_plan = Plan()
+        self._reports: list[RunReport] = []
+        self._in_flight: set[RunId] = set()
+        self._fetch_failures = 0
+        self._next_fetch: datetime | None = None
+        self._lock = threading.Lock()
+
+    # -- start ------------------------------------------------------------------------------
+
+    def restore(self) -> None:
+        """Read what already ran from the status branch: the records are the durable memory,
+        so a daemon with a fresh state dir does not run everything again."""
+        files = self.source.read_status()
+        self.records, problems = status_files.parse(files)
+        for problem in problems:
+            logger.warning("ignoring unreadable status file: {}", problem)
+        self.pushed = {p: d for p, d in files.items() if p.startswith(status_files.ROOT + "/")}
+        logger.info("restored {} status records from branch {}", len(self.records),
+                    self.source.status_branch)
+
+    # -- the cycle --------------------------------------------------------------------------
+
+    def cycle(self, *, fetch: bool = True) -> CycleResult:
+        """One reconcile pass. Never raises for bad input, an unreachable remote or a failed
+        run: problems are logged, counted and retried on a later cycle."""
+        with self._lock:
+            began = time.monotonic()
+            result = CycleResult()
+            finished: list[RunReport] = []
+            stages: list[Callable[[], object]] = [
+                lambda: self._sync_source(fetch),
+                lambda: finished.extend(self._observe()),
+                lambda: self._plan_and_start(result),
+            ]
+            for stage in stages:
+                try:
+                    stage()
+                except Exception as err:  # the loop must outlive any stage
+                    logger.opt(exception=err).error("reconcile stage failed: {}", err)
+                    result.errors.append(str(err))
+                    break
+            self._write_status(finished, result)
+            self._export_state(result)
+            self.metrics.observe_reconcile(time.monotonic() - began)
+            return result
+
+    def _sync_source(self, fetch: bool) -> None:
+        """Fetch when the remote head moved; load declarations when the revision changed.
+        Failures back off exponentially; the last good declarations stay in force."""
+        now = self.clock()
+        if not fetch or (self._next_fetch is not None and now < self._next_fetch):
+            return
+        began = time.monotonic()
+        try:
+            head = self.source.head()
+            if head is not None and head != self.revision:
+                head = self.source.fetch()
+        except Exception:
+            self.metrics.observe_fetch("error", time.monotonic() - began)
+            self._fetch_failures += 1
+            delay = min(self.interval * 2 ** (self._fetch_failures - 1), MAX_FETCH_BACKOFF)
+            self._next_fetch = now + timedelta(seconds=jittered(delay.total_seconds()))
+            raise
+        self.metrics.observe_fetch("success", time.monotonic() - began)
+        self._fetch_failures, self._next_fetch = 0, None
+        if head is None:
+            raise LookupError(f"branch {self.source.branch!r} does not exist on the remote")
+        if head != self.revision:
+            self._load(head)
+        self.metrics.mark_synced()
+        self.synced.set()
+
+    def _load(self, revision: Revision) -> None:
+        desired = self.loader.load(self.source.files(revision), revision=revision)
+        self.desired, self.revision = desired, revision
+        self.metrics.set_revision(self.source.branch, revision)
+        counts: dict[tuple[Kind | str, bool], int] = {}
+        for entry in desired.entries.values():
+            counts[(entry.kind, True)] = counts.get((entry.kind, True), 0) + 1
+        for entry_id in desired.invalid:
+            kind = split_entry_id(entry_id)[0]
+            counts[(kind, False)] = counts.get((kind, False), 0) + 1
+        self.metrics.set_declarations(counts)
+        logger.info("loaded {} entries at {} ({} errors)", len(desired.entries), revision[:12],
+                    len(desired.errors))
+        for error in desired.errors:
+            logger.warning("invalid declaration: {}", error)
+
+    def _observe(self) -> list[RunReport]:
+        """Fold every run the executor reports into its entry's record."""
+        self._reports = sorted(self.executor.poll(),
+                               key=lambda r: r.started_at or datetime.min.replace(tzinfo=UTC))
+        self._in_flight = {r.run_id for r in self._reports if not r.state.finished}
+        finished = []
+        for report in self._reports:
+            record = self.records.get(report.entry_id) or new_record(
+                report.entry_id, *split_entry_id(report.entry_id))
+            if not _is_stale(record, report):
+                self.records[report.entry_id] = fold_report(record, report)
+            if report.state.finished:
+                finished.append(report)
+                self._count_finished(report)
+        return finished
+
+    def _count_finished(self, report: RunReport) -> None:
+        if report.run_id in self.counted:
+            return
+        self.counted.add(report.run_id)
+        kind = split_entry_id(report.entry_id)[0]
+        seconds = None
+        if report.started_at and report.finished_at:
+            seconds = (report.finished_at - report.started_at).total_seconds()
+        self.metrics.run_finished(kind, report.trigger, report.state, seconds)
+        if report.operation is Operation.DRIFT:
+            record = self.records[report.entry_id]
+            state = record.drift.state if record.drift else DriftState.ERROR
+            self.metrics.observe_drift_check(state)
+        log = logger.bind(entry=report.entry_id, run=report.run_id)
+        log.info("run {} {} ({}, attempt {}){}", report.run_id, report.state.value,
+                 report.operation.value, report.attempt,
+                 f": {report.message}" if report.message else "")
+
+    def _plan_and_start(self, result: CycleResult) -> None:
+        active = {r.entry_id: ActiveRun(run_id=r.run_id, operation=r.operation,
+                                        spec_hash=r.spec_hash, attempt=r.attempt)
+                  for r in self._reports if not r.state.finished}
+        if not self.is_leader() or self.revision is None:
+            result.active = len(active)
+            return
+        now = self.clock()
+        self.last_plan = decided = plan(self.desired, self.records, active, now)
+        self._apply_statuses(decided)
+        for start in decided.starts:
+            if self._start(start, now):
+                result.started += 1
+        result.active = len(active) + result.started
+        result.wake_at = decided.wake_at
+
+    def _apply_statuses(self, decided: Plan) -> None:
+        for entry in self.desired.entries.values():
+            self._declared_record(entry)
+        for entry_id in self.desired.invalid:
+            if entry_id not in self.records:
+                self.records[entry_id] = new_record(entry_id, *split_entry_id(entry_id))
+        for entry_id, status in decided.statuses.items():
+            record = self.records.get(entry_id)
+            if record is not None:
+                self.records[entry_id] = record.model_copy(
+                    update={"phase": status.phase, "message": self.redact(status.message)})
+
+    def _declared_record(self, entry: Entry) -> None:
+        record = self.records.get(entry.id) or new_record(entry.id, entry.kind, entry.name)
+        changed = record.spec_hash != entry.spec_hash
+        self.records[entry.id] = record.model_copy(update={
+            "spec_hash": entry.spec_hash,
+            "commit": self.revision if changed or record.commit is None else record.commit,
+            "source": f"{entry.location.path}:{entry.location.line}",
+            "prune": entry.kind is Kind.STACK and entry.stack.prune,
+        })
+
+    def _start(self, start: Start, now: datetime) -> bool:
+        record = self.records.get(start.entry_id) or new_record(
+            start.entry_id, *split_entry_id(start.entry_id))
+        if self.executor.free_slots() <= 0:
+            self.records[start.entry_id] = record.model_copy(update={
+                "phase": Phase.PENDING, "message": f"{start.message}; waiting for a free slot"})
+            return False
+        entry = start.entry or self._entry_at(start.entry_id, start.revision)
+        if entry is None:
+            self.records[start.entry_id] = record.model_copy(update={
+                "phase": Phase.FAILED,
+                "message": f"cannot {start.operation.value}: no declaration at {start.revision}"})
+            return False
+        revision = start.revision or self.revision
+        assert revision is not None
+        request = RunRequest(
+            run_id=run_id_for(entry, start.operation, start.attempt, salt=start.salt),
+            entry=entry, operation=start.operation, trigger=start.trigger,
+            attempt=start.attempt, revision=revision, requested_at=now)
+        self.executor.submit(request)
+        self._in_flight.add(request.run_id)
+        logger.bind(entry=entry.id, run=request.run_id).info(
+            "started {} {} ({}: {})", start.operation.value, request.run_id,
+            start.trigger.value, start.message)
+        pending = RunReport(
+            run_id=request.run_id, entry_id=entry.id, spec_hash=entry.spec_hash,
+            operation=start.operation, trigger=start.trigger, attempt=start.attempt,
+            revision=revision, state=RunState.PENDING, started_at=now)
+        updates: dict[str, object] = {"phase": Phase.RUNNING, "message": start.message}
+        if start.operation is Operation.DRIFT:
+            updates["drift_anchor"] = now
+        else:
+            updates.update(schedule_anchor=now, drift_anchor=now,
+                           dependencies=dict(start.dependencies))
+        self.records[start.entry_id] = fold_report(record, pending).model_copy(update=updates)
+        return True
+
+    def _entry_at(self, entry_id: EntryId, revision: Revision | None) -> Entry | None:
+        """The declaration of a removed entry as of the commit it was last applied at."""
+        if revision is None:
+            return None
+        try:
+            old = self.loader.load(self.source.files(revision), revision=revision)
+        except Exception as err:  # reported on the entry
+            logger.error("cannot load {} at {}: {}", entry_id, revision[:12], err)
+            return None
+        return old.entries.get(entry_id)
+
+    def _write_status(self, finished: list[RunReport], result: CycleResult) -> None:
+        """One status commit for everything this cycle changed; none when nothing did. Finished
+        runs are acknowledged to the executor only once their status is pushed."""
+        self.unacked.update(r.run_id for r in finished)
+        if self.revision is None and not self.records:
+            return
+        files = status_files.render(self.records, self.desired.errors,
+                                    branch=self.source.branch, revision=self.revision,
+                                    redact=self.redact)
+        changes = status_files.changed_files(self.pushed, files)
+        try:
+            if changes:
+                message = self._commit_message(finished, result)
+                self.source.write_status(changes, message)
+                self.metrics.observe_status_push("success")
+        except Exception as err:  # kept, pushed next cycle
+            self.metrics.observe_status_push("error")
+            logger.error("status push failed (kept for the next cycle): {}", err)
+            result.errors.append(f"status push failed: {err}")
+            return
+        self.pushed = {p: d for p, d in files.items()} | {
+            p: d for p, d in self.pushed.items() if p not in files and p not in changes}
+        if self.unacked:
+            self.executor.acknowledge(sorted(self.unacked))
+            self.counted -= self.unacked
+            self.unacked.clear()
+
+    def _commit_message(self, finished: list[RunReport], result: CycleResult) -> str:
+        parts = []
+        if finished:
+            parts.append(f"{len(finished)} run{'s' if len(finished) != 1 else ''} finished")
+        if result.started:
+            parts.append(f"{result.started} started")
+        summary = ", ".join(parts) or "phases updated"
+        source = f" at {self.revision[:12]}" if self.revision else ""
+        lines = [f"status: {summary}{source}", ""]
+        lines += [f"{r.entry_id}: {r.state.value} ({r.run_id})" for r in finished]
+        return "\n".join(lines).rstrip() + "\n"
+
+    def _export_state(self, result: CycleResult) -> None:
+        self.metrics.set_entry_phases({(r.kind, r.name): r.phase for r in self.records.values()})
+        active: dict[Kind, int] = {}
+        for r in self.records.values():
+            if r.last_run is not None and r.last_run.id in self._in_flight:
+                active[r.kind] = active.get(r.kind, 0) + 1
+        self.metrics.set_runs_active(active)
+        self.metrics.set_drift({
+            r.name: (r.drift.state, r.drift.first_detected_at)
+            for r in self.records.values() if r.kind is Kind.STACK and r.drift is not None
+            and r.entry in self.desired.entries
+        })
+
+    # -- loops ------------------------------------------------------------------------------
+
+    def exit_code(self) -> int:
+        failed = [r for r in self.records.values()
+                  if r.phase in FAILED_PHASES and r.entry in self._current_ids()]
+        return 1 if failed or self.desired.errors else 0
+
+    def _current_ids(self) -> set[EntryId]:
+        return set(self.desired.entries) | set(self.desired.invalid)
+
+    def run_once(self, *, poll_seconds: float = 0.2, stop: threading.Event | None = None) -> int:
+        """Reconcile until nothing more is due, waiting for every run (retries included)."""
+        stop = stop or threading.Event()
+        result = self.cycle(fetch=True)
+        if self.revision is None:
+            raise RuntimeError("; ".join(result.errors) or "no revision could be loaded")
+        while not stop.is_set():
+            if result.started == 0 and result.active == 0:
+                if result.wake_at is None:
+                    break
+                wait = (result.wake_at - self.clock()).total_seconds()
+                stop.wait(max(wait, 0) + 0.05)
+            else:
+                stop.wait(poll_seconds)
+            result = self.cycle(fetch=False)
+        return self.exit_code()
+
+    def run_forever(self, work: WorkQueue, scheduler: Scheduler, stop: threading.Event) -> None:
+        """Serve wake-ups until `stop`; the cycle in progress (and its status commit) finishes
+        first, so SIGTERM never leaves a half-written status."""
+        scheduler.start()
+        try:
+            self._serve(work, scheduler, stop)
+        finally:
+            scheduler.shutdown()
+
+    def _serve(self, work: WorkQueue, scheduler: Scheduler, stop: threading.Event) -> None:
+        work.put(Wakeup("start"))
+        while not stop.is_set():
+            batch = work.take(timeout=0.5)
+            if batch is None or stop.is_set():
+                continue
+            reasons = ", ".join(sorted({w.reason for w in batch}))
+            logger.debug("cycle: {}", reasons)
+            result = self.cycle(fetch=any(w.fetch for w in batch))
+            scheduler.sync(self.desired)
+            scheduler.wake_at(result.wake_at)
+            scheduler.watch(result.active > 0)
+
+
+def _is_stale(record: EntryRecord, report: RunReport) -> bool:
+    """A report of a run older than the one the record already shows (an unacknowledged run
+    reported again after a newer one started) must not roll the record back."""
+    last = record.drift if report.operation is Operation.DRIFT else record.last_run
+    if last is None:
+        return False
+    last_id = last.run_id if isinstance(last, DriftInfo) else last.id
+    started = last.checked_at if isinstance(last, DriftInfo) else last.started_at
+    return (last_id is not None and last_id != report.run_id and started is not None
+            and report.started_at is not None and report.started_at < started)
+
+
+def state_dir_problem(path: Path) -> str | None:
+    """A one-line reason why the state dir cannot be used, or None."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        return f"state dir {path} is not writable: {err.strerror or err}"
+    return None

@@ -1,0 +1,136 @@
+"""When to reconcile: the poll interval, task and drift crons, retry wake-ups, run watching.
+
+Every job only enqueues a `Wakeup`; the daemon's single worker runs the cycles, so state is
+mutated in one place. apscheduler 3.x stays behind this module (its 4.x API is different).
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from reconciler.declarations.entries import DesiredState
+from reconciler.declarations.fields import cron_trigger
+from reconciler.types import Kind
+
+WATCH_SECONDS = 1.0
+"""How often runs in flight are looked at: finished runs and their dependents show up fast,
+without asking the Git remote anything."""
+
+
+@dataclass(frozen=True)
+class Wakeup:
+    reason: str
+    fetch: bool = True
+    """False for wake-ups that need no look at the remote (crons, retries, runs in flight)."""
+
+
+class WorkQueue:
+    """Wake-ups for the one worker. Bursts coalesce: one cycle serves every wake-up pending."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Wakeup] = queue.Queue()
+
+    def put(self, wakeup: Wakeup) -> None:
+        self._queue.put(wakeup)
+
+    def take(self, timeout: float | None = None) -> list[Wakeup] | None:
+        try:
+            first = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        batch = [first]
+        while True:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                return batch
+
+
+def crons(desired: DesiredState) -> dict[str, str]:
+    """Job id → cron expression, for every task schedule and stack drift schedule."""
+    jobs: dict[str, str] = {}
+    for entry in desired.entries.values():
+        if entry.kind is Kind.TASK and entry.task.schedule:
+            jobs[f"cron:{entry.id}"] = entry.task.schedule
+        elif entry.kind is Kind.STACK and entry.stack.drift.schedule:
+            jobs[f"drift:{entry.id}"] = entry.stack.drift.schedule
+    return jobs
+
+
+class Scheduler:
+    def __init__(
+        self,
+        work: WorkQueue,
+        *,
+        interval: timedelta,
+        jitter: float = 0.1,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._work = work
+        self._clock = clock
+        self._crons: dict[str, str] = {}
+        self._watching = False
+        self._aps = BackgroundScheduler(timezone=UTC, job_defaults={
+            "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
+        seconds = max(interval.total_seconds(), 1.0)
+        self._aps.add_job(
+            self._enqueue, IntervalTrigger(seconds=seconds, jitter=int(seconds * jitter) or None),
+            args=[Wakeup("poll")], id="poll",
+        )
+
+    def start(self) -> None:
+        self._aps.start()
+
+    def shutdown(self) -> None:
+        if self._aps.running:
+            self._aps.shutdown(wait=False)
+
+    def _enqueue(self, wakeup: Wakeup) -> None:
+        self._work.put(wakeup)
+
+    def sync(self, desired: DesiredState) -> None:
+        """Make the cron jobs match the declarations; only what changed is touched."""
+        wanted = crons(desired)
+        for job_id in self._crons.keys() - wanted.keys():
+            self._aps.remove_job(job_id)
+        for job_id, expression in wanted.items():
+            if self._crons.get(job_id) == expression:
+                continue
+            self._aps.add_job(self._enqueue, cron_trigger(expression), id=job_id,
+                              replace_existing=True, args=[Wakeup(job_id, fetch=False)])
+        self._crons = wanted
+
+    def wake_at(self, when: datetime | None) -> None:
+        """One wake-up at `when` (a retry's backoff ends); replaces the previous one."""
+        if when is None:
+            return
+        self._aps.add_job(self._enqueue, DateTrigger(run_date=max(when, self._clock())),
+                          id="wake", replace_existing=True, args=[Wakeup("retry", fetch=False)])
+
+    def watch(self, active: bool) -> None:
+        """Look at runs every second while any is in flight, and not at all otherwise."""
+        if active == self._watching:
+            return
+        self._watching = active
+        if active:
+            self._aps.add_job(self._enqueue, IntervalTrigger(seconds=WATCH_SECONDS), id="watch",
+                              replace_existing=True, args=[Wakeup("watch", fetch=False)])
+        else:
+            self._aps.remove_job("watch")
+
+    @property
+    def cron_jobs(self) -> Iterable[str]:
+        return tuple(self._crons)
+
+
+def jittered(seconds: float, fraction: float = 0.1) -> float:
+    """A backoff with ±fraction of noise, so replicas and retries do not move in lockstep."""
+    return seconds * (1 + random.uniform(-fraction, fraction))  # noqa: S311 - not for secrets
