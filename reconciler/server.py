@@ -1,0 +1,433 @@
+"""HTTP on `--listen`: `/metrics`, `/healthz`, `/readyz` and `POST /hooks/git` (DESIGN §4).
+
+The server only reports and enqueues: a valid push webhook calls `on_trigger`, which the daemon
+turns into a cycle on its own worker. Webhooks need a shared secret; a request that does not
+prove it knows the secret gets 401 and triggers nothing:
+
+- GitHub: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>`.
+- Gitea, Forgejo, Gogs: `X-Gitea-Signature` (or `X-Forgejo-Signature`, `X-Gogs-Signature`),
+  the bare hex HMAC-SHA256; recent versions add `X-Hub-Signature-256` too. Every signature
+  present must match.
+- GitLab: `X-Gitlab-Token` equal to the secret.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import socket
+import threading
+from collections.abc import Callable, Collection, Mapping
+from email.message import Message
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Final
+from urllib.parse import parse_qs, urlsplit
+
+from loguru import logger
+from pydantic import SecretStr
+
+from reconciler import __version__
+from reconciler.metrics import Metrics, WebhookProvider, WebhookResult
+from reconciler.redact import redactor
+from reconciler.settings import Settings
+
+HOOK_PATH: Final = "/hooks/git"
+MAX_BODY_BYTES: Final = 1 << 20
+CheckResult = bool | tuple[bool, str]
+Check = Callable[[], CheckResult]
+"""A health or readiness probe: True/False, or (ok, reason) to explain a failure."""
+
+_GITEA_SIGNATURES = ("X-Gitea-Signature", "X-Forgejo-Signature", "X-Gogs-Signature")
+_GITEA_EVENTS = ("X-Gitea-Event", "X-Forgejo-Event", "X-Gogs-Event")
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`127.0.0.1:9100`, `[::1]:9100`, `:9100` (loopback) or `0.0.0.0:0` (a free port)."""
+    host, sep, port = value.strip().rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"--listen: expected HOST:PORT, got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+# -- webhook verification (pure) -----------------------------------------------------------
+
+
+def identify(headers: Message) -> WebhookProvider:
+    """Which forge sent a request, by its event header first (Gitea also sends GitHub's),
+    then by its signature header."""
+    if headers.get("X-Gitlab-Event") or headers.get("X-Gitlab-Token"):
+        return "gitlab"
+    if any(headers.get(h) for h in (*_GITEA_EVENTS, *_GITEA_SIGNATURES)):
+        return "gitea"
+    if headers.get("X-GitHub-Event") or headers.get("X-Hub-Signature-256"):
+        return "github"
+    return "unknown"
+
+
+def _hmac_hex(secret: bytes, body: bytes) -> str:
+    return hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def authenticate(provider: WebhookProvider, headers: Message, body: bytes, secret: bytes) -> str:
+    """'' when the request proves it knows `secret`, else why not (safe to return to the
+    caller: it never contains the secret or the signatures)."""
+    if provider == "gitlab":
+        token = headers.get("X-Gitlab-Token", "")
+        ok = hmac.compare_digest(token.encode("utf-8", "replace"), secret)
+        return "" if ok else "X-Gitlab-Token does not match the webhook secret"
+    expected = _hmac_hex(secret, body)
+    given: list[str] = []
+    hub = headers.get("X-Hub-Signature-256")
+    if hub is not None:
+        algorithm, _, digest = hub.strip().partition("=")
+        given.append(digest if algorithm.lower() == "sha256" else "")
+    given += [headers.get(h, "").strip() for h in _GITEA_SIGNATURES if headers.get(h) is not None]
+    if not given:
+        if headers.get("X-Hub-Signature"):
+            return "X-Hub-Signature (SHA-1) is not accepted; send X-Hub-Signature-256"
+        return "no signature: expected X-Hub-Signature-256, X-Gitea-Signature or X-Gitlab-Token"
+    # Every digest is compared (no early exit), so timing says nothing about which failed.
+    results = [hmac.compare_digest(d.lower().encode("ascii", "replace"), expected.encode())
+               for d in given]
+    return "" if all(results) else "signature does not match the webhook secret"
+
+
+def _payload(headers: Message, body: bytes) -> dict[str, Any]:
+    try:
+        if headers.get_content_type() == "application/x-www-form-urlencoded":
+            text = parse_qs(body.decode("utf-8"))["payload"][0]
+        else:
+            text = body.decode("utf-8")
+        value = json.loads(text)
+    except (ValueError, KeyError, IndexError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _clean(text: object, limit: int = 200) -> str:
+    """Untrusted text made safe for a log line: printable, bounded."""
+    return "".join(c if c.isprintable() else "?" for c in str(text))[:limit]
+
+
+def classify(
+    provider: WebhookProvider, headers: Message, body: bytes, refs: Collection[str]
+) -> tuple[bool, str]:
+    """(trigger a cycle?, what the request was). Only pushes to a watched ref trigger; a push
+    whose ref cannot be read triggers too, since an extra cycle is cheap and harmless."""
+    if provider == "gitlab":
+        event = headers.get("X-Gitlab-Event", "")
+        payload = _payload(headers, body)
+        # System hooks carry the event in the body.
+        kind = payload.get("event_name") or payload.get("object_kind") or ""
+        push = event == "Push Hook" or (event == "System Hook" and kind == "push")
+    else:
+        names = (*_GITEA_EVENTS, "X-GitHub-Event")
+        event = next((headers[h] for h in names if headers.get(h)), "")
+        if event.strip().lower() == "ping":
+            return False, "ping"
+        push = event.strip().lower() in ("push", "")
+        payload = _payload(headers, body) if push else {}
+    if not push:
+        return False, f"{_clean(event, 60) or 'unknown'} event"
+    ref = payload.get("ref")
+    if not isinstance(ref, str) or not ref:
+        return True, "push"
+    if refs and ref not in refs:
+        return False, f"push to {_clean(ref)}"
+    after = payload.get("after") or payload.get("checkout_sha")
+    commit = f" ({_clean(after, 12)})" if isinstance(after, str) and after else ""
+    return True, f"push to {_clean(ref)}{commit}"
+
+
+# -- the server -----------------------------------------------------------------------------
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    app: Server
+
+
+class _IPv6HTTPServer(_HTTPServer):
+    address_family = socket.AF_INET6
+
+
+class Server:
+    """The daemon's HTTP endpoints on a background thread. `start()` binds (port 0 picks a
+    free port; see `address`), `stop()` closes the socket and joins every thread."""
+
+    def __init__(
+        self,
+        listen: str | tuple[str, int],
+        *,
+        metrics: Metrics,
+        health: Check,
+        ready: Check,
+        on_trigger: Callable[[str], None],
+        webhook_secret: SecretStr | str | None = None,
+        branches: Collection[str] = (),
+        max_body_bytes: int = MAX_BODY_BYTES,
+        request_timeout: float = 10.0,
+    ) -> None:
+        self.listen = parse_listen(listen) if isinstance(listen, str) else listen
+        self.metrics = metrics
+        self.health = health
+        self.ready = ready
+        self.on_trigger = on_trigger
+        raw = webhook_secret.get_secret_value() if isinstance(webhook_secret, SecretStr) else (
+            webhook_secret)
+        # A secret file usually ends with a newline that is not part of the secret.
+        secret = (raw or "").strip()
+        if secret:
+            redactor.add(secret)
+        self.secret: bytes | None = secret.encode() if secret else None
+        self.refs = frozenset(b if b.startswith("refs/") else f"refs/heads/{b}" for b in branches)
+        self.max_body_bytes = max_body_bytes
+        self.request_timeout = request_timeout
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._connections: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        metrics: Metrics,
+        health: Check,
+        ready: Check,
+        on_trigger: Callable[[str], None],
+    ) -> Server | None:
+        """The server `--listen` asks for, or None when it is empty (no HTTP)."""
+        address = settings.listen_address
+        if address is None:
+            return None
+        return cls(
+            address,
+            metrics=metrics,
+            health=health,
+            ready=ready,
+            on_trigger=on_trigger,
+            webhook_secret=settings.webhook_secret,
+            branches=(settings.branch,),
+        )
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound (host, port); only valid after `start()`."""
+        if self._httpd is None:
+            raise RuntimeError("the HTTP server is not started")
+        host, port = self._httpd.server_address[:2]
+        return str(host), int(port)
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def start(self) -> None:
+        if self._httpd is not None:
+            raise RuntimeError("the HTTP server is already started")
+        host, port = self.listen
+        cls = _IPv6HTTPServer if ":" in host else _HTTPServer
+        try:
+            httpd = cls((host, port), _Handler)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        httpd.app = self
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="reconciler-http",
+            daemon=True,
+        )
+        self._thread.start()
+        logger.bind(url=self.url, webhooks=self.secret is not None).info("HTTP server listening")
+
+    def stop(self) -> None:
+        httpd, thread = self._httpd, self._thread
+        if httpd is None or thread is None:
+            return
+        httpd.shutdown()
+        # Unblock handlers waiting on a slow client, so closing does not wait for its timeout.
+        with self._lock:
+            for conn in list(self._connections):
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+        httpd.server_close()  # closes the socket and joins the request threads
+        thread.join()
+        self._httpd = self._thread = None
+        logger.debug("HTTP server stopped")
+
+    def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _track(self, conn: socket.socket, active: bool) -> None:
+        with self._lock:
+            (self._connections.add if active else self._connections.discard)(conn)
+
+
+def _run_check(check: Check) -> tuple[bool, str]:
+    try:
+        result = check()
+    except Exception as exc:  # a probe must answer, not crash the request thread
+        logger.opt(exception=exc).warning("probe failed")
+        return False, f"probe failed: {type(exc).__name__}"
+    if isinstance(result, tuple):
+        return bool(result[0]), str(result[1])
+    return bool(result), "ok" if result else "failing"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _HTTPServer
+    server_version = f"reconciler/{__version__}"
+    sys_version = ""
+
+    ROUTES: Final[Mapping[str, Mapping[str, str]]] = {
+        "/metrics": {"GET": "_metrics", "HEAD": "_metrics"},
+        "/healthz": {"GET": "_healthz", "HEAD": "_healthz"},
+        "/readyz": {"GET": "_readyz", "HEAD": "_readyz"},
+        HOOK_PATH: {"POST": "_hook"},
+    }
+
+    def setup(self) -> None:
+        super().setup()
+        # A client that stops sending must not hold a thread (and `stop()`) forever.
+        self.connection.settimeout(self.server.app.request_timeout)
+        self.server.app._track(self.connection, True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.app._track(self.connection, False)
+
+    def _dispatch(self) -> None:
+        path = urlsplit(self.path).path.rstrip("/") or "/"
+        methods = self.ROUTES.get(path)
+        if methods is None:
+            self._send(HTTPStatus.NOT_FOUND, f"not found: {_clean(path, 100)}\n")
+        elif self.command not in methods:
+            allow = ", ".join(methods)
+            self._send(HTTPStatus.METHOD_NOT_ALLOWED, f"use {allow}\n", {"Allow": allow})
+        else:
+            getattr(self, methods[self.command])()
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _dispatch
+
+    def _send(
+        self,
+        status: HTTPStatus,
+        body: bytes | str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        data = body.encode() if isinstance(body, str) else body
+        self.send_response(status)
+        all_headers = {"Content-Type": "text/plain; charset=utf-8", **(headers or {})}
+        for name, value in all_headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _metrics(self) -> None:
+        body, headers = self.server.app.metrics.render(
+            self.headers.get("Accept", ""), self.headers.get("Accept-Encoding", "")
+        )
+        self._send(HTTPStatus.OK, body, headers)
+
+    def _probe(self, check: Check, prefix: str) -> None:
+        ok, reason = _run_check(check)
+        status = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE
+        text = "ok" if ok and reason == "ok" else f"{'ok' if ok else prefix}: {redactor(reason)}"
+        self._send(status, text + "\n")
+
+    def _healthz(self) -> None:
+        self._probe(self.server.app.health, "unhealthy")
+
+    def _readyz(self) -> None:
+        self._probe(self.server.app.ready, "not ready")
+
+    def _hook(self) -> None:
+        app = self.server.app
+        provider = identify(self.headers)
+        log = logger.bind(
+            provider=provider,
+            client=self.client_address[0],
+            delivery=_clean(self.headers.get("X-GitHub-Delivery")
+                            or self.headers.get("X-Gitea-Delivery")
+                            or self.headers.get("X-Gitlab-Event-UUID") or "-", 64),
+        )
+
+        def answer(status: HTTPStatus, result: WebhookResult, message: str) -> None:
+            app.metrics.observe_webhook(provider, result)
+            self._send(status, message + "\n")
+
+        if app.secret is None:
+            log.warning("webhook refused: no webhook secret configured")
+            answer(HTTPStatus.FORBIDDEN, "disabled",
+                   "webhooks are disabled: start the daemon with --webhook-secret-file")
+            return
+        body = self._read_body(answer)
+        if body is None:
+            return
+        problem = authenticate(provider, self.headers, body, app.secret)
+        if problem:
+            log.warning(f"webhook refused: {problem}")
+            answer(HTTPStatus.UNAUTHORIZED, "unauthorized", f"unauthorized: {problem}")
+            return
+        trigger, what = classify(provider, self.headers, body, app.refs)
+        if not trigger:
+            log.info(f"webhook ignored: {what}")
+            answer(HTTPStatus.OK, "ignored", f"ignored: {what}")
+            return
+        try:
+            app.on_trigger(f"webhook: {provider} {what}")
+        except Exception as exc:  # the daemon's queue failing must not kill the server
+            log.opt(exception=exc).error("webhook accepted but the cycle could not be queued")
+            answer(HTTPStatus.INTERNAL_SERVER_ERROR, "error", "could not queue a cycle")
+            return
+        log.info(f"webhook accepted: {what}")
+        answer(HTTPStatus.ACCEPTED, "accepted", f"accepted: {what}; a cycle is queued")
+
+    def _read_body(self, answer: Callable[[HTTPStatus, WebhookResult, str], None]) -> bytes | None:
+        """The raw body, or None after answering a request whose size is missing, wrong or
+        over the cap (the body of an oversized request is never read)."""
+        length_header = self.headers.get("Content-Length")
+        if length_header is None:
+            self.close_connection = True
+            answer(HTTPStatus.LENGTH_REQUIRED, "invalid", "Content-Length is required")
+            return None
+        if not length_header.strip().isdigit():
+            self.close_connection = True
+            answer(HTTPStatus.BAD_REQUEST, "invalid", "Content-Length is not a number")
+            return None
+        length = int(length_header)
+        limit = self.server.app.max_body_bytes
+        if length > limit:
+            self.close_connection = True
+            answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "invalid",
+                   f"body of {length} bytes is over the limit of {limit}")
+            return None
+        try:
+            body = self.rfile.read(length)
+        except OSError:
+            body = b""
+        if len(body) != length:
+            self.close_connection = True
+            answer(HTTPStatus.BAD_REQUEST, "invalid", "body shorter than Content-Length")
+            return None
+        return body
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Requests and malformed request lines go to the debug log, not to raw stderr.
+        # No format arguments: the request line is untrusted and may hold braces.
+        logger.bind(client=self.client_address[0]).debug(_clean("http: " + format % args, 400))
