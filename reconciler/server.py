@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import socket
+import sys
 import threading
 from collections.abc import Callable, Collection, Mapping
 from email.message import Message
@@ -146,8 +147,26 @@ def classify(
 
 
 class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
+    # Non-daemon request threads are the ones `server_close()` joins: nothing outlives stop().
+    daemon_threads = False
     app: Server
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Tracked before its thread starts, so stop() can always reach a connection.
+        self.app._track(request, True)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        self.app._track(request, False)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Called inside the `except` of a request thread; the default prints to raw stderr.
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):  # the client went away or stalled: routine
+            logger.debug(f"http: connection from {client_address[0]} ended: {error!r}")
+        else:
+            logger.opt(exception=error).error("http: request handler failed")
 
 
 class _IPv6HTTPServer(_HTTPServer):
@@ -240,7 +259,7 @@ class Server:
         httpd.app = self
         self._httpd = httpd
         self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="reconciler-http",
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="reconciler-http",
             daemon=True,
         )
         self._thread.start()
@@ -298,15 +317,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        # A client that stops sending must not hold a thread (and `stop()`) forever.
+        # A client that stops sending must not hold a thread forever.
         self.connection.settimeout(self.server.app.request_timeout)
-        self.server.app._track(self.connection, True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.app._track(self.connection, False)
 
     def _dispatch(self) -> None:
         path = urlsplit(self.path).path.rstrip("/") or "/"

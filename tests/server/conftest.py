@@ -1,0 +1,125 @@
+"""Fixtures for the HTTP server, metrics and logging tests: a started server on a free port,
+a request helper, and loguru/stdlib logging restored after each test."""
+
+from __future__ import annotations
+
+import io
+import logging
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from loguru import logger
+
+from reconciler.logs import setup_logging
+from reconciler.metrics import Metrics
+from reconciler.server import Server
+
+
+@dataclass
+class Probe:
+    """Mutable answers for /healthz and /readyz, flipped by tests."""
+
+    alive: bool = True
+    ready: tuple[bool, str] = (False, "waiting for the first successful sync")
+
+
+@dataclass
+class Triggers:
+    """Records `on_trigger` calls; `wait` blocks until one arrives."""
+
+    reasons: list[str] = field(default_factory=list)
+    event: threading.Event = field(default_factory=threading.Event)
+
+    def __call__(self, reason: str) -> None:
+        self.reasons.append(reason)
+        self.event.set()
+
+    def wait(self, seconds: float = 1.0) -> bool:
+        return self.event.wait(seconds)
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
+
+
+def request(
+    url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None
+) -> Response:
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return Response(resp.status, resp.read(), dict(resp.headers.items()))
+    except urllib.error.HTTPError as err:
+        with err:
+            return Response(err.code, err.read(), dict(err.headers.items()))
+
+
+@dataclass
+class Running:
+    server: Server
+    metrics: Metrics
+    probe: Probe
+    triggers: Triggers
+
+    def get(self, path: str, **headers: str) -> Response:
+        return request(self.server.url + path, headers=headers)
+
+    def call(self, method: str, path: str, body: bytes | None = None,
+             headers: dict[str, str] | None = None) -> Response:
+        return request(self.server.url + path, method, body, headers)
+
+
+StartServer = Callable[..., Running]
+
+
+@pytest.fixture
+def start_server() -> Iterator[StartServer]:
+    started: list[Server] = []
+
+    def start(**kwargs: object) -> Running:
+        probe, triggers, metrics = Probe(), Triggers(), Metrics()
+        options: dict[str, object] = {
+            "metrics": metrics,
+            "health": lambda: probe.alive,
+            "ready": lambda: probe.ready,
+            "on_trigger": triggers,
+        }
+        options.update(kwargs)
+        server = Server("127.0.0.1:0", **options)  # type: ignore[arg-type]
+        server.start()
+        started.append(server)
+        return Running(server, options["metrics"], probe, triggers)  # type: ignore[arg-type]
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def log_output() -> Iterator[Callable[[str, str], io.StringIO]]:
+    """Configure logging into a buffer; restore loguru and the root logger afterwards."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+
+    def configure(fmt: str, level_name: str = "DEBUG") -> io.StringIO:
+        buffer = io.StringIO()
+        setup_logging(fmt, level_name, stream=buffer)  # type: ignore[arg-type]
+        return buffer
+
+    yield configure
+    logger.remove()
+    logger.add(sys.stderr)
+    root.handlers[:] = handlers
+    root.setLevel(level)
