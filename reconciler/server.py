@@ -68,18 +68,15 @@ def identify(headers: Message) -> WebhookProvider:
     return "unknown"
 
 
-def _hmac_hex(secret: bytes, body: bytes) -> str:
-    return hmac.new(secret, body, hashlib.sha256).hexdigest()
-
-
 def authenticate(provider: WebhookProvider, headers: Message, body: bytes, secret: bytes) -> str:
     """'' when the request proves it knows `secret`, else why not (safe to return to the
     caller: it never contains the secret or the signatures)."""
     if provider == "gitlab":
-        token = headers.get("X-Gitlab-Token", "")
-        ok = hmac.compare_digest(token.encode("utf-8", "replace"), secret)
+        # http.server decodes header bytes as Latin-1; encoding back gives the bytes sent.
+        token = headers.get("X-Gitlab-Token", "").encode("latin-1", "replace")
+        ok = hmac.compare_digest(token, secret)
         return "" if ok else "X-Gitlab-Token does not match the webhook secret"
-    expected = _hmac_hex(secret, body)
+    expected = hmac.new(secret, body, hashlib.sha256).hexdigest()
     given: list[str] = []
     hub = headers.get("X-Hub-Signature-256")
     if hub is not None:
@@ -195,10 +192,10 @@ class Server:
         self.health = health
         self.ready = ready
         self.on_trigger = on_trigger
-        raw = webhook_secret.get_secret_value() if isinstance(webhook_secret, SecretStr) else (
-            webhook_secret)
+        if isinstance(webhook_secret, SecretStr):
+            webhook_secret = webhook_secret.get_secret_value()
         # A secret file usually ends with a newline that is not part of the secret.
-        secret = (raw or "").strip()
+        secret = (webhook_secret or "").strip()
         if secret:
             redactor.add(secret)
         self.secret: bytes | None = secret.encode() if secret else None
@@ -224,15 +221,8 @@ class Server:
         address = settings.listen_address
         if address is None:
             return None
-        return cls(
-            address,
-            metrics=metrics,
-            health=health,
-            ready=ready,
-            on_trigger=on_trigger,
-            webhook_secret=settings.webhook_secret,
-            branches=(settings.branch,),
-        )
+        return cls(address, metrics=metrics, health=health, ready=ready, on_trigger=on_trigger,
+                   webhook_secret=settings.webhook_secret, branches=(settings.branch,))
 
     @property
     def address(self) -> tuple[str, int]:
@@ -292,17 +282,6 @@ class Server:
             (self._connections.add if active else self._connections.discard)(conn)
 
 
-def _run_check(check: Check) -> tuple[bool, str]:
-    try:
-        result = check()
-    except Exception as exc:  # a probe must answer, not crash the request thread
-        logger.opt(exception=exc).warning("probe failed")
-        return False, f"probe failed: {type(exc).__name__}"
-    if isinstance(result, tuple):
-        return bool(result[0]), str(result[1])
-    return bool(result), "ok" if result else "failing"
-
-
 class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
     server_version = f"reconciler/{__version__}"
@@ -357,10 +336,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(HTTPStatus.OK, body, headers)
 
     def _probe(self, check: Check, prefix: str) -> None:
-        ok, reason = _run_check(check)
+        try:
+            result = check()
+        except Exception as exc:  # a probe must answer, not kill the request thread
+            logger.opt(exception=exc).warning("probe failed")
+            result = (False, f"probe failed: {type(exc).__name__}")
+        ok, reason = result if isinstance(result, tuple) else (result, "")
         status = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE
-        text = "ok" if ok and reason == "ok" else f"{'ok' if ok else prefix}: {redactor(reason)}"
-        self._send(status, text + "\n")
+        text = "ok" if ok else prefix
+        self._send(status, f"{text}: {redactor(reason)}\n" if reason else f"{text}\n")
 
     def _healthz(self) -> None:
         self._probe(self.server.app.health, "unhealthy")
@@ -413,31 +397,23 @@ class _Handler(BaseHTTPRequestHandler):
     def _read_body(self, answer: Callable[[HTTPStatus, WebhookResult, str], None]) -> bytes | None:
         """The raw body, or None after answering a request whose size is missing, wrong or
         over the cap (the body of an oversized request is never read)."""
-        length_header = self.headers.get("Content-Length")
-        if length_header is None:
-            self.close_connection = True
-            answer(HTTPStatus.LENGTH_REQUIRED, "invalid", "Content-Length is required")
-            return None
-        if not length_header.strip().isdigit():
-            self.close_connection = True
-            answer(HTTPStatus.BAD_REQUEST, "invalid", "Content-Length is not a number")
-            return None
-        length = int(length_header)
+        header = (self.headers.get("Content-Length") or "").strip()
         limit = self.server.app.max_body_bytes
-        if length > limit:
-            self.close_connection = True
-            answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "invalid",
-                   f"body of {length} bytes is over the limit of {limit}")
-            return None
-        try:
-            body = self.rfile.read(length)
-        except OSError:
-            body = b""
-        if len(body) != length:
-            self.close_connection = True
-            answer(HTTPStatus.BAD_REQUEST, "invalid", "body shorter than Content-Length")
-            return None
-        return body
+        body = b""
+        if not header.isdigit():
+            status, message = HTTPStatus.LENGTH_REQUIRED, "a numeric Content-Length is required"
+        elif int(header) > limit:
+            status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+            message = f"body of {header} bytes is over the limit of {limit}"
+        else:
+            with contextlib.suppress(OSError):  # a client that stalls past the timeout
+                body = self.rfile.read(int(header))
+            if len(body) == int(header):
+                return body
+            status, message = HTTPStatus.BAD_REQUEST, "body shorter than Content-Length"
+        self.close_connection = True
+        answer(status, "invalid", message)
+        return None
 
     def log_message(self, format: str, *args: Any) -> None:
         # Requests and malformed request lines go to the debug log, not to raw stderr.

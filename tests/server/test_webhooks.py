@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socket
 import urllib.parse
 from collections.abc import Callable
 
@@ -199,3 +200,38 @@ def test_secret_and_signatures_never_reach_the_logs(
     assert "webhook accepted" in text
     for value in (SECRET, good["X-Hub-Signature-256"][7:], wrong["X-Hub-Signature-256"][7:]):
         assert value not in text
+
+
+def raw_exchange(running: Running, data: bytes) -> bytes:
+    host, port = running.server.address
+    with socket.create_connection((host, port), timeout=5) as conn:
+        conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)
+        return b"".join(iter(lambda: conn.recv(65536), b""))
+
+
+def test_a_body_without_a_length_is_411_and_a_short_body_400(hooks: Running) -> None:
+    headers = "".join(f"{k}: {v}\r\n" for k, v in github(PUSH).items())
+    no_length = f"POST /hooks/git HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode() + PUSH
+    assert raw_exchange(hooks, no_length).startswith(b"HTTP/1.0 411")
+    short = (f"POST /hooks/git HTTP/1.1\r\nHost: x\r\n{headers}Content-Length: {len(PUSH) + 10}"
+             "\r\n\r\n").encode() + PUSH
+    assert raw_exchange(hooks, short).startswith(b"HTTP/1.0 400")
+    assert not hooks.triggers.reasons
+
+
+def test_forgejo_signatures_are_accepted(hooks: Running) -> None:
+    headers = {"X-Forgejo-Event": "push", "X-Forgejo-Signature": hex_hmac(PUSH)}
+    assert post(hooks, PUSH, headers)[0] == 202
+
+
+def test_a_non_ascii_gitlab_token_compares_by_its_bytes(start_server: StartServer) -> None:
+    secret = "clé-secrète-42"
+    running = start_server(webhook_secret=secret)
+    host, port = running.server.address
+    with socket.create_connection((host, port), timeout=5) as conn:
+        conn.sendall(b"POST /hooks/git HTTP/1.1\r\nHost: x\r\nX-Gitlab-Event: Push Hook\r\n"
+                     b"X-Gitlab-Token: " + secret.encode() + b"\r\nContent-Length: 2\r\n\r\n{}")
+        conn.shutdown(socket.SHUT_WR)
+        answer = b"".join(iter(lambda: conn.recv(65536), b""))
+    assert answer.startswith(b"HTTP/1.0 202"), answer
