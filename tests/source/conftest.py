@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from loguru import logger
+
+from tests.support.fixtures import (  # noqa: F401 - fixtures used by name
+    bare_remote,
+    git_daemon,
+    git_http,
+    git_root,
+    git_user,
+    ssh_server,
+)
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[str]]:
+    """Every loguru record (any level) emitted during the test, formatted with its values."""
+    lines: list[str] = []
+    sink = logger.add(
+        lambda message: lines.append(str(message) + repr(message.record["extra"])),
+        level="TRACE",
+        format="{level} {message}",
+    )
+    try:
+        yield lines
+    finally:
+        logger.remove(sink)
