@@ -158,6 +158,14 @@ class Metrics:
             ProcessCollector(registry=r)
             PlatformCollector(registry=r)
             GCCollector(registry=r)
+        self._define_source_metrics(r)
+        self._define_run_metrics(r)
+        self.build_info.labels(_label(version)).set(1)
+        self._snapshot = _SnapshotCollector(clock)
+        r.register(self._snapshot)
+        self._initialise()
+
+    def _define_source_metrics(self, r: CollectorRegistry) -> None:
         self.fetches = Counter(
             PREFIX + "source_fetch_total", "Polls of the Git remote.", ["result"], registry=r
         )
@@ -190,6 +198,8 @@ class Metrics:
             buckets=RECONCILE_BUCKETS,
             registry=r,
         )
+
+    def _define_run_metrics(self, r: CollectorRegistry) -> None:
         self.runs = Counter(
             PREFIX + "runs_total", "Finished runs.", ["kind", "trigger", "result"], registry=r
         )
@@ -224,10 +234,6 @@ class Metrics:
         self.build_info = Gauge(
             PREFIX + "build_info", "1, labelled with the daemon's version.", ["version"], registry=r
         )
-        self.build_info.labels(_label(version)).set(1)
-        self._snapshot = _SnapshotCollector(clock)
-        r.register(self._snapshot)
-        self._initialise()
 
     def _initialise(self) -> None:
         """Create every series whose labels are known up front, at 0, so `increase()` and
