@@ -1,0 +1,247 @@
+"""The local executor's run journal: one SQLite row per run, in `<state-dir>/journal.sqlite`.
+
+The journal is what makes a restart safe. A run's row is written before anything of the run
+exists on disk and is updated as the run moves on, so a restarted daemon knows every run it ever
+accepted: queued ones are started, live ones adopted, finished ones reported until acknowledged.
+Rows hold no secret values: a queued run keeps its request (the entry refers to secrets by name).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from reconciler.executors.base import RunRequest
+from reconciler.types import EntryId, Kind, Operation, Revision, RunId, RunState, SpecHash, Trigger
+
+JOURNAL_FILE = "journal.sqlite"
+_SCHEMA_VERSION = 1
+_ACTIVE = (RunState.PENDING.value, RunState.RUNNING.value)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id        TEXT    NOT NULL UNIQUE,
+    entry_id      TEXT    NOT NULL,
+    kind          TEXT    NOT NULL,
+    spec_hash     TEXT    NOT NULL,
+    operation     TEXT    NOT NULL,
+    trigger       TEXT    NOT NULL,
+    attempt       INTEGER NOT NULL,
+    revision      TEXT    NOT NULL,
+    state         TEXT    NOT NULL,
+    requested_at  TEXT    NOT NULL,
+    submitted_at  TEXT    NOT NULL,
+    started_at    TEXT,
+    finished_at   TEXT,
+    exit_code     INTEGER,
+    message       TEXT    NOT NULL DEFAULT '',
+    result        TEXT    NOT NULL DEFAULT '{}',
+    pid           INTEGER,
+    pid_start     INTEGER,
+    acknowledged  INTEGER NOT NULL DEFAULT 0,
+    request       TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_entry ON runs (entry_id, seq);
+CREATE INDEX IF NOT EXISTS runs_to_report ON runs (acknowledged, seq);
+"""
+
+
+class JournalError(RuntimeError):
+    """The journal cannot be opened or is from an unknown version of reconciler."""
+
+
+class RunRow(BaseModel):
+    """One run as the journal records it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seq: int
+    run_id: RunId
+    entry_id: EntryId
+    kind: Kind
+    spec_hash: SpecHash
+    operation: Operation
+    trigger: Trigger
+    attempt: int
+    revision: Revision
+    state: RunState
+    requested_at: datetime
+    submitted_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    message: str = ""
+    result: dict[str, Any] = {}
+    pid: int | None = None
+    pid_start: int | None = None
+    acknowledged: bool = False
+    request: RunRequest | None = None
+
+
+def _row(values: sqlite3.Row) -> RunRow:
+    data = dict(values)
+    data["result"] = json.loads(data["result"] or "{}")
+    data["acknowledged"] = bool(data["acknowledged"])
+    raw_request = data.pop("request")
+    data["request"] = RunRequest.model_validate_json(raw_request) if raw_request else None
+    return RunRow.model_validate(data)
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+class Journal:
+    """Thread-safe access to the journal. `readonly=True` never creates or changes anything
+    (for `reconciler logs` next to a running daemon)."""
+
+    def __init__(self, state_dir: Path, *, readonly: bool = False) -> None:
+        path = state_dir / JOURNAL_FILE
+        self._lock = threading.Lock()
+        try:
+            if readonly:
+                self._db = sqlite3.connect(
+                    f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+                )
+            else:
+                self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                # FULL: a run the journal forgot after a power loss could be started twice.
+                self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            self._db.row_factory = sqlite3.Row
+            if not readonly:
+                self._migrate()
+            self._check_version()
+        except sqlite3.Error as err:
+            raise JournalError(f"cannot open the run journal {path}: {err}") from err
+
+    def _migrate(self) -> None:
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            if self._db.execute("PRAGMA user_version").fetchone()[0] == 0:
+                # One statement at a time: executescript() would commit the open transaction.
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+
+    def _check_version(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version != _SCHEMA_VERSION:
+            raise JournalError(
+                f"the run journal has schema version {version}; this reconciler reads "
+                f"version {_SCHEMA_VERSION}"
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[RunRow]:
+        with self._lock:
+            return [_row(r) for r in self._db.execute(sql, params).fetchall()]
+
+    def _change(self, sql: str, params: Sequence[Any] = ()) -> int:
+        with self._lock:
+            return self._db.execute(sql, params).rowcount
+
+    def add(self, request: RunRequest, *, submitted_at: datetime) -> bool:
+        """Record a queued run. False when the run id is already known (nothing changes)."""
+        entry = request.entry
+        return bool(self._change(
+            "INSERT OR IGNORE INTO runs (run_id, entry_id, kind, spec_hash, operation, trigger,"
+            " attempt, revision, state, requested_at, submitted_at, request)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (request.run_id, entry.id, entry.kind.value, entry.spec_hash,
+             request.operation.value, request.trigger.value, request.attempt, request.revision,
+             RunState.PENDING.value, _time(request.requested_at), _time(submitted_at),
+             request.model_dump_json()),
+        ))
+
+    def get(self, run_id: RunId) -> RunRow | None:
+        rows = self._query("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        return rows[0] if rows else None
+
+    def active(self) -> list[RunRow]:
+        """Queued and running runs, oldest first."""
+        return self._query("SELECT * FROM runs WHERE state IN (?, ?) ORDER BY seq", _ACTIVE)
+
+    def unacknowledged(self) -> list[RunRow]:
+        return self._query("SELECT * FROM runs WHERE acknowledged = 0 ORDER BY seq")
+
+    def latest(self, entry_id: EntryId) -> RunRow | None:
+        rows = self._query(
+            "SELECT * FROM runs WHERE entry_id = ? ORDER BY seq DESC LIMIT 1", (entry_id,)
+        )
+        return rows[0] if rows else None
+
+    def mark_running(self, run_id: RunId, *, started_at: datetime) -> bool:
+        """Claim a queued run before anything of it is started: if the daemon dies from here
+        on, the run is found without a live supervisor and reported as interrupted, never
+        started a second time."""
+        return bool(self._change(
+            "UPDATE runs SET state = ?, started_at = ? WHERE run_id = ? AND state = ?",
+            (RunState.RUNNING.value, _time(started_at), run_id, RunState.PENDING.value),
+        ))
+
+    def set_supervisor(self, run_id: RunId, *, pid: int, pid_start: int | None) -> None:
+        self._change(
+            "UPDATE runs SET pid = ?, pid_start = ? WHERE run_id = ?", (pid, pid_start, run_id)
+        )
+
+    def finish(
+        self,
+        run_id: RunId,
+        state: RunState,
+        *,
+        finished_at: datetime,
+        message: str,
+        started_at: datetime | None = None,
+        exit_code: int | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> bool:
+        """Record how an active run ended. A run finishes once: False when it already had."""
+        assert state.finished, state
+        return bool(self._change(
+            "UPDATE runs SET state = ?, started_at = COALESCE(?, started_at), finished_at = ?,"
+            " exit_code = ?, message = ?, result = ?, request = NULL"
+            " WHERE run_id = ? AND state IN (?, ?)",
+            (state.value, _time(started_at), _time(finished_at), exit_code, message,
+             json.dumps(result or {}), run_id, *_ACTIVE),
+        ))
+
+    def acknowledge(self, run_ids: Iterable[RunId]) -> list[RunRow]:
+        """Mark finished runs acknowledged; returns the rows that were."""
+        done: list[RunRow] = []
+        for run_id in run_ids:
+            changed = self._change(
+                "UPDATE runs SET acknowledged = 1"
+                " WHERE run_id = ? AND acknowledged = 0 AND state NOT IN (?, ?)",
+                (run_id, *_ACTIVE),
+            )
+            row = self.get(run_id) if changed else None
+            if row is not None:
+                done.append(row)
+        return done
+
+    def prune(self, entry_id: EntryId, *, keep: int) -> list[RunId]:
+        """Forget all but the newest `keep` acknowledged runs of an entry; returns the ids
+        forgotten, whose files the caller removes."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            old = [
+                RunId(r[0]) for r in self._db.execute(
+                    "SELECT run_id FROM runs WHERE entry_id = ? AND acknowledged = 1"
+                    " ORDER BY seq DESC LIMIT -1 OFFSET ?", (entry_id, keep),
+                ).fetchall()
+            ]
+            self._db.executemany("DELETE FROM runs WHERE run_id = ?", [(r,) for r in old])
+        return old

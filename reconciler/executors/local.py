@@ -1,0 +1,386 @@
+"""The local executor (DESIGN §5): runs as processes on this machine, the embedded default.
+
+Layout of the state dir:
+
+    journal.sqlite          every run: queued, running, finished, acknowledged
+    runs/<run-id>/          run.json (what to run, no secret values), log, result.json, lock
+    work/<run-id>/          task/ (the task's files, read-only; the command's folder),
+                            repo/ (a stack's repository at the run's revision), home/, tmp/
+
+Each run is supervised by its own detached process (`executors/runner.py`), so the executor
+has no threads and a run survives the daemon: after a restart, `poll` adopts live runs, reports
+runs that finished meanwhile, and reports as Interrupted a run whose supervisor vanished without
+a result. Runs beyond `max_parallel` wait in the journal and start as slots free up, also after
+a restart. `submit` of a known run id never starts a second process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from loguru import logger
+
+from reconciler.declarations.entries import Entry
+from reconciler.executors import history
+from reconciler.executors.base import RunReport, RunRequest, Workspace
+from reconciler.executors.journal import Journal, RunRow
+from reconciler.executors.runner import (
+    CANCEL_FILE,
+    COMMAND_FILE,
+    ERRORS_FILE,
+    LOCK_FILE,
+    LOG_FILE,
+    SPEC_FILE,
+    RunnerSpec,
+    process_start,
+    write_atomically,
+)
+from reconciler.executors.workdir import (
+    RunSetupError,
+    read_secret_env,
+    remove_tree,
+    run_environment,
+    write_task_files,
+)
+from reconciler.redact import redactor
+from reconciler.stacks import runner_invocation
+from reconciler.types import EntryId, Kind, RunId, RunState
+
+STATE_LOCK_FILE = "executor.lock"
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# The supervisor is started isolated from the run's PYTHON* variables, which belong to the
+# command; the package's own folder is put first on its path instead.
+_BOOTSTRAP = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "from reconciler.executors.runner import main; sys.exit(main(sys.argv[2:]))"
+)
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class StateDirBusyError(RuntimeError):
+    """Another process already runs a local executor over the same state dir."""
+
+
+@dataclass(frozen=True)
+class _Launch:
+    argv: list[str]
+    cwd: Path
+    extra_env: dict[str, str]
+
+
+class LocalExecutor:
+    name = "local"
+
+    def __init__(
+        self,
+        *,
+        state_dir: Path,
+        secrets_dir: Path | None = None,
+        max_parallel: int = 4,
+        workspace: Workspace | None = None,
+        engine_bin: str | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+        kill_grace_seconds: float = 10.0,
+        keep_runs: int = 10,
+        base_env: Mapping[str, str] | None = None,
+    ) -> None:
+        """`keep_runs`: acknowledged runs (journal rows and logs) kept per entry.
+        `base_env`: variables every run starts from; default PATH and LANG of this process."""
+        if max_parallel < 1:
+            raise ValueError(f"max_parallel must be at least 1, got {max_parallel}")
+        self._state_dir = state_dir.absolute()
+        self._secrets_dir = secrets_dir.absolute() if secrets_dir else None
+        self._max_parallel = max_parallel
+        self._workspace = workspace
+        self._engine_bin = engine_bin
+        self._clock = clock
+        self._grace = kill_grace_seconds
+        self._keep_runs = keep_runs
+        self._base_env = dict(base_env) if base_env is not None else {
+            k: os.environ[k] for k in ("PATH", "LANG") if k in os.environ
+        }
+        self._lock = threading.RLock()
+        self._closed = False
+        self._children: dict[RunId, subprocess.Popen[bytes]] = {}
+        for sub in (history.RUNS_DIR, history.WORK_DIR):
+            (self._state_dir / sub).mkdir(parents=True, exist_ok=True)
+        self._state_lock = self._lock_state_dir()
+        try:
+            self._journal = Journal(self._state_dir)
+        except BaseException:
+            os.close(self._state_lock)
+            raise
+        self._remove_stale_work_dirs()
+
+    def _lock_state_dir(self) -> int:
+        path = self._state_dir / STATE_LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StateDirBusyError(
+                f"{self._state_dir} is in use by another reconciler process (it holds {path})"
+            ) from None
+        return fd
+
+    def _remove_stale_work_dirs(self) -> None:
+        for folder in (self._state_dir / history.WORK_DIR).iterdir():
+            if not history.supervised(history.run_dir(self._state_dir, RunId(folder.name))):
+                remove_tree(folder)
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # The protocol.
+
+    def free_slots(self) -> int:
+        with self._lock:
+            return max(0, self._max_parallel - len(self._refresh()))
+
+    def submit(self, request: RunRequest) -> None:
+        if not _RUN_ID.match(request.run_id):
+            raise ValueError(f"run id {request.run_id!r} is not usable as a folder name")
+        with self._lock:
+            if self._journal.add(request, submitted_at=self._clock()):
+                logger.info("run {} of {} queued", request.run_id, request.entry.id)
+            self._refresh()
+
+    def poll(self) -> Sequence[RunReport]:
+        with self._lock:
+            self._refresh()
+            return [self._report(row) for row in self._journal.unacknowledged()]
+
+    def acknowledge(self, run_ids: Sequence[RunId]) -> None:
+        with self._lock:
+            for row in self._journal.acknowledge(run_ids):
+                remove_tree(history.work_dir(self._state_dir, row.run_id))
+                for old in self._journal.prune(row.entry_id, keep=self._keep_runs):
+                    remove_tree(history.run_dir(self._state_dir, old))
+                    remove_tree(history.work_dir(self._state_dir, old))
+
+    def logs(self, run_id: RunId) -> str:
+        if not _RUN_ID.match(run_id):
+            return ""
+        return history.read_log(history.run_dir(self._state_dir, run_id))
+
+    def cancel(self, run_id: RunId) -> None:
+        """Stop a run: its processes get SIGTERM, then SIGKILL after the grace period, and it
+        is reported Failed with the message "cancelled" at once."""
+        with self._lock:
+            row = self._journal.get(run_id)
+            if row is None or row.state.finished:
+                return
+            folder = history.run_dir(self._state_dir, run_id)
+            if row.state is RunState.RUNNING and folder.is_dir():
+                # The supervisor checks for this file several times a second.
+                (folder / CANCEL_FILE).touch()
+            self._journal.finish(
+                run_id, RunState.FAILED, finished_at=self._clock(), message="cancelled"
+            )
+            logger.info("run {} cancelled", run_id)
+
+    def close(self) -> None:
+        """Release the state dir. Runs keep running; the next executor adopts them."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._journal.close()
+            os.close(self._state_lock)
+
+    def latest_run(self, entry_id: EntryId) -> RunReport | None:
+        """The newest run of an entry; see also `history.RunHistory` for a read-only view."""
+        with self._lock:
+            self._refresh()
+            row = self._journal.latest(entry_id)
+            return self._report(row) if row else None
+
+    # Internals.
+
+    def _report(self, row: RunRow) -> RunReport:
+        return history.report(row, history.run_dir(self._state_dir, row.run_id))
+
+    def _refresh(self) -> list[RunRow]:
+        """Record runs that ended, start queued runs into free slots; returns the active runs."""
+        for run_id, child in list(self._children.items()):
+            if child.poll() is not None:  # reap the supervisor; its result is on disk
+                del self._children[run_id]
+        active = []
+        for row in self._journal.active():
+            if row.state is RunState.RUNNING and self._ended(row):
+                continue
+            active.append(row)
+        running = sum(1 for row in active if row.state is RunState.RUNNING)
+        for row in active:
+            if running >= self._max_parallel:
+                break
+            if row.state is RunState.PENDING and self._start(row):
+                running += 1
+        return self._journal.active()
+
+    def _ended(self, row: RunRow) -> bool:
+        folder = history.run_dir(self._state_dir, row.run_id)
+        ending = history.observe(row, folder, now=self._clock())
+        if ending is None:
+            return False
+        if ending.state is RunState.INTERRUPTED:
+            self._kill_orphans(folder)
+        self._journal.finish(
+            row.run_id,
+            ending.state,
+            started_at=ending.started_at,
+            finished_at=ending.finished_at,
+            exit_code=ending.exit_code,
+            message=ending.message,
+            result=ending.result,
+        )
+        logger.info("run {} of {} ended: {}", row.run_id, row.entry_id, ending.state.value)
+        return True
+
+    def _kill_orphans(self, folder: Path) -> None:
+        """A supervisor that died may leave its command running: stop it, so that a retry
+        never runs next to it."""
+        try:
+            command = json.loads((folder / COMMAND_FILE).read_text())
+        except (OSError, ValueError):
+            return
+        pid, started = command.get("pid"), command.get("pid_start")
+        if isinstance(pid, int) and started is not None and process_start(pid) == started:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+
+    def _start(self, row: RunRow) -> bool:
+        """Start a queued run; False when it could not start (it is then recorded Failed)."""
+        request = row.request
+        if request is None or not self._journal.mark_running(
+            row.run_id, started_at=self._clock()
+        ):
+            return False
+        folder = history.run_dir(self._state_dir, row.run_id)
+        try:
+            env = self._prepare(request, folder)
+            child = self._spawn(folder, env)
+        except RunSetupError as err:
+            return self._fail_to_start(row, folder, str(err))
+        except Exception as err:
+            # A run's problem, whatever it is, is the run's failure and not the daemon's crash.
+            return self._fail_to_start(row, folder, f"could not start: {type(err).__name__}: {err}")
+        self._children[row.run_id] = child
+        self._journal.set_supervisor(row.run_id, pid=child.pid, pid_start=process_start(child.pid))
+        logger.info("run {} of {} started", row.run_id, row.entry_id)
+        return True
+
+    def _fail_to_start(self, row: RunRow, folder: Path, message: str) -> bool:
+        message = redactor(message)
+        with contextlib.suppress(OSError):
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(folder / LOG_FILE, "a", encoding="utf-8") as log:
+                log.write(f"[reconciler] {message}\n")
+        self._journal.finish(row.run_id, RunState.FAILED, finished_at=self._clock(),
+                             message=message)
+        logger.warning("run {} of {} could not start: {}", row.run_id, row.entry_id, message)
+        return False
+
+    def _prepare(self, request: RunRequest, folder: Path) -> dict[str, str]:
+        """Fresh run and work folders, the run's environment, and its description file."""
+        entry = request.entry
+        work = history.work_dir(self._state_dir, request.run_id)
+        remove_tree(folder)
+        remove_tree(work)
+        folder.mkdir(parents=True)
+        (work / "home").mkdir(parents=True)
+        (work / "tmp").mkdir()
+        secrets = read_secret_env(entry.spec.secret_env, self._secrets_dir)
+        launch = self._task_launch(entry, work) if entry.kind is Kind.TASK else (
+            self._stack_launch(request, work)
+        )
+        env = run_environment(
+            request, base=self._base_env, home=work / "home", tmp=work / "tmp",
+            extra=launch.extra_env, secrets=secrets,
+        )
+        spec = RunnerSpec(
+            run_id=request.run_id,
+            entry_id=entry.id,
+            operation=request.operation.value,
+            attempt=request.attempt,
+            revision=request.revision,
+            argv=tuple(launch.argv),
+            cwd=str(launch.cwd),
+            timeout_seconds=float(entry.timeout_seconds),
+            kill_grace_seconds=self._grace,
+            secret_env=tuple(sorted(secrets)),
+        )
+        write_atomically(folder / SPEC_FILE, spec.to_json())
+        return env
+
+    def _task_launch(self, entry: Entry, work: Path) -> _Launch:
+        task = entry.task
+        if task.repository is not None:
+            raise RunSetupError(
+                "spec.repository: cloning a repository before the run is done by the "
+                "kubernetes executor only; the local executor cannot run this task"
+            )
+        write_task_files(entry.files, work / "task")
+        return _Launch([*task.command, *task.args], work / "task", {})
+
+    def _stack_launch(self, request: RunRequest, work: Path) -> _Launch:
+        if self._workspace is None:
+            raise RunSetupError("stacks need the repository's files, and no workspace is set")
+        repo = work / "repo"
+        try:
+            self._workspace.materialize(request.revision, repo)
+        except Exception as err:
+            raise RunSetupError(
+                f"could not check out revision {request.revision}: {err}"
+            ) from None
+        invocation = runner_invocation(
+            request.entry, request.operation, state_dir=self._state_dir,
+            engine_bin=self._engine_bin,
+        )
+        cwd = (repo / invocation.workdir).resolve()
+        if not cwd.is_relative_to(repo.resolve()) or not cwd.is_dir():
+            raise RunSetupError(
+                f"the stack's folder {invocation.workdir!r} does not exist at revision "
+                f"{request.revision}"
+            )
+        return _Launch(list(invocation.argv), cwd, dict(invocation.env))
+
+    def _spawn(self, folder: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+        lock = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            # Locked before the supervisor exists and handed down to it: there is no moment
+            # when a started run looks unsupervised.
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            with open(folder / ERRORS_FILE, "ab") as errors:
+                return subprocess.Popen(
+                    [sys.executable, "-I", "-c", _BOOTSTRAP, _PACKAGE_ROOT, str(folder)],
+                    cwd=folder,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=errors,
+                    start_new_session=True,
+                    pass_fds=(lock,),
+                )
+        finally:
+            os.close(lock)

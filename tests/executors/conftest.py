@@ -1,0 +1,194 @@
+"""One executor test suite, run against every executor through a harness.
+
+A harness makes executors over one shared place (a state dir, a namespace), stores secrets
+where its executor reads them, and stops whatever runs a test left behind. To run the suite
+against another executor, add a harness class and its name to `HARNESSES`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+
+from reconciler.declarations.entries import Entry, Location
+from reconciler.declarations.fields import parse_duration
+from reconciler.declarations.models import TaskSpec
+from reconciler.executors.base import Executor, RunReport, RunRequest, run_id_for
+from reconciler.executors.history import RUNS_DIR, supervised
+from reconciler.executors.local import LocalExecutor
+from reconciler.types import EntryId, Kind, Operation, Revision, RunId, SpecHash, Trigger, entry_id
+
+REVISION = Revision("0123456789abcdef0123456789abcdef01234567")
+
+
+class Harness(Protocol):
+    name: str
+
+    def make(self, *, max_parallel: int = 4) -> Executor:
+        """A new executor over the harness's shared state."""
+        ...
+
+    def add_secret(self, secret: str, key: str, value: str) -> None: ...
+
+    def process_alive(self, pid: int) -> bool:
+        """Whether a process that a run started (its pid as the run printed it) still exists."""
+        ...
+
+    def cleanup(self) -> None: ...
+
+
+class LocalHarness:
+    name = "local"
+
+    def __init__(self, root: Path) -> None:
+        self.state_dir = root / "state"
+        self.secrets_dir = root / "secrets"
+        self.secrets_dir.mkdir()
+        self.executors: list[LocalExecutor] = []
+
+    def make(self, *, max_parallel: int = 4, **options: Any) -> LocalExecutor:
+        executor = LocalExecutor(
+            state_dir=self.state_dir,
+            secrets_dir=self.secrets_dir,
+            max_parallel=max_parallel,
+            kill_grace_seconds=0.5,
+            **options,
+        )
+        self.executors.append(executor)
+        return executor
+
+    def add_secret(self, secret: str, key: str, value: str) -> None:
+        folder = self.secrets_dir / secret
+        folder.mkdir(exist_ok=True)
+        (folder / key).write_text(value)
+
+    def process_alive(self, pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        return state not in ("Z", "X")
+
+    def cleanup(self) -> None:
+        for executor in self.executors:
+            executor.close()
+        if not self.state_dir.exists():
+            return
+        # Cancel what is still running, then wait until every supervisor has gone.
+        with LocalExecutor(state_dir=self.state_dir, kill_grace_seconds=0.2) as executor:
+            for report in executor.poll():
+                if not report.state.finished:
+                    executor.cancel(report.run_id)
+        runs = list((self.state_dir / RUNS_DIR).glob("*"))
+        eventually(lambda: not any(supervised(folder) for folder in runs), timeout=15)
+
+
+HARNESSES: dict[str, Callable[[Path], Harness]] = {"local": LocalHarness}
+
+
+@pytest.fixture(params=sorted(HARNESSES))
+def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+    made = HARNESSES[request.param](tmp_path)
+    try:
+        yield made
+    finally:
+        made.cleanup()
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> Iterator[LocalHarness]:
+    made = LocalHarness(tmp_path)
+    try:
+        yield made
+    finally:
+        made.cleanup()
+
+
+def task_entry(
+    name: str,
+    command: Sequence[str],
+    *,
+    args: Sequence[str] = (),
+    files: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    secret_env: Mapping[str, tuple[str, str]] | None = None,
+    timeout: str = "60s",
+) -> Entry:
+    """A Task as the loader would produce it; `secret_env` maps NAME to (secret, key)."""
+    spec = TaskSpec.model_validate({
+        "image": "busybox:1.36",
+        "command": list(command),
+        "args": list(args),
+        "env": dict(env or {}),
+        "secretEnv": {k: {"secret": s, "key": key} for k, (s, key) in (secret_env or {}).items()},
+        "files": dict(files or {}),
+        "timeout": timeout,
+    })
+    digest = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
+    return Entry(
+        id=entry_id(Kind.TASK, name),
+        kind=Kind.TASK,
+        name=name,
+        spec=spec,
+        spec_hash=SpecHash(digest),
+        location=Location(path=f"tasks/{name}.yaml"),
+        timeout_seconds=int(parse_duration(timeout).total_seconds()),
+        files=dict(files or {}),
+    )
+
+
+def request_for(
+    entry: Entry, *, attempt: int = 1, trigger: Trigger = Trigger.NEW, salt: str = ""
+) -> RunRequest:
+    return RunRequest(
+        run_id=run_id_for(entry, Operation.RUN, attempt, salt=salt),
+        entry=entry,
+        operation=Operation.RUN,
+        trigger=trigger,
+        attempt=attempt,
+        revision=REVISION,
+        requested_at=datetime.now(UTC),
+    )
+
+
+def eventually(check: Callable[[], Any], *, timeout: float = 15.0, interval: float = 0.02) -> Any:
+    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s: {check}")
+        time.sleep(interval)
+
+
+def report_of(executor: Executor, run_id: RunId) -> RunReport | None:
+    matches = [r for r in executor.poll() if r.run_id == run_id]
+    assert len(matches) <= 1, f"{run_id} reported {len(matches)} times"
+    return matches[0] if matches else None
+
+
+def wait_until(
+    executor: Executor,
+    run_id: RunId,
+    predicate: Callable[[RunReport], bool] = lambda r: r.state.finished,
+    *,
+    timeout: float = 15.0,
+) -> RunReport:
+    def check() -> RunReport | None:
+        report = report_of(executor, run_id)
+        return report if report is not None and predicate(report) else None
+
+    result: RunReport = eventually(check, timeout=timeout)
+    return result
+
+
+def entry_ids(reports: Sequence[RunReport]) -> list[EntryId]:
+    return [r.entry_id for r in reports]

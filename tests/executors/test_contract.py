@@ -1,0 +1,224 @@
+"""The executor protocol, as the daemon relies on it; run against every executor."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from reconciler.redact import MASK
+from reconciler.types import RunState, Trigger
+from tests.executors.conftest import (
+    REVISION,
+    Harness,
+    eventually,
+    report_of,
+    request_for,
+    task_entry,
+    wait_until,
+)
+
+CANARY = "canary-Zq8v-3141592653"
+
+
+def test_success_sees_files_and_env(harness: Harness) -> None:
+    executor = harness.make()
+    entry = task_entry(
+        "greet",
+        ["sh", "-c"],
+        args=['cat data/input.txt; python3 tool.py; echo "greeting=$GREETING run=$RECONCILER_RUN_ID"'],
+        files={"data/input.txt": "from a file\n", "tool.py": "print('python ran', 6 * 7)\n"},
+        env={"GREETING": "hello"},
+    )
+    request = request_for(entry, trigger=Trigger.CHANGED, attempt=2)
+    executor.submit(request)
+
+    report = wait_until(executor, request.run_id)
+
+    assert report.state is RunState.SUCCEEDED
+    assert report.exit_code == 0
+    assert report.entry_id == entry.id
+    assert report.spec_hash == entry.spec_hash
+    assert (report.trigger, report.attempt, report.revision) == (Trigger.CHANGED, 2, REVISION)
+    assert report.started_at is not None
+    assert report.finished_at is not None
+    assert report.started_at <= report.finished_at
+    lines = report.log_tail.splitlines()
+    assert "from a file" in lines
+    assert "python ran 42" in lines
+    assert f"greeting=hello run={request.run_id}" in lines
+    assert "python ran 42" in executor.logs(request.run_id)
+
+
+def test_failure_reports_exit_code_and_last_lines(harness: Harness) -> None:
+    executor = harness.make()
+    entry = task_entry("fails", ["sh", "-c", 'for i in $(seq 1 100); do echo "line $i"; done; exit 3'])
+    request = request_for(entry)
+    executor.submit(request)
+
+    report = wait_until(executor, request.run_id)
+
+    assert report.state is RunState.FAILED
+    assert report.exit_code == 3
+    assert "3" in report.message
+    lines = report.log_tail.splitlines()
+    assert len(lines) == 40
+    assert lines[-1] == "line 100"
+    assert "line 60" not in lines
+    full = executor.logs(request.run_id).splitlines()
+    assert "line 1" in full
+    assert "line 100" in full
+
+
+def test_timeout_stops_the_whole_process_tree(harness: Harness) -> None:
+    executor = harness.make()
+    # The child starts a grandchild in the background; both must be gone after the timeout.
+    script = 'sh -c "sleep 60 & echo grandchild=\\$!; wait"; echo never'
+    entry = task_entry("slow", ["sh", "-c", script], timeout="1s")
+    request = request_for(entry)
+    started = time.monotonic()
+    executor.submit(request)
+
+    running = wait_until(executor, request.run_id, lambda r: "grandchild=" in r.log_tail)
+    match = re.search(r"grandchild=(\d+)", running.log_tail)
+    assert match is not None
+    grandchild = int(match.group(1))
+    report = wait_until(executor, request.run_id)
+
+    assert report.state is RunState.TIMED_OUT
+    assert "timed out" in report.message
+    assert time.monotonic() - started < 10
+    assert "never" not in executor.logs(request.run_id)
+    eventually(lambda: not harness.process_alive(grandchild), timeout=5)
+
+
+def test_missing_secret_fails_with_a_clear_message(harness: Harness) -> None:
+    harness.add_secret("api-creds", "other-key", CANARY)
+    executor = harness.make()
+    entry = task_entry(
+        "needs-secret",
+        ["sh", "-c", "echo started"],
+        secret_env={"API_TOKEN": ("api-creds", "token"), "OTHER": ("api-creds", "other-key")},
+    )
+    request = request_for(entry)
+    executor.submit(request)
+
+    report = wait_until(executor, request.run_id)
+
+    assert report.state is RunState.FAILED
+    assert "api-creds" in report.message
+    assert "token" in report.message
+    assert "API_TOKEN" in report.message
+    assert "started" not in report.log_tail
+    for text in (report.message, report.log_tail, executor.logs(request.run_id)):
+        assert CANARY not in text
+
+
+def test_secret_values_are_masked_in_output(harness: Harness) -> None:
+    harness.add_secret("db", "password", CANARY)
+    executor = harness.make()
+    entry = task_entry(
+        "leaky",
+        ["sh", "-c", 'echo "plain $DB_PASSWORD"; printf "glued-%s-glued\\n" "$DB_PASSWORD" >&2'],
+        secret_env={"DB_PASSWORD": ("db", "password")},
+    )
+    request = request_for(entry)
+    executor.submit(request)
+
+    report = wait_until(executor, request.run_id)
+
+    assert report.state is RunState.SUCCEEDED
+    logs = executor.logs(request.run_id)
+    for text in (report.log_tail, logs, report.message):
+        assert CANARY not in text
+    assert f"plain {MASK}" in logs
+    assert f"glued-{MASK}-glued" in report.log_tail
+
+
+def test_max_parallel_is_respected(harness: Harness) -> None:
+    executor = harness.make(max_parallel=2)
+    assert executor.free_slots() == 2
+    requests = [
+        request_for(task_entry(f"par-{i}", ["sh", "-c", "sleep 1.5"])) for i in range(2)
+    ]
+    for request in requests:
+        executor.submit(request)
+
+    assert executor.free_slots() == 0
+    reports = executor.poll()
+    assert sorted(r.run_id for r in reports) == sorted(r.run_id for r in requests)
+    assert all(not r.state.finished for r in reports)
+
+    for request in requests:
+        assert wait_until(executor, request.run_id).state is RunState.SUCCEEDED
+    assert executor.free_slots() == 2
+
+
+def test_resubmitting_a_run_id_does_not_start_it_again(harness: Harness) -> None:
+    executor = harness.make()
+    entry = task_entry("once", ["sh", "-c", "echo started-once; sleep 0.5"])
+    request = request_for(entry)
+
+    executor.submit(request)
+    executor.submit(request)
+    wait_until(executor, request.run_id, lambda r: "started-once" in r.log_tail)
+    executor.submit(request)
+    report = wait_until(executor, request.run_id)
+    executor.submit(request)
+
+    assert report.state is RunState.SUCCEEDED
+    assert executor.logs(request.run_id).count("started-once") == 1
+    assert report_of(executor, request.run_id) is not None  # still reported exactly once
+
+
+def test_acknowledged_runs_are_no_longer_reported(harness: Harness) -> None:
+    executor = harness.make()
+    first = request_for(task_entry("ack-a", ["sh", "-c", "echo a"]))
+    second = request_for(task_entry("ack-b", ["sh", "-c", "echo b"]))
+    executor.submit(first)
+    executor.submit(second)
+    wait_until(executor, first.run_id)
+    wait_until(executor, second.run_id)
+
+    executor.acknowledge([first.run_id])
+
+    assert [r.run_id for r in executor.poll()] == [second.run_id]
+    assert "a" in executor.logs(first.run_id).splitlines()
+    executor.acknowledge([second.run_id, second.run_id])
+    assert executor.poll() == []
+
+
+def test_acknowledging_a_running_run_changes_nothing(harness: Harness) -> None:
+    executor = harness.make()
+    request = request_for(task_entry("busy", ["sh", "-c", "sleep 0.5"]))
+    executor.submit(request)
+
+    executor.acknowledge([request.run_id])
+
+    assert wait_until(executor, request.run_id).state is RunState.SUCCEEDED
+
+
+def test_cancel_stops_the_run_and_reports_it_failed(harness: Harness) -> None:
+    executor = harness.make()
+    entry = task_entry("cancelled", ["sh", "-c", "echo pid=$$; sleep 60"])
+    request = request_for(entry)
+    executor.submit(request)
+    running = wait_until(executor, request.run_id, lambda r: "pid=" in r.log_tail)
+    match = re.search(r"pid=(\d+)", running.log_tail)
+    assert match is not None
+
+    executor.cancel(request.run_id)
+
+    report = report_of(executor, request.run_id)
+    assert report is not None
+    assert report.state is RunState.FAILED
+    assert report.message == "cancelled"
+    eventually(lambda: not harness.process_alive(int(match.group(1))), timeout=5)
+    executor.cancel(request.run_id)  # cancelling again is harmless
+
+
+def test_unknown_runs(harness: Harness) -> None:
+    executor = harness.make()
+    assert executor.poll() == []
+    assert executor.logs(request_for(task_entry("nope", ["true"])).run_id) == ""
+    executor.cancel(request_for(task_entry("nope", ["true"])).run_id)
+    executor.acknowledge([request_for(task_entry("nope", ["true"])).run_id])
