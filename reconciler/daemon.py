@@ -49,11 +49,18 @@ class SourcePort(Protocol):
     branch: str
     status_branch: str
 
+    @property
+    def url(self) -> str:
+        """The remote's URL without credentials."""
+        ...
+
     def head(self) -> Revision | None: ...
 
     def fetch(self) -> Revision: ...
 
     def files(self, revision: Revision) -> FileSource: ...
+
+    def only_status_changed(self, old: Revision, new: Revision) -> bool: ...
 
     def read_status(self) -> dict[str, bytes]: ...
 
@@ -103,6 +110,10 @@ class Daemon:
         self.records: dict[EntryId, EntryRecord] = {}
         self.pushed: dict[str, bytes] = {}
         self.revision: Revision | None = None
+        """The commit the declarations were last loaded from."""
+        self._head: Revision | None = None
+        """The newest commit fetched (differs from `revision` only by our own status commits
+        when the status branch is the tracked branch)."""
         self.synced = threading.Event()
         self.unacked: set[RunId] = set()
         self.counted: set[RunId] = set()
@@ -112,6 +123,7 @@ class Daemon:
         self._fetch_failures = 0
         self._next_fetch: datetime | None = None
         self._lock = threading.Lock()
+        self._restored = False
 
     # -- start ------------------------------------------------------------------------------
 
@@ -123,8 +135,13 @@ class Daemon:
         for problem in problems:
             logger.warning("ignoring unreadable status file: {}", problem)
         self.pushed = {p: d for p, d in files.items() if p.startswith(status_files.ROOT + "/")}
+        self._restored = True
         logger.info("restored {} status records from branch {}", len(self.records),
                     self.source.status_branch)
+
+    def _ensure_restored(self) -> None:
+        if not self._restored:
+            self.restore()
 
     # -- the cycle --------------------------------------------------------------------------
 
@@ -136,6 +153,7 @@ class Daemon:
             result = CycleResult()
             finished: list[RunReport] = []
             stages: list[Callable[[], object]] = [
+                self._ensure_restored,
                 lambda: self._sync_source(fetch),
                 lambda: finished.extend(self._observe()),
                 lambda: self._plan_and_start(result),
@@ -161,7 +179,7 @@ class Daemon:
         began = time.monotonic()
         try:
             head = self.source.head()
-            if head is not None and head != self.revision:
+            if head is not None and head != self._head:
                 head = self.source.fetch()
         except Exception:
             self.metrics.observe_fetch("error", time.monotonic() - began)
@@ -173,8 +191,10 @@ class Daemon:
         self._fetch_failures, self._next_fetch = 0, None
         if head is None:
             raise LookupError(f"branch {self.source.branch!r} does not exist on the remote")
-        if head != self.revision:
-            self._load(head)
+        if head != self._head:
+            previous, self._head = self._head, head
+            if previous is None or not self.source.only_status_changed(previous, head):
+                self._load(head)
         self.metrics.mark_synced()
         self.synced.set()
 
@@ -318,8 +338,8 @@ class Daemon:
         """One status commit for everything this cycle changed; none when nothing did. Finished
         runs are acknowledged to the executor only once their status is pushed."""
         self.unacked.update(r.run_id for r in finished)
-        if self.revision is None and not self.records:
-            return
+        if not self._restored or (self.revision is None and not self.records):
+            return  # never overwrite status files that could not be read first
         files = status_files.render(self.records, self.desired.errors,
                                     branch=self.source.branch, revision=self.revision,
                                     redact=self.redact)

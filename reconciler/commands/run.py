@@ -1,0 +1,125 @@
+"""`reconciler run`: the daemon, or one reconcile to completion with `--once`."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from datetime import timedelta
+from types import FrameType
+
+from loguru import logger
+
+from reconciler.commands.wiring import EXIT_CONFIG, ConfigError, build_executor, settings_from_args
+from reconciler.daemon import Daemon, state_dir_problem
+from reconciler.logs import setup_logging
+from reconciler.metrics import Metrics
+from reconciler.scheduler import Scheduler, Wakeup, WorkQueue
+from reconciler.server import Server
+from reconciler.settings import Settings
+from reconciler.source.errors import SourceConfigurationError, SourceError
+
+
+def _fail(message: str, code: int = EXIT_CONFIG) -> int:
+    print(f"reconciler: {message}", file=sys.stderr)
+    return code
+
+
+def build_daemon(settings: Settings, metrics: Metrics) -> Daemon:
+    """The daemon's parts from settings. Raises ConfigError or SourceError."""
+    from reconciler.declarations.loader import DeclarationLoader
+    from reconciler.source.gitsource import GitSource
+
+    problem = state_dir_problem(settings.state_dir)
+    if problem:
+        raise ConfigError(problem)
+    source = GitSource(
+        settings.repo, settings.state_dir, branch=settings.branch,
+        status_branch=settings.status_branch, credentials=settings.credentials,
+        on_push_conflict=lambda: metrics.observe_status_push("conflict"),
+    )
+    # Fail fast, with one line, on a wrong URL, bad credentials or an unknown host key.
+    source.head()
+    loader = DeclarationLoader(path=settings.path,
+                               cache_file=settings.state_dir / "declarations.cache")
+    executor = build_executor(settings, source)
+    return Daemon(source=source, loader=loader, executor=executor, metrics=metrics,
+                  interval=timedelta(seconds=settings.interval_seconds))
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = settings_from_args(args)
+        setup_logging(settings.log_format, settings.log_level)
+    except (ConfigError, ValueError) as err:
+        return _fail(str(err))
+    metrics = Metrics()
+    try:
+        daemon = build_daemon(settings, metrics)
+    except ConfigError as err:
+        return _fail(str(err))
+    except SourceConfigurationError as err:
+        return _fail(str(err))
+    except SourceError as err:
+        if settings.once:
+            return _fail(str(err), 1)
+        raise
+    try:
+        if settings.once:
+            return _run_once(daemon)
+        return _serve(daemon, settings, metrics)
+    finally:
+        daemon.executor.close()
+
+
+def _run_once(daemon: Daemon) -> int:
+    stop = threading.Event()
+    _on_signals(stop)
+    try:
+        code = daemon.run_once(stop=stop)
+    except RuntimeError as err:
+        return _fail(str(err), 1)
+    logger.info("done: exit {}", code)
+    return code
+
+
+def _serve(daemon: Daemon, settings: Settings, metrics: Metrics) -> int:
+    stop = threading.Event()
+    work = WorkQueue()
+    scheduler = Scheduler(work, interval=timedelta(seconds=settings.interval_seconds))
+    metrics.set_leader(settings.leader_election_id, True)
+
+    def ready() -> tuple[bool, str]:
+        if not daemon.synced.is_set():
+            return False, "waiting for the first successful sync"
+        return True, f"synced at {daemon.revision or 'unknown'}"
+
+    server = Server.from_settings(
+        settings, metrics=metrics, health=lambda: (not stop.is_set(), "alive"), ready=ready,
+        on_trigger=lambda reason: work.put(Wakeup(reason)))
+    if server is not None:
+        try:
+            server.start()
+        except OSError as err:
+            return _fail(f"--listen {settings.listen}: {err.strerror or err}")
+        logger.info("serving metrics and webhooks on {}", server.url)
+    _on_signals(stop)
+    logger.info("reconciling {} branch {} every {:g}s (status on {})", daemon.source.url,
+                settings.branch, settings.interval_seconds, settings.status_branch)
+    try:
+        daemon.run_forever(work, scheduler, stop)
+    finally:
+        if server is not None:
+            server.stop()
+    logger.info("stopped")
+    return 0
+
+
+def _on_signals(stop: threading.Event) -> None:
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        logger.info("received {}: finishing the current cycle", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)

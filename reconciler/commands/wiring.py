@@ -1,0 +1,118 @@
+"""Settings from flags, and the daemon's parts built from settings: shared by `run` and `drift`.
+
+Configuration problems raise `ConfigError` with one line for the person at the terminal; the
+commands print it and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from pydantic import SecretStr, ValidationError
+
+from reconciler.declarations.fields import parse_duration
+from reconciler.executors.base import Executor, Workspace
+from reconciler.redact import redactor
+from reconciler.settings import GitCredentials, Settings
+
+EXIT_CONFIG = 2
+
+
+class ConfigError(Exception):
+    """A setting that cannot work; the message is one line and names the flag."""
+
+
+def _secret_file(path: str | None, flag: str) -> SecretStr | None:
+    if not path:
+        return None
+    try:
+        value = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as err:
+        raise ConfigError(f"{flag} {path}: {err.strerror or err}") from None
+    redactor.add(value)
+    return SecretStr(value)
+
+
+def _env_secret(name: str) -> SecretStr | None:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    redactor.add(value)
+    return SecretStr(value)
+
+
+def _optional_path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def credentials_from_args(args: argparse.Namespace) -> GitCredentials:
+    password = _secret_file(args.git_password_file, "--git-password-file") or _env_secret(
+        "RECONCILER_GIT_PASSWORD")
+    return GitCredentials(
+        username=args.git_username or None,
+        password=password,
+        ssh_key_file=_optional_path(args.ssh_key_file),
+        ssh_key_passphrase=_env_secret("RECONCILER_SSH_KEY_PASSPHRASE"),
+        known_hosts_file=_optional_path(args.known_hosts_file),
+    )
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Every flag of `run` (and `drift`) into one frozen Settings, read once at start."""
+    try:
+        interval = parse_duration(getattr(args, "interval", "30s")).total_seconds()
+    except ValueError as err:
+        raise ConfigError(f"--interval: {err}") from None
+    try:
+        max_parallel = int(args.max_parallel)
+    except ValueError:
+        raise ConfigError(f"--max-parallel: {args.max_parallel!r} is not a number") from None
+    webhook = _secret_file(getattr(args, "webhook_secret_file", None), "--webhook-secret-file")
+    try:
+        return Settings(
+            repo=args.repo,
+            branch=args.branch,
+            path=args.path,
+            executor=args.executor,
+            interval_seconds=interval,
+            status_branch=args.status_branch,
+            state_dir=Path(args.state_dir),
+            secrets_dir=_optional_path(args.secrets_dir),
+            listen=getattr(args, "listen", None) or None,
+            once=bool(getattr(args, "once", False)),
+            max_parallel=max_parallel,
+            webhook_secret=webhook or _env_secret("RECONCILER_WEBHOOK_SECRET"),
+            log_format=args.log_format,
+            log_level=args.log_level,
+            credentials=credentials_from_args(args),
+            tofu_bin=args.tofu_bin or None,
+            namespace=args.namespace,
+            kubeconfig=_optional_path(args.kubeconfig),
+            leader_elect=bool(getattr(args, "leader_elect", False)),
+            leader_election_id=getattr(args, "leader_election_id", "reconciler"),
+        )
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"--{field.replace('_', '-')}: {first['msg']}") from None
+
+
+def build_executor(settings: Settings, workspace: Workspace) -> Executor:
+    if settings.executor == "kubernetes":
+        from reconciler.executors.kubernetes.executor import KubernetesExecutor
+
+        return KubernetesExecutor.from_settings(settings)  # type: ignore[no-any-return]
+    from reconciler.executors.local import LocalExecutor, StateDirBusyError
+
+    try:
+        return LocalExecutor(
+            state_dir=settings.state_dir,
+            secrets_dir=settings.secrets_dir,
+            max_parallel=settings.max_parallel,
+            workspace=workspace,
+            engine_bin=settings.tofu_bin,
+        )
+    except StateDirBusyError as err:
+        raise ConfigError(str(err)) from None

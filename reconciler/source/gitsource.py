@@ -1,0 +1,71 @@
+"""The daemon's view of its Git repository: poll, fetch, read a commit, write status.
+
+Composes the remote mirror (`remote`), commit trees (`tree`) and status commits (`writer`)
+into the one object the daemon and the executors' `Workspace` port need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from reconciler.declarations.files import FileSource
+from reconciler.settings import GitCredentials
+from reconciler.source.remote import GitRemote
+from reconciler.source.tree import GitTreeSource, changed_paths, materialize
+from reconciler.source.writer import Author, commit_files
+from reconciler.types import Revision
+
+STATUS_PREFIX = "status/"
+
+
+class GitSource:
+    def __init__(
+        self,
+        url: str,
+        state_dir: Path,
+        *,
+        branch: str = "main",
+        status_branch: str = "reconciler-status",
+        credentials: GitCredentials | None = None,
+        author: Author | None = None,
+        on_push_conflict: Callable[[], None] | None = None,
+    ) -> None:
+        self.remote = GitRemote(url, state_dir, credentials=credentials)
+        self.branch = branch
+        self.status_branch = status_branch
+        self.author = author or Author()
+        self.on_push_conflict = on_push_conflict
+
+    @property
+    def url(self) -> str:
+        return self.remote.url
+
+    def head(self) -> Revision | None:
+        return self.remote.remote_head(self.branch)
+
+    def fetch(self) -> Revision:
+        optional = () if self.status_branch == self.branch else (self.status_branch,)
+        return self.remote.fetch([self.branch], optional=optional)[self.branch]
+
+    def files(self, revision: Revision) -> FileSource:
+        return GitTreeSource(self.remote.repository, revision)
+
+    def only_status_changed(self, old: Revision, new: Revision) -> bool:
+        """True when `new` differs from `old` only under status/: with the status branch set
+        to the tracked branch, the daemon's own status commits must not count as changes."""
+        paths = changed_paths(self.remote.repository, old, new)
+        return bool(paths) and all(p.startswith(STATUS_PREFIX) for p in paths)
+
+    def read_status(self) -> dict[str, bytes]:
+        self.fetch()
+        return self.remote.read_tree_files(self.status_branch, STATUS_PREFIX.rstrip("/"))
+
+    def write_status(self, changes: Mapping[str, bytes | None], message: str) -> Revision | None:
+        return commit_files(self.remote, self.status_branch, changes, message, self.author,
+                            on_conflict=self.on_push_conflict)
+
+    def materialize(self, revision: Revision, dest: Path) -> None:
+        """The executors' `Workspace`: the whole repository at `revision` (a stack's module may
+        reference modules elsewhere in it)."""
+        materialize(self.remote.repository, revision, dest)
