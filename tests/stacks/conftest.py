@@ -81,7 +81,8 @@ class Stacks:
         return state_file(self.state_dir, entry.name)
 
     def state(self, entry: Entry) -> dict[str, Any]:
-        return json.loads(self.state_file(entry).read_text())
+        value: dict[str, Any] = json.loads(self.state_file(entry).read_text())
+        return value
 
     def environment(self, entry: Entry, extra: Mapping[str, str]) -> dict[str, str]:
         # What the local executor passes: a minimal base, the invocation's own variables,
