@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import pygit2
 
 from reconciler.declarations.files import FileSource
 from reconciler.settings import GitCredentials
+from reconciler.source.errors import BranchNotFoundError
 from reconciler.source.remote import GitRemote
-from reconciler.source.tree import GitTreeSource, changed_paths, materialize
+from reconciler.source.tree import GitTreeSource, changed_paths, materialize, open_repository
 from reconciler.source.writer import Author, commit_files
 from reconciler.types import Revision
 
@@ -69,3 +73,22 @@ class GitSource:
         """The executors' `Workspace`: the whole repository at `revision` (a stack's module may
         reference modules elsewhere in it)."""
         materialize(self.remote.repository, revision, dest)
+
+
+def read_status_files(location: str, status_branch: str) -> dict[str, bytes]:
+    """The status tree of `status_branch` from a local clone (its branch, or else its
+    `origin/` remote-tracking branch) or from any remote URL (fetched into a temporary mirror)."""
+    folder = Path(location)
+    if folder.is_dir() and not location.endswith(".git") and (folder / ".git").exists():
+        repo = open_repository(folder)
+        for ref in (f"refs/heads/{status_branch}", f"refs/remotes/origin/{status_branch}"):
+            if ref in repo.references:
+                commit = repo.references[ref].peel(pygit2.Commit)
+                source = GitTreeSource(repo, str(commit.id))
+                return {e.path: source.read(e.path) for e in source.walk(STATUS_PREFIX.rstrip("/"))}
+        raise BranchNotFoundError(
+            f"{location} has no branch {status_branch} (run `git fetch origin {status_branch}`)")
+    with TemporaryDirectory(prefix="reconciler-status-") as tmp:
+        remote = GitRemote(location, Path(tmp))
+        remote.fetch([status_branch])
+        return remote.read_tree_files(status_branch, STATUS_PREFIX.rstrip("/"))
