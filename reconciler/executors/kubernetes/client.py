@@ -1,0 +1,94 @@
+"""Connecting to the API server, and the error vocabulary of the calls made over it.
+
+Calls go through the official client's typed APIs with `_preload_content=False`, so objects stay
+the raw JSON the API server sent (the executor reads a handful of fields; deserializing whole
+models would cost more and could drop fields newer than the client).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import urllib3
+from kubernetes import config
+from kubernetes.client import ApiClient, Configuration
+from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
+
+MERGE_PATCH = "application/merge-patch+json"
+"""The client defaults a dict body to JSON Patch (a list of operations); a merge patch must be
+asked for."""
+
+TRANSIENT_STATUSES = frozenset({0, 408, 429, 500, 502, 503, 504})
+
+
+def connect(kubeconfig: Path | None = None, *, context: str | None = None) -> ApiClient:
+    """An explicit kubeconfig wins; otherwise the pod's service account when running in a
+    cluster, then `$KUBECONFIG` or `~/.kube/config`."""
+    if kubeconfig is None:
+        configuration = Configuration()
+        try:
+            config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration)
+        except config.ConfigException:
+            pass
+        else:
+            return ApiClient(configuration)
+    client: ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(kubeconfig) if kubeconfig is not None else None, context=context
+    )
+    return client
+
+
+def read_json(response: Any) -> dict[str, Any]:
+    """The body of a `_preload_content=False` response."""
+    value = json.loads(response.data or b"{}")
+    return value if isinstance(value, dict) else {}
+
+
+def events(response: Any) -> Iterator[dict[str, Any]]:
+    """The events of a watch response, one JSON object per line."""
+    for line in iter_resp_lines(response):  # type: ignore[no-untyped-call]
+        if line.strip():
+            event = json.loads(line)
+            if isinstance(event, dict):
+                yield event
+
+
+def status_of(err: BaseException) -> int | None:
+    return int(err.status or 0) if isinstance(err, ApiException) else None
+
+
+def is_transient(err: BaseException) -> bool:
+    """Worth retrying unchanged: the API server or the network, not the request."""
+    if isinstance(err, ApiException):
+        return int(err.status or 0) in TRANSIENT_STATUSES
+    return isinstance(err, urllib3.exceptions.HTTPError | OSError | TimeoutError)
+
+
+def message_of(err: BaseException) -> str:
+    """The API server's own message (`jobs.batch "x" is forbidden: ...`), else the error."""
+    if isinstance(err, ApiException):
+        try:
+            body = json.loads(err.body or "")
+        except (TypeError, ValueError):
+            body = None
+        if isinstance(body, dict) and body.get("message"):
+            return str(body["message"])
+        return f"{err.status} {err.reason}"
+    return f"{type(err).__name__}: {err}"
+
+
+def close(response: Any) -> None:
+    """Unblock a reader of `response` in another thread, then release it."""
+    shutdown = getattr(response, "shutdown", None)
+    try:
+        if shutdown is not None:
+            shutdown()
+        response.close()
+        response.release_conn()
+    except Exception:
+        return

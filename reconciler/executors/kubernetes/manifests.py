@@ -1,0 +1,377 @@
+"""A run as Kubernetes objects: one batch/v1 Job, plus a ConfigMap holding a task's files.
+
+Pure (no client, no clock): the executor creates exactly what this returns, and
+`reconciler render` prints it.
+
+The pod of every run:
+
+- runs as the unprivileged `nobody` user (UID/GID 65534 unless configured), with the restricted
+  Pod Security profile: non-root, no privilege escalation, every capability dropped,
+  `RuntimeDefault` seccomp; no service account token unless one is asked for (a
+  `serviceAccountName`, or a stack, whose state backend talks to the API);
+- `timeout` is the Job's `activeDeadlineSeconds` (→ TimedOut), the retries left are its
+  `backoffLimit`, and `ttlSecondsAfterFinished` lets Kubernetes clean finished Jobs up;
+- a Task's `files` are a ConfigMap mounted read-only at `/task` (the working directory), owned
+  by the Job once it exists, so it is garbage-collected with it; `repository` is cloned into
+  the writable `/workspace` by an init container (see `clone`); `secretEnv` are
+  `secretKeyRef`s, so the daemon never reads a Secret;
+- a Stack's module reaches the pod at the run's exact commit: the init container clones the
+  daemon's repository (`source_url`, credentials from `source_credentials_secret`) and checks
+  out `request.revision` into `/workspace`. The container runs the runner image of the stack's
+  engine (`Defaults.spec.runnerImages`, which must hold Python with reconciler and the engine)
+  in `/workspace/<path>`, through `stackstate`, which gives a module with no backend of its
+  own the `kubernetes` backend (state in a Secret of the run's namespace) and then starts the
+  stack runner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from reconciler.declarations.entries import Entry
+from reconciler.declarations.models import ResourceList, Resources, StackSpec, TaskSpec
+from reconciler.executors.base import RunRequest
+from reconciler.executors.kubernetes import labels as lbl
+from reconciler.executors.kubernetes.clone import (
+    DEFAULT_GIT_IMAGE,
+    WORKSPACE,
+    clone_container,
+    literal,
+)
+from reconciler.executors.kubernetes.labels import MAIN_CONTAINER
+from reconciler.stacks import runner_args
+
+TASK_DIR = "/task"
+STATE_DIR = "/var/lib/reconciler"
+NOBODY = 65534
+MAX_CONFIGMAP_BYTES = 1024 * 1024
+STACK_ENTRY_MODULE = "reconciler.executors.kubernetes.stackstate"
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+
+
+class ManifestError(ValueError):
+    """An entry that cannot run on Kubernetes as declared (no image, files too large)."""
+
+
+class KubernetesOptions(BaseModel):
+    """What the manifests need beyond the run itself; read once from the daemon's settings."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    namespace: str = Field(
+        default="default", description="Namespace of runs whose Defaults name none."
+    )
+    instance: str = Field(
+        default="reconciler",
+        description="Label value separating the runs of two daemons sharing a namespace.",
+    )
+    source_url: str | None = Field(
+        default=None, description="The daemon's repository URL, cloned by stack pods."
+    )
+    source_credentials_secret: str | None = Field(
+        default=None, description="Secret with the credentials stack pods clone with."
+    )
+    git_image: str = Field(default=DEFAULT_GIT_IMAGE, description="Image of clone containers.")
+    ttl_seconds_after_finished: int = Field(default=86400, ge=0)
+    run_as_user: int = Field(default=NOBODY, ge=1)
+    run_as_group: int = Field(default=NOBODY, ge=1)
+
+
+class RunManifests(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    namespace: str
+    job: dict[str, Any]
+    config_map: dict[str, Any] | None = None
+
+    def documents(self) -> list[dict[str, Any]]:
+        """In the order they are created."""
+        return [d for d in (self.config_map, self.job) if d is not None]
+
+
+def run_namespace(entry: Entry, options: KubernetesOptions) -> str:
+    return entry.defaults.namespace or options.namespace
+
+
+def build_manifests(
+    request: RunRequest, options: KubernetesOptions, *, namespace: str | None = None
+) -> RunManifests:
+    """The objects of one run. `namespace` overrides the Defaults and the options."""
+    if not _DNS_LABEL.match(request.run_id) or len(request.run_id) > 63:
+        raise ValueError(f"run id {request.run_id!r} is not a valid Kubernetes name")
+    entry = request.entry
+    ns = namespace or run_namespace(entry, options)
+    labels = lbl.run_labels(entry, request.run_id, request.operation, instance=options.instance)
+    config_map = _config_map(request, ns, labels) if entry.files else None
+    if isinstance(entry.spec, TaskSpec):
+        pod = _task_pod(request, entry.spec, options, config_map)
+    else:
+        pod = _stack_pod(request, entry.spec, options)
+    meta = lbl.RunMeta(
+        run_id=request.run_id, entry_id=entry.id, spec_hash=entry.spec_hash,
+        operation=request.operation, trigger=request.trigger, attempt=request.attempt,
+        revision=request.revision, requested_at=request.requested_at,
+    )
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": request.run_id,
+            "namespace": ns,
+            "labels": labels,
+            "annotations": meta.annotations(),
+        },
+        "spec": {
+            # The daemon counts attempts too: a Job only gets the retries this attempt has left.
+            "backoffLimit": max(0, entry.spec.retries - (request.attempt - 1)),
+            "activeDeadlineSeconds": entry.timeout_seconds,
+            "ttlSecondsAfterFinished": options.ttl_seconds_after_finished,
+            # Never two pods of one run at once (a stack apply least of all).
+            "podReplacementPolicy": "Failed",
+            "template": {"metadata": {"labels": labels}, "spec": pod},
+        },
+    }
+    return RunManifests(namespace=ns, job=job, config_map=config_map)
+
+
+# -- pods ------------------------------------------------------------------------------------
+
+
+def _security(options: KubernetesOptions) -> tuple[dict[str, Any], dict[str, Any]]:
+    seccomp = {"type": "RuntimeDefault"}
+    pod = {
+        "runAsNonRoot": True,
+        "runAsUser": options.run_as_user,
+        "runAsGroup": options.run_as_group,
+        "fsGroup": options.run_as_group,
+        "seccompProfile": seccomp,
+    }
+    container = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "seccompProfile": seccomp,
+    }
+    return pod, container
+
+
+def _pod(
+    entry: Entry,
+    spec: TaskSpec | StackSpec,
+    options: KubernetesOptions,
+    *,
+    main: dict[str, Any],
+    init: list[dict[str, Any]],
+    volumes: list[dict[str, Any]],
+    token: bool,
+) -> dict[str, Any]:
+    defaults = entry.defaults
+    pod_security, _ = _security(options)
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": token,
+        "enableServiceLinks": False,
+        "securityContext": pod_security,
+    }
+    account = spec.service_account_name or defaults.service_account_name
+    if account:
+        pod["serviceAccountName"] = account
+    if defaults.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": s} for s in defaults.image_pull_secrets]
+    node_selector = {**defaults.node_selector, **spec.node_selector}
+    if node_selector:
+        pod["nodeSelector"] = node_selector
+    tolerations: list[dict[str, Any]] = []
+    for toleration in (*defaults.tolerations, *spec.tolerations):
+        dumped = toleration.model_dump(exclude_none=True, by_alias=True)
+        if dumped not in tolerations:
+            tolerations.append(dumped)
+    if tolerations:
+        pod["tolerations"] = tolerations
+    if init:
+        pod["initContainers"] = init
+    pod["containers"] = [main]
+    pod["volumes"] = volumes
+    return pod
+
+
+def _task_pod(
+    request: RunRequest,
+    spec: TaskSpec,
+    options: KubernetesOptions,
+    config_map: dict[str, Any] | None,
+) -> dict[str, Any]:
+    entry = request.entry
+    image = spec.image or entry.defaults.image
+    if not image:
+        raise ManifestError(
+            f"{entry.id}: no image: set spec.image or the Defaults image "
+            "(the kubernetes executor runs every task in a container)"
+        )
+    _, security = _security(options)
+    resources = _resources(spec.resources or entry.defaults.resources)
+    volumes: list[dict[str, Any]] = [{"name": "workspace", "emptyDir": {}}]
+    mounts: list[dict[str, Any]] = [{"name": "workspace", "mountPath": WORKSPACE}]
+    if config_map is not None:
+        items = [{"key": key, "path": path} for path, key in _file_keys(entry.files).items()]
+        volumes.append({
+            "name": "task-files",
+            "configMap": {"name": config_map["metadata"]["name"], "items": items,
+                          "defaultMode": 0o555},
+        })
+        mounts.append({"name": "task-files", "mountPath": TASK_DIR, "readOnly": True})
+    main: dict[str, Any] = {
+        "name": MAIN_CONTAINER,
+        "image": image,
+        "command": [literal(c) for c in spec.command],
+        "workingDir": TASK_DIR if config_map is not None else WORKSPACE,
+        "env": _env(request, spec.env, spec.secret_env),
+        "securityContext": security,
+        "volumeMounts": mounts,
+    }
+    if spec.args:
+        main["args"] = [literal(a) for a in spec.args]
+    if resources:
+        main["resources"] = resources
+    init = []
+    if spec.repository is not None:
+        init.append(clone_container(
+            url=spec.repository.url, ref=spec.repository.ref,
+            credentials_secret=spec.repository.credentials_secret, image=options.git_image,
+            group=options.run_as_group, resources=resources, security=security,
+        ))
+    return _pod(entry, spec, options, main=main, init=init, volumes=volumes,
+                token=bool(spec.service_account_name or entry.defaults.service_account_name))
+
+
+def _stack_pod(request: RunRequest, spec: StackSpec, options: KubernetesOptions) -> dict[str, Any]:
+    entry = request.entry
+    if not options.source_url:
+        raise ManifestError(
+            f"{entry.id}: a stack pod clones the repository it is declared in, and the "
+            "repository URL is not known"
+        )
+    _, security = _security(options)
+    resources = _resources(spec.resources or entry.defaults.resources)
+    image = getattr(entry.defaults.runner_images, spec.engine)
+    args = runner_args(entry, request.operation, state_dir=Path(STATE_DIR), engine_bin=None)
+    suffix = f"{options.instance}-{entry.name}"
+    workdir = WORKSPACE if spec.path == "." else f"{WORKSPACE}/{spec.path}"
+    extra = {"PYTHONUNBUFFERED": "1", "HOME": STATE_DIR, "CHECKPOINT_DISABLE": "1"}
+    env = _env(request, {**extra, **spec.env}, spec.secret_env)
+    env.append({"name": "RECONCILER_NAMESPACE",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}})
+    main: dict[str, Any] = {
+        "name": MAIN_CONTAINER,
+        "image": image,
+        "command": ["python3", "-m", STACK_ENTRY_MODULE],
+        "args": [literal(a) for a in ("--state-suffix", suffix, "--", *args)],
+        "workingDir": workdir,
+        "env": env,
+        "securityContext": security,
+        "volumeMounts": [
+            {"name": "workspace", "mountPath": WORKSPACE},
+            {"name": "state", "mountPath": STATE_DIR},
+        ],
+    }
+    if resources:
+        main["resources"] = resources
+    init = [clone_container(
+        url=options.source_url, ref=request.revision,
+        credentials_secret=options.source_credentials_secret, image=options.git_image,
+        group=options.run_as_group, resources=resources, security=security,
+    )]
+    volumes = [{"name": "workspace", "emptyDir": {}}, {"name": "state", "emptyDir": {}}]
+    return _pod(entry, spec, options, main=main, init=init, volumes=volumes, token=True)
+
+
+def _env(
+    request: RunRequest, env: dict[str, str], secret_env: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Defaults' env under the spec's, then secrets, then the run's identity (which wins)."""
+    entry = request.entry
+    values: dict[str, dict[str, Any]] = {}
+    for name, value in {**entry.defaults.env, **env}.items():
+        values[name] = {"name": name, "value": literal(value)}
+    for name, ref in secret_env.items():
+        values[name] = {"name": name,
+                        "valueFrom": {"secretKeyRef": {"name": ref.secret, "key": ref.key}}}
+    identity = {
+        "RECONCILER_RUN_ID": request.run_id,
+        "RECONCILER_ENTRY": entry.id,
+        "RECONCILER_REVISION": request.revision,
+        "RECONCILER_ATTEMPT": str(request.attempt),
+    }
+    for name, value in identity.items():
+        values[name] = {"name": name, "value": value}
+    return list(values.values())
+
+
+def _resources(resources: Resources | None) -> dict[str, Any]:
+    if resources is None:
+        return {}
+    out: dict[str, Any] = {}
+    for part in ("requests", "limits"):
+        quantities = _quantities(getattr(resources, part))
+        if quantities:
+            out[part] = quantities
+    return out
+
+
+def _quantities(values: ResourceList) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in values.model_dump(by_alias=False, exclude_none=True).items():
+        out["ephemeral-storage" if name == "ephemeral_storage" else name] = str(value)
+    return out
+
+
+# -- files -----------------------------------------------------------------------------------
+
+
+def _file_keys(files: dict[str, str]) -> dict[str, str]:
+    """ConfigMap keys are flat (`[-._a-zA-Z0-9]+`); nested names get a flattened key and
+    their path back through the volume's `items`. Deterministic, collision-free."""
+    keys: dict[str, str] = {}
+    used: set[str] = set()
+    for path in sorted(files):
+        key = re.sub(r"[^-._a-zA-Z0-9]", "_", path)
+        if key in used or key in (".", "..") or len(key) > 200 or not _CONFIG_KEY.match(key):
+            digest = hashlib.sha256(path.encode()).hexdigest()[:12]
+            key = f"{key[:180]}-{digest}"
+        used.add(key)
+        keys[path] = key
+    return keys
+
+
+def _config_map(
+    request: RunRequest, namespace: str, labels: dict[str, str]
+) -> dict[str, Any]:
+    entry = request.entry
+    keys = _file_keys(entry.files)
+    data = {keys[path]: content for path, content in entry.files.items()}
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in data.items())
+    if size > MAX_CONFIGMAP_BYTES:
+        raise ManifestError(
+            f"{entry.id}: files total {size} bytes; on Kubernetes they travel in a ConfigMap, "
+            f"which holds at most {MAX_CONFIGMAP_BYTES} bytes (put large files in the "
+            "repository and use spec.repository)"
+        )
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": request.run_id,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": {lbl.ANNOTATION_ENTRY: entry.id},
+        },
+        "immutable": True,
+        "data": dict(sorted(data.items())),
+    }
