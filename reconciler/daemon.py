@@ -36,6 +36,7 @@ from reconciler.types import (
     Revision,
     RunId,
     RunState,
+    Trigger,
     split_entry_id,
 )
 
@@ -259,7 +260,7 @@ class Daemon:
         self.last_plan = decided = plan(self.desired, self.records, active, now)
         self._apply_statuses(decided)
         for start in decided.starts:
-            if self._start(start, now):
+            if self._start(start, now) is not None:
                 result.started += 1
         result.active = len(active) + result.started
         result.wake_at = decided.wake_at
@@ -286,19 +287,20 @@ class Daemon:
             "prune": entry.kind is Kind.STACK and entry.stack.prune,
         })
 
-    def _start(self, start: Start, now: datetime) -> bool:
+    def _start(self, start: Start, now: datetime) -> RunId | None:
+        """Submit one planned run; returns its id, or None when it could not start now."""
         record = self.records.get(start.entry_id) or new_record(
             start.entry_id, *split_entry_id(start.entry_id))
         if self.executor.free_slots() <= 0:
             self.records[start.entry_id] = record.model_copy(update={
                 "phase": Phase.PENDING, "message": f"{start.message}; waiting for a free slot"})
-            return False
+            return None
         entry = start.entry or self._entry_at(start.entry_id, start.revision)
         if entry is None:
             self.records[start.entry_id] = record.model_copy(update={
                 "phase": Phase.FAILED,
                 "message": f"cannot {start.operation.value}: no declaration at {start.revision}"})
-            return False
+            return None
         revision = start.revision or self.revision
         assert revision is not None
         request = RunRequest(
@@ -321,7 +323,7 @@ class Daemon:
             updates.update(schedule_anchor=now, drift_anchor=now,
                            dependencies=dict(start.dependencies))
         self.records[start.entry_id] = fold_report(record, pending).model_copy(update=updates)
-        return True
+        return request.run_id
 
     def _entry_at(self, entry_id: EntryId, revision: Revision | None) -> Entry | None:
         """The declaration of a removed entry as of the commit it was last applied at."""
@@ -412,6 +414,35 @@ class Daemon:
                 stop.wait(poll_seconds)
             result = self.cycle(fetch=False)
         return self.exit_code()
+
+    def run_now(self, entry_id: EntryId, operation: Operation, *, stop: threading.Event,
+                poll_seconds: float = 0.2) -> EntryRecord:
+        """Run one operation of one entry now, outside its schedule, wait for it and write its
+        status; nothing else is started (`reconciler drift`)."""
+        with self._lock:
+            self._ensure_restored()
+            self._sync_source(True)
+            finished = self._observe()
+            entry = self.desired.entries.get(entry_id)
+            if entry is None:
+                raise LookupError(f"{entry_id} is not declared (or invalid) at "
+                                  f"{(self.revision or 'the newest commit')[:12]}")
+            if any(r.entry_id == entry_id for r in self._reports if not r.state.finished):
+                raise RuntimeError(f"a run of {entry_id} is in flight; try again when it ends")
+            now = self.clock()
+            start = Start(entry_id=entry_id, entry=entry, operation=operation,
+                          trigger=Trigger.MANUAL, salt=now.isoformat(), message="requested")
+            run_id = self._start(start, now)
+            if run_id is None:
+                raise RuntimeError(self.records[entry_id].message)
+            self._write_status(finished, CycleResult(started=1))
+        while not stop.wait(poll_seconds):
+            with self._lock:
+                finished = self._observe()
+                self._write_status(finished, CycleResult())
+                if run_id not in self._in_flight:
+                    break
+        return self.records[entry_id]
 
     def run_forever(self, work: WorkQueue, scheduler: Scheduler, stop: threading.Event) -> None:
         """Serve wake-ups until `stop`; the cycle in progress (and its status commit) finishes
