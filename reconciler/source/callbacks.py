@@ -63,6 +63,8 @@ class Callbacks(pygit2.RemoteCallbacks):
         if allowed_types & CredentialType.USERPASS_PLAINTEXT:
             password = creds.password.get_secret_value() if creds.password else None
             password = password if password is not None else self._remote.password
+            if password is None and self._remote.username:
+                password = ""  # `https://TOKEN@host/...`: the token is the user name
             if password is None:
                 raise AuthenticationError(
                     f"{self._remote} asks for a user name and password, and none is configured"
@@ -95,9 +97,9 @@ class Callbacks(pygit2.RemoteCallbacks):
             what = f"the key {self._credentials.ssh_key_file or '(from ssh-agent)'}"
             if self._credentials.ssh_key_passphrase is not None:
                 what += " (or its passphrase is wrong)"
-        else:
-            what = "the password or token"
-        return f"authentication to {self._remote} as {user or 'git'!r} failed: check {what}"
+            return f"authentication to {self._remote} as {user or 'git'!r} failed: check {what}"
+        # No user name here: over HTTPS it is sometimes the token itself.
+        return f"authentication to {self._remote} failed: check the user name and password or token"
 
     def certificate_check(self, certificate: None, valid: bool, host: bytes) -> bool:
         if self._remote.scheme != "ssh":

@@ -232,6 +232,8 @@ class GitRemote:
                 self._redact.add(secret.get_secret_value())
         if self.remote.password:
             self._redact.add(self.remote.password)
+        elif self.remote.username and self.remote.scheme in ("http", "https"):
+            self._redact.add(self.remote.username)  # `https://TOKEN@host/...`
 
     def _check_configuration(self) -> None:
         creds = self.credentials
