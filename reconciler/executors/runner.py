@@ -137,8 +137,8 @@ def _now() -> str:
 class MaskingWriter:
     """Writes a byte stream as UTF-8 text with secret values masked, as it arrives.
 
-    Output is written as soon as it cannot be part of a secret split across reads: only the
-    last (longest secret minus one) characters wait for more data."""
+    Output is written at once, except an ending that could be the start of a secret split
+    across reads: that waits for the next read (or the end)."""
 
     def __init__(self, out: BinaryIO, secrets: Iterable[str]) -> None:
         values = {
@@ -147,17 +147,28 @@ class MaskingWriter:
             for candidate in (value, value.strip())
             if len(candidate) >= MIN_SECRET_LENGTH
         }
-        ordered = sorted(values, key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
-        self._hold = max(map(len, ordered), default=1) - 1
+        self._values = sorted(values, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, self._values))) if values else None
         self._out = out
         self._pending = ""
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
+    def _undecided(self, text: str) -> int:
+        """Length of the longest ending of `text` that begins some secret."""
+        longest = max(map(len, self._values), default=1) - 1
+        for size in range(min(longest, len(text)), 0, -1):
+            ending = text[-size:]
+            if any(value.startswith(ending) for value in self._values):
+                return size
+        return 0
+
     def write(self, data: bytes, *, final: bool = False) -> None:
         text = self._pending + self._decoder.decode(data, final=final)
-        cut = len(text) if final else max(0, len(text) - self._hold)
-        if self._pattern is not None:
+        if self._pattern is None:
+            cut = len(text)
+            emit = text
+        else:
+            cut = len(text) if final else len(text) - self._undecided(text)
             for match in self._pattern.finditer(text):
                 if match.start() >= cut:
                     break
@@ -165,8 +176,6 @@ class MaskingWriter:
                     cut = match.end()  # a whole secret straddles the cut: emit it masked
                     break
             emit = self._pattern.sub(MASK, text[:cut])
-        else:
-            emit = text[:cut]
         self._pending = text[cut:]
         if emit:
             self._out.write(emit.encode("utf-8"))

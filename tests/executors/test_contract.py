@@ -25,7 +25,9 @@ def test_success_sees_files_and_env(harness: Harness) -> None:
     entry = task_entry(
         "greet",
         ["sh", "-c"],
-        args=['cat data/input.txt; python3 tool.py; echo "greeting=$GREETING run=$RECONCILER_RUN_ID"'],
+        args=[
+            'cat data/input.txt; python3 tool.py; echo "greeting=$GREETING run=$RECONCILER_RUN_ID"'
+        ],
         files={"data/input.txt": "from a file\n", "tool.py": "print('python ran', 6 * 7)\n"},
         env={"GREETING": "hello"},
     )
@@ -51,7 +53,8 @@ def test_success_sees_files_and_env(harness: Harness) -> None:
 
 def test_failure_reports_exit_code_and_last_lines(harness: Harness) -> None:
     executor = harness.make()
-    entry = task_entry("fails", ["sh", "-c", 'for i in $(seq 1 100); do echo "line $i"; done; exit 3'])
+    script = 'for i in $(seq 1 100); do echo "line $i"; done; exit 3'
+    entry = task_entry("fails", ["sh", "-c", script])
     request = request_for(entry)
     executor.submit(request)
 
