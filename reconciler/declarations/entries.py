@@ -59,6 +59,13 @@ class Entry(_Value):
         description="A Task's files with their content resolved (inline, or read from the "
         "repository at this commit): what executors write under /task. Empty for stacks.",
     )
+    sources: dict[str, str] = Field(
+        default_factory=dict,
+        description="Repository paths the entry uses besides its declaration, with their Git "
+        "ids: a Stack's folder (tree), local modules it calls outside that folder, var files "
+        "reached through symlinks; the repository files a Task copies (blobs). Hashed with "
+        "the spec, so a change to any of them is a change of the entry.",
+    )
 
     @property
     def task(self) -> TaskSpec:
@@ -80,8 +87,11 @@ class DesiredState(_Value):
 
     An entry whose document failed validation but whose kind and name could be read is listed
     in `invalid`, so that plan marks it Invalid instead of treating it as removed. Files that
-    could not be read at all are in `files_with_errors`: entries last seen in them are not
-    removed either.
+    could not be read at all, or hold a document whose kind or name could not be read, are in
+    `files_with_errors`: entries last seen in them are not removed either. When the
+    repository's Defaults are wrong (invalid, more than one, or in a file that does not
+    parse), every Task and Stack is in `invalid`: running them without their Defaults would
+    run something nobody declared.
     """
 
     revision: Revision | None = None

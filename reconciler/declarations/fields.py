@@ -7,12 +7,12 @@ turns it into an error located at the offending key or value.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
-from functools import lru_cache
+from datetime import date, timedelta
 from typing import Annotated, Any
 
-from apscheduler.triggers.cron import CronTrigger
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
+
+from reconciler.declarations.cron import check_cron, cron_trigger
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -24,13 +24,25 @@ _QUANTITY = re.compile(
 _LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 _LABEL_NAME = re.compile(r"^[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+__all__ = [
+    "check_cron",
+    "check_name",
+    "check_relative_path",
+    "cron_trigger",
+    "parse_duration",
+]
 
 MAX_NAME_LENGTH = 40
 
 
-def _name(value: str) -> str:
+def check_name(value: str) -> str:
+    """A valid `metadata.name` (DNS-1123 label of at most 40 characters), or ValueError."""
     if len(value) > MAX_NAME_LENGTH:
-        raise ValueError(f"{value!r} is {len(value)} characters long; the limit is {MAX_NAME_LENGTH}")
+        raise ValueError(
+            f"{value!r} is {len(value)} characters long; the limit is {MAX_NAME_LENGTH}"
+        )
     if not _DNS_LABEL.match(value):
         raise ValueError(
             f"{value!r} is not a DNS-1123 label: use lower-case letters, digits and '-', "
@@ -55,12 +67,18 @@ def _env_name(value: str) -> str:
 
 
 def _scalar_to_str(value: Any) -> Any:
-    """YAML turns `8080` into an int; environment values are strings, so accept numbers as
-    written. Booleans are refused: `yes` would silently become `True`."""
+    """YAML turns `8080` into an int; environment values are strings, so accept whole numbers,
+    which read back exactly as written. Everything else that YAML turns into another type is
+    refused: `true` would become `True`, `1.10` would become `1.1`, `2024-01-01` a date."""
     if isinstance(value, bool) or value is None:
         raise ValueError(f"{value!r} must be a string: quote it")
-    if isinstance(value, int | float):
+    if isinstance(value, int):
         return str(value)
+    if isinstance(value, float | date):
+        raise ValueError(
+            f"YAML read this value as {type(value).__name__} {value!r}, which may not be what "
+            "is written: quote it to keep it as text"
+        )
     return value
 
 
@@ -84,27 +102,6 @@ def _duration(value: str) -> str:
     return value
 
 
-@lru_cache(maxsize=4096)
-def cron_trigger(expression: str) -> CronTrigger:
-    """The scheduler's own parser, so what validates is exactly what will fire. UTC always:
-    a daemon's local time zone must not change when a declaration runs."""
-    return CronTrigger.from_crontab(expression, timezone="UTC")
-
-
-def _cron(value: str) -> str:
-    fields = value.split()
-    if len(fields) != 5:
-        raise ValueError(
-            f"{value!r} has {len(fields)} fields; a cron expression has 5: "
-            "minute hour day-of-month month day-of-week"
-        )
-    try:
-        cron_trigger(" ".join(fields))
-    except ValueError as err:
-        raise ValueError(f"{value!r} is not a valid cron expression: {err}") from None
-    return " ".join(fields)
-
-
 def _quantity(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a resource quantity")
@@ -119,7 +116,7 @@ def _quantity(value: Any) -> Any:
 
 def check_relative_path(value: str) -> str:
     """A repository-relative POSIX path: not absolute, no `..`, no backslashes."""
-    if not value or value.strip() != value:
+    if not value or value.strip() != value or any(ord(c) < 32 for c in value):
         raise ValueError(f"{value!r} is not a path")
     if value.startswith("/") or re.match(r"^[A-Za-z]:", value):
         raise ValueError(f"{value!r} is absolute; paths are relative to the repository root")
@@ -142,7 +139,7 @@ def _depends_on(value: str) -> str:
     prefix, sep, name = value.partition("/")
     if not sep or prefix not in ("task", "stack"):
         raise ValueError(f"{value!r} must be written task/NAME or stack/NAME")
-    _name(name)
+    check_name(name)
     return value
 
 
@@ -162,28 +159,40 @@ def _label_value(value: Any) -> Any:
     return value
 
 
+def _var_name(value: str) -> str:
+    if not _VAR_NAME.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid variable name: letters, digits, '_' and '-', "
+            "starting with a letter or '_'"
+        )
+    return value
+
+
 def _config_key(value: str) -> str:
     if not _CONFIG_KEY.match(value):
         raise ValueError(f"{value!r} is not a valid secret key: letters, digits, '-', '_', '.'")
     return value
 
 
-Name = Annotated[str, AfterValidator(_name)]
+Name = Annotated[str, AfterValidator(check_name)]
 KubeName = Annotated[str, AfterValidator(_subdomain)]
 EnvName = Annotated[str, AfterValidator(_env_name)]
 _STRING_OR_NUMBER = WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "number"}]})
+_STRING_OR_INTEGER = WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "integer"}]})
 
-EnvValue = Annotated[str, BeforeValidator(_scalar_to_str), _STRING_OR_NUMBER]
+EnvValue = Annotated[str, BeforeValidator(_scalar_to_str), _STRING_OR_INTEGER]
 Duration = Annotated[
     str,
     AfterValidator(_duration),
     Field(json_schema_extra={"pattern": r"^(\d+d)?(\d+h)?(\d+m)?(\d+s)?$"}),
 ]
-Cron = Annotated[str, AfterValidator(_cron)]
+Cron = Annotated[str, AfterValidator(check_cron)]
 Quantity = Annotated[str, BeforeValidator(_quantity), _STRING_OR_NUMBER]
 RelativePath = Annotated[str, AfterValidator(check_relative_path)]
 FileName = Annotated[str, AfterValidator(_file_name)]
 DependencyRef = Annotated[str, AfterValidator(_depends_on)]
 LabelKey = Annotated[str, AfterValidator(_label_key)]
-LabelValue = Annotated[str, BeforeValidator(_label_value), _STRING_OR_NUMBER]
+LabelValue = Annotated[str, BeforeValidator(_label_value), _STRING_OR_INTEGER]
 SecretKey = Annotated[str, AfterValidator(_config_key)]
+VarName = Annotated[str, AfterValidator(_var_name)]
+DependencyList = list[DependencyRef]

@@ -1,9 +1,16 @@
 """The file-source port: the loader reads declarations through it, from a folder on disk or
-from a commit in a Git object database, and gets the same Git object ids from both."""
+from a commit in a Git object database, and gets the same Git object ids from both.
+
+Paths are POSIX, relative to the repository root, without a leading `./`; the root itself is
+`.`. Neither source follows symlinks on its own: a symlink is an entry whose content is its
+target, exactly as Git stores it. Following them (and refusing those that leave the
+repository) is the loader's job, so both sources behave the same.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+from collections.abc import Iterable, Iterator
 from enum import StrEnum
 from typing import Protocol
 
@@ -15,6 +22,19 @@ class FileKind(StrEnum):
     EXECUTABLE = "executable"
     SYMLINK = "symlink"
     DIRECTORY = "directory"
+
+    @property
+    def git_mode(self) -> str:
+        """The mode Git writes for this kind in a tree object."""
+        return _GIT_MODES[self]
+
+
+_GIT_MODES = {
+    FileKind.FILE: "100644",
+    FileKind.EXECUTABLE: "100755",
+    FileKind.SYMLINK: "120000",
+    FileKind.DIRECTORY: "40000",
+}
 
 
 class FileEntry(BaseModel):
@@ -40,3 +60,37 @@ class FileSource(Protocol):
     def read(self, path: str) -> bytes:
         """The content of a file (or a symlink's target). FileNotFoundError when absent."""
         ...
+
+
+def normalize(path: str) -> str | None:
+    """`path` as the sources spell it (`a/b`, or `.` for the root); None when it is absolute
+    or climbs out with `..`."""
+    if path.startswith("/"):
+        return None
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        return None
+    return "/".join(parts) or "."
+
+
+def join(folder: str, name: str) -> str:
+    return name if folder in (".", "") else f"{folder}/{name}"
+
+
+def blob_id(data: bytes) -> str:
+    """Git's id of a blob with this content: sha1 of `blob <size>\\0<data>`."""
+    digest = hashlib.sha1(b"blob %d\0" % len(data), usedforsecurity=False)
+    digest.update(data)
+    return digest.hexdigest()
+
+
+def tree_id(entries: Iterable[tuple[str, FileKind, str]]) -> str:
+    """Git's id of a tree holding (name, kind, oid) entries, in any order."""
+    ordered = sorted(entries, key=lambda e: e[0] + "/" if e[1] is FileKind.DIRECTORY else e[0])
+    body = b"".join(
+        f"{kind.git_mode} {name}".encode("utf-8", "surrogateescape") + b"\0" + bytes.fromhex(oid)
+        for name, kind, oid in ordered
+    )
+    digest = hashlib.sha1(b"tree %d\0" % len(body), usedforsecurity=False)
+    digest.update(body)
+    return digest.hexdigest()

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, JsonValue, Tag
 from pydantic.alias_generators import to_camel
 
 from reconciler.declarations.fields import (
     Cron,
-    DependencyRef,
+    DependencyList,
     Duration,
     EnvName,
     EnvValue,
@@ -25,6 +25,7 @@ from reconciler.declarations.fields import (
     Quantity,
     RelativePath,
     SecretKey,
+    VarName,
 )
 from reconciler.types import API_VERSION
 
@@ -113,9 +114,28 @@ SecretEnvMap = Annotated[
     Field(description="Environment variables read from secrets; never written to status or logs."),
 ]
 Dependencies = Annotated[
-    list[DependencyRef],
+    DependencyList,
     Field(description="Entries that must have succeeded at their current version first, "
           "written task/NAME or stack/NAME."),
+]
+
+
+class RepositoryFile(Frozen):
+    """A Task file whose content is a file of the repository, read at the same commit."""
+
+    path: RelativePath = Field(
+        description="File to copy, relative to the repository root, e.g. scripts/report.py. "
+        "Its content at the declaration's commit is part of the task's version."
+    )
+
+
+def _file_source(value: Any) -> str:
+    return "repository" if isinstance(value, dict | RepositoryFile) else "inline"
+
+
+TaskFile = Annotated[
+    Annotated[str, Tag("inline")] | Annotated[RepositoryFile, Tag("repository")],
+    Discriminator(_file_source),
 ]
 
 
@@ -130,10 +150,10 @@ class TaskSpec(Frozen):
     args: list[str] = Field(default_factory=list, description="Extra arguments after command.")
     env: EnvMap = Field(default_factory=dict)
     secret_env: SecretEnvMap = Field(default_factory=dict)
-    files: dict[FileName, str] = Field(
+    files: dict[FileName, TaskFile] = Field(
         default_factory=dict,
-        description="Files written read-only under /task (the work directory locally), "
-        "name to content.",
+        description="Files written read-only under /task (the work directory locally): name to "
+        "content, or to {path: FILE} to copy a file of the repository.",
     )
     repository: Repository | None = Field(
         default=None, description="A Git repository cloned into /workspace before the run."
@@ -180,7 +200,7 @@ class StackSpec(Frozen):
     path: RelativePath = Field(
         description="Root module folder, relative to the repository root; must hold *.tf files."
     )
-    vars: dict[str, Any] = Field(
+    vars: dict[VarName, JsonValue] = Field(
         default_factory=dict, description="Input variables, name to value (any JSON value)."
     )
     var_files: list[RelativePath] = Field(

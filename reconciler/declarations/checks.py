@@ -1,0 +1,173 @@
+"""Checks across files: duplicate identities, Defaults, `dependsOn` targets, cycles.
+
+They run on every load over the cached per-file results, so they only touch models, never
+YAML. Each returns `Pending` problems: what is wrong and where in which document, located
+(line and column) by the loader afterwards.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from reconciler.declarations.documents import Document, FileResult
+from reconciler.declarations.positions import Segment
+from reconciler.types import EntryId, Kind
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A problem found across files, not yet located."""
+
+    file: FileResult
+    document: Document
+    loc: tuple[Segment, ...]
+    message: str
+    at_key: bool = False
+
+    @property
+    def entry(self) -> EntryId | None:
+        return self.document.id
+
+
+Declared = tuple[FileResult, Document]
+
+
+def where(file: FileResult, document: Document) -> str:
+    return f"{file.path}:{document.line}"
+
+
+def duplicates(declared: Iterable[Declared]) -> list[Pending]:
+    """Every declaration of a `kind/name` declared more than once, naming the other places.
+    All of them are wrong: which one was meant is for a person to say."""
+    by_id: dict[EntryId, list[Declared]] = defaultdict(list)
+    for file, doc in declared:
+        if doc.id is not None:
+            by_id[doc.id].append((file, doc))
+    found: list[Pending] = []
+    for ident, places in by_id.items():
+        if len(places) < 2:
+            continue
+        for file, doc in places:
+            others = ", ".join(where(f, d) for f, d in places if d is not doc or f is not file)
+            message = f"{ident} is declared more than once; also at {others}"
+            found.append(Pending(file, doc, ("metadata", "name"), message))
+    return found
+
+
+def extra_defaults(declared: Sequence[Declared]) -> list[Pending]:
+    """Every Defaults document when there is more than one."""
+    if len(declared) < 2:
+        return []
+    found: list[Pending] = []
+    for file, doc in declared:
+        others = ", ".join(where(f, d) for f, d in declared if d is not doc or f is not file)
+        message = f"a repository has at most one Defaults; another is at {others}"
+        found.append(Pending(file, doc, ("kind",), message))
+    return found
+
+
+def missing_targets(
+    dependents: Mapping[EntryId, tuple[Declared, Sequence[str]]],
+    known: set[EntryId],
+    unreadable: Sequence[str],
+) -> list[Pending]:
+    """`dependsOn` items naming an entry declared nowhere."""
+    found: list[Pending] = []
+    hint = f" (or in a file that failed to load: {', '.join(unreadable)})" if unreadable else ""
+    for (file, doc), targets in dependents.values():
+        for i, target in enumerate(targets):
+            if target not in known:
+                message = f"{target} is not declared anywhere{hint}"
+                found.append(Pending(file, doc, ("spec", "dependsOn", i), message))
+    return found
+
+
+def cycles(dependents: Mapping[EntryId, tuple[Declared, Sequence[str]]]) -> list[Pending]:
+    """An error on every entry that is part of a dependency cycle, at its `dependsOn` item
+    that leads into the cycle, naming the whole cycle."""
+    graph = {ident: [EntryId(t) for t in targets] for ident, (_, targets) in dependents.items()}
+    found: list[Pending] = []
+    for component in _strongly_connected(graph):
+        members = set(component)
+        first = min(component)
+        if len(component) == 1 and first not in graph[first]:
+            continue
+        loop = _cycle_through(graph, first, members)
+        shown = " → ".join([*loop, loop[0]])
+        for ident in sorted(members):
+            (file, doc), targets = dependents[ident]
+            index = next(i for i, t in enumerate(targets) if t in members)
+            message = f"dependency cycle: {shown}"
+            found.append(Pending(file, doc, ("spec", "dependsOn", index), message))
+    return found
+
+
+def _cycle_through(
+    graph: Mapping[EntryId, list[EntryId]], start: EntryId, members: set[EntryId]
+) -> list[EntryId]:
+    """The shortest loop from `start` back to itself inside its component (breadth first,
+    so what is shown is a real chain of `dependsOn`, not just the component)."""
+    previous: dict[EntryId, EntryId] = {}
+    queue = [start]
+    while queue:
+        node = queue.pop(0)
+        for target in sorted(graph[node]):
+            if target == start:
+                loop = [node]
+                while loop[-1] != start:
+                    loop.append(previous[loop[-1]])
+                return loop[::-1]
+            if target in members and target not in previous:
+                previous[target] = node
+                queue.append(target)
+    return [start]
+
+
+def _strongly_connected(graph: Mapping[EntryId, list[EntryId]]) -> list[list[EntryId]]:
+    """Tarjan's algorithm, iterative (a long dependency chain must not hit the recursion
+    limit). Edges to nodes outside the graph are ignored."""
+    index: dict[EntryId, int] = {}
+    low: dict[EntryId, int] = {}
+    on_stack: set[EntryId] = set()
+    stack: list[EntryId] = []
+    result: list[list[EntryId]] = []
+    counter = 0
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, 0)]
+        while work:
+            node, position = work.pop()
+            if position == 0:
+                index[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack.add(node)
+            targets = [t for t in graph[node] if t in graph]
+            if position < len(targets):
+                work.append((node, position + 1))
+                target = targets[position]
+                if target not in index:
+                    work.append((target, 0))
+                elif target in on_stack:
+                    low[node] = min(low[node], index[target])
+                continue
+            if low[node] == index[node]:
+                component: list[EntryId] = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                result.append(component)
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+    return result
+
+
+def kinds_of(declared: Iterable[Declared], kind: Kind) -> list[Declared]:
+    return [(f, d) for f, d in declared if d.kind is kind]

@@ -1,0 +1,195 @@
+"""One file's declarations: its documents validated against the models, each problem located.
+
+This is the per-file half of loading: its result depends only on the file's content, so the
+loader caches it by Git blob id. Checks that need other files live in `checks`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from reconciler.declarations.entries import LoadError, Location
+from reconciler.declarations.fields import check_name
+from reconciler.declarations.models import (
+    DOCUMENT_MODELS,
+    DefaultsDocument,
+    StackDocument,
+    TaskDocument,
+)
+from reconciler.declarations.parse import RawDocument, RawFile
+from reconciler.declarations.positions import (
+    Segment,
+    SourceMap,
+    error_message,
+    field_path,
+)
+from reconciler.types import API_VERSION, EntryId, Kind, entry_id
+
+Model = TaskDocument | StackDocument | DefaultsDocument
+_KINDS = ", ".join(DOCUMENT_MODELS)
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One document with our apiVersion: its model when valid, its errors when not."""
+
+    index: int
+    line: int
+    kind: Kind | None
+    """None when the kind is missing or unknown."""
+    name: str | None
+    """metadata.name when it is present and valid, else None."""
+    model: Model | None
+    errors: tuple[LoadError, ...]
+
+    @property
+    def id(self) -> EntryId | None:
+        if self.kind in (Kind.TASK, Kind.STACK) and self.name is not None:
+            return entry_id(self.kind, self.name)
+        return None
+
+    @property
+    def identified(self) -> bool:
+        """Whether it is known what this document declares (a Defaults needs no name)."""
+        return self.kind is Kind.DEFAULTS or self.id is not None
+
+
+@dataclass(frozen=True, slots=True)
+class FileResult:
+    path: str
+    oid: str
+    raw: RawFile
+    documents: tuple[Document, ...]
+    errors: tuple[LoadError, ...]
+    """Problems of the file as a whole (it could not be read as YAML)."""
+
+    @property
+    def declares(self) -> bool:
+        """Whether this is a declaration file (or a broken file that may be one)."""
+        return bool(self.documents) or self.raw.problem is not None
+
+    @property
+    def unreadable(self) -> bool:
+        """True when entries declared here could be missing from the result: the file did not
+        parse, or a document's kind or name could not be read."""
+        return self.raw.problem is not None or not all(d.identified for d in self.documents)
+
+
+class _Locator:
+    """Positions in one file, parsing its text again only when a problem needs one."""
+
+    def __init__(self, path: str, read_text: Callable[[], str]) -> None:
+        self.path = path
+        self._read_text = read_text
+        self._map: SourceMap | None = None
+
+    def error(
+        self,
+        doc: RawDocument,
+        loc: Sequence[Segment],
+        message: str,
+        *,
+        entry: EntryId | None = None,
+        at_key: bool = False,
+        missing: bool = False,
+    ) -> LoadError:
+        if self._map is None:
+            self._map = SourceMap(self._read_text())
+        (line, column), path = self._map.locate(
+            doc.index, loc, at_key=at_key, missing_last=missing, document_line=doc.line
+        )
+        return LoadError(
+            location=Location(path=self.path, line=line, column=column),
+            field=field_path(path) or None,
+            message=message,
+            entry=entry,
+        )
+
+
+def analyse(path: str, oid: str, raw: RawFile, read_text: Callable[[], str]) -> FileResult:
+    """Validate the documents of one parsed file. `read_text` gives the file's text, needed
+    only to locate problems."""
+    if raw.problem is not None:
+        location = Location(path=path, line=raw.problem.line, column=raw.problem.column)
+        error = LoadError(location=location, message=raw.problem.message)
+        return FileResult(path, oid, raw, (), (error,))
+    locator = _Locator(path, read_text)
+    documents = tuple(_document(doc, locator) for doc in raw.documents)
+    return FileResult(path, oid, raw, documents, ())
+
+
+def _document(doc: RawDocument, locator: _Locator) -> Document:
+    data = doc.data
+    version = data.get("apiVersion")
+    if version != API_VERSION:
+        message = f"unsupported apiVersion {version!r}; this reconciler reads {API_VERSION}"
+        error = locator.error(doc, ("apiVersion",), message)
+        return Document(doc.index, doc.line, None, None, None, (error,))
+    kind = _kind(data.get("kind"))
+    name = _name(data.get("metadata"))
+    ident = entry_id(kind, name) if kind in (Kind.TASK, Kind.STACK) and name else None
+    if kind is None:
+        error = _kind_error(doc, locator)
+        return Document(doc.index, doc.line, None, name, None, (error,))
+    try:
+        model: Model = DOCUMENT_MODELS[kind.value].model_validate(data)
+    except ValidationError as err:
+        errors = tuple(_validation_errors(doc, err, kind, locator, ident))
+        return Document(doc.index, doc.line, kind, name, None, errors)
+    return Document(doc.index, doc.line, kind, name, model, ())
+
+
+def _kind(value: Any) -> Kind | None:
+    return Kind(value) if isinstance(value, str) and value in DOCUMENT_MODELS else None
+
+
+def _name(metadata: Any) -> str | None:
+    if not isinstance(metadata, dict):
+        return None
+    name = metadata.get("name")
+    if not isinstance(name, str):
+        return None
+    try:
+        return check_name(name)
+    except ValueError:
+        return None
+
+
+def _kind_error(doc: RawDocument, locator: _Locator) -> LoadError:
+    value = doc.data.get("kind")
+    if value is None:
+        return locator.error(doc, ("kind",), f"is required: one of {_KINDS}", missing=True)
+    message = f"unknown kind {value!r}; expected one of {_KINDS}"
+    hint = difflib.get_close_matches(str(value), list(DOCUMENT_MODELS), n=1, cutoff=0.6)
+    if hint:
+        message += f" (did you mean {hint[0]!r}?)"
+    return locator.error(doc, ("kind",), message)
+
+
+def _validation_errors(
+    doc: RawDocument,
+    err: ValidationError,
+    kind: Kind,
+    locator: _Locator,
+    ident: EntryId | None,
+) -> list[LoadError]:
+    model = DOCUMENT_MODELS[kind.value]
+    found: list[LoadError] = []
+    for detail in err.errors(include_url=False):
+        loc = tuple(detail["loc"])
+        found.append(
+            locator.error(
+                doc,
+                loc,
+                error_message(detail, model),
+                entry=ident,
+                at_key=detail["type"] == "extra_forbidden" or (bool(loc) and loc[-1] == "[key]"),
+                missing=detail["type"] == "missing",
+            )
+        )
+    return found

@@ -1,0 +1,180 @@
+"""Reading one YAML file into plain data, fast.
+
+Every file is parsed with the C-backed safe loader (17x faster than the round-trip one).
+Only files that turn out to be wrong are parsed again, by `positions`, to find where.
+What comes out is plain Python data (dicts, lists, scalars): it can be cached and persisted,
+and validating it again with newer models gives the same result as parsing it again.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.reader import ReaderError
+
+from reconciler.types import API_VERSION
+
+API_GROUP = API_VERSION.partition("/")[0]
+_MARKER = API_GROUP.encode()
+_DEFAULTS_KIND = re.compile(rb"^\s*kind:\s*[\"']?Defaults\b", re.MULTILINE)
+
+MAX_NODES = 100_000
+"""More values than this in one document (aliases expanded) is refused: a few lines of
+nested aliases can stand for billions of values, and validating them would never end."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawDocument:
+    index: int
+    """Position among the file's documents, from 0; empty documents count."""
+    line: int
+    """1-based line where the document's content starts."""
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SyntaxProblem:
+    line: int
+    column: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class RawFile:
+    """The part of one file the loader cares about: documents that claim our API group, or
+    why the file could not be read. Files that never mention the group have neither."""
+
+    documents: tuple[RawDocument, ...] = ()
+    problem: SyntaxProblem | None = None
+    mentions_defaults: bool = False
+    """The text has a `kind: Defaults` line: when it cannot be parsed, the repository's
+    Defaults are unknown."""
+
+
+NOT_DECLARATIONS = RawFile()
+
+
+def parse_file(data: bytes) -> RawFile:
+    # Cheap screen first: YAML that never names our group (CI configs, Kubernetes
+    # manifests, Helm values) is skipped without being parsed.
+    if _MARKER not in data:
+        return NOT_DECLARATIONS
+    mentions_defaults = _DEFAULTS_KIND.search(data) is not None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        problem = SyntaxProblem(line, column, "the file is not UTF-8 text")
+        return RawFile(problem=problem, mentions_defaults=mentions_defaults)
+    try:
+        documents = tuple(_documents(text))
+    except YAMLError as err:
+        return RawFile(problem=syntax_problem(err, text), mentions_defaults=mentions_defaults)
+    except RecursionError:
+        problem = SyntaxProblem(1, 1, "the YAML is nested too deeply to read")
+        return RawFile(problem=problem, mentions_defaults=mentions_defaults)
+    return RawFile(documents=documents, mentions_defaults=mentions_defaults)
+
+
+def _documents(text: str) -> list[RawDocument]:
+    yaml = YAML(typ="safe", pure=False)
+    # The loop of `load_all`, keeping each document's node so that its first line is known.
+    loader, parser = yaml.get_constructor_parser(text)
+    found: list[RawDocument] = []
+    try:
+        index = 0
+        while loader.check_node():
+            node = loader.get_node()
+            try:
+                data = loader.construct_document(node)
+            except (ValueError, TypeError, OverflowError) as err:
+                raise _scalar_error(loader, node, err) from None
+            if _claims_group(data):
+                if _too_big(data):
+                    raise _TooBigError(node.start_mark.line + 1)
+                found.append(RawDocument(index, node.start_mark.line + 1, data))
+            index += 1
+    finally:
+        parser.dispose()
+    return found
+
+
+def _scalar_error(loader: Any, root: Node, err: Exception) -> YAMLError:
+    """A value that parses but cannot be built (`2024-13-45`, `!!int abc`): find which one,
+    since the error itself does not say where."""
+    loader.constructed_objects, loader.recursive_objects, loader.state_generators = {}, {}, []
+    stack = [root]
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, ScalarNode):
+            try:
+                loader.construct_object(node)
+            except (ValueError, TypeError, OverflowError, YAMLError) as scalar_err:
+                return MarkedYAMLError(
+                    problem=f"cannot read {node.value!r}: {scalar_err}",
+                    problem_mark=node.start_mark,
+                )
+        elif isinstance(node, MappingNode):
+            stack.extend(n for pair in reversed(node.value) for n in reversed(pair))
+        elif isinstance(node, SequenceNode):
+            stack.extend(reversed(node.value))
+    return MarkedYAMLError(problem=f"cannot read a value: {err}", problem_mark=root.start_mark)
+
+
+def _claims_group(data: Any) -> bool:
+    if not isinstance(data, dict):
+        return False
+    version = data.get("apiVersion")
+    return isinstance(version, str) and version.startswith(API_GROUP + "/")
+
+
+def _too_big(data: Any) -> bool:
+    budget = MAX_NODES
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        budget -= 1
+        if budget < 0:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend(item)
+    return False
+
+
+class _TooBigError(YAMLError):
+    def __init__(self, line: int) -> None:
+        super().__init__(f"the document has more than {MAX_NODES} values once aliases are expanded")
+        self.line = line
+
+
+def syntax_problem(err: YAMLError, text: str) -> SyntaxProblem:
+    """Where a YAML error happened and what it is, from the error's own mark."""
+    if isinstance(err, _TooBigError):
+        return SyntaxProblem(err.line, 1, str(err))
+    if isinstance(err, ReaderError):
+        line = text.count("\n", 0, err.position) + 1
+        column = err.position - (text.rfind("\n", 0, err.position) + 1) + 1
+        return SyntaxProblem(line, column, f"invalid YAML: {err.reason} (#x{err.character:04x})")
+    if isinstance(err, MarkedYAMLError):
+        mark = err.problem_mark or err.context_mark
+        problem = (err.problem or err.context or "invalid YAML").strip()
+        if err.context and err.problem and err.context_mark is not None:
+            where = err.context_mark.line + 1
+            problem = f"{problem} ({err.context.strip()} started on line {where})"
+        if mark is not None:
+            return SyntaxProblem(mark.line + 1, mark.column + 1, f"invalid YAML: {problem}")
+        return SyntaxProblem(1, 1, f"invalid YAML: {problem}")
+    return SyntaxProblem(1, 1, f"invalid YAML: {str(err).strip() or type(err).__name__}")
