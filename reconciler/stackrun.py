@@ -150,10 +150,12 @@ class Engine:
             raise Interrupted(self.interrupted)
         if not quiet:
             self.log(f"$ {self.display} {' '.join(args)}")
+        # Only while no other thread could hold a lock the forked child would need.
+        setup = _die_with_runner(os.getpid()) if threading.active_count() == 1 else None
         process = subprocess.Popen(
             [*self.binary.argv, *args], cwd=self.cwd, env=self.env,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            process_group=0, preexec_fn=_die_with_runner(os.getpid()),  # noqa: PLW1509
+            process_group=0, preexec_fn=setup,  # noqa: PLW1509
         )
         self._process = process
         self._forward()
@@ -203,6 +205,13 @@ BACKEND_FILE = "zz_reconciler_state_backend.tf.json"
 LOCK_POLL_SECONDS = 0.2
 
 
+def _json_object(text: str) -> dict[str, object]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reconciler stack-run", description=__doc__.split("\n")[0])
     p.add_argument("operation", choices=[op.value for op in STACK_OPERATIONS])
@@ -210,7 +219,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=["opentofu", "terraform"], default="opentofu")
     p.add_argument("--engine-bin", help="The engine program; default: found on PATH.")
     p.add_argument("--state-dir", required=True, type=Path, help="Holds stacks/NAME/.")
-    p.add_argument("--vars", default="{}", help="Input variables as a JSON object.")
+    p.add_argument("--vars", type=_json_object, default={}, help="Variables: a JSON object.")
     p.add_argument("--var-file", action="append", default=[], help="Relative to the module.")
     p.add_argument("--secret-env", action="append", default=[],
                    help="Name of a variable whose value is masked in the output.")
@@ -233,7 +242,9 @@ def main(
         args = args[1:]
     options = _parser().parse_args(args)
     environ = dict(os.environ if environ is None else environ)
-    redact = Redactor(environ[n] for n in options.secret_env if environ.get(n))
+    secrets = [environ[n] for n in options.secret_env if environ.get(n)]
+    # The log is redacted line by line: each line of a multi-line secret (a key) is masked too.
+    redact = Redactor([*secrets, *(line for value in secrets for line in value.splitlines())])
     log = Log(out or sys.stdout, redact)
     runner = _Runner(options, log=log, module=(workdir or Path.cwd()).absolute(),
                      environ=environ)
@@ -275,12 +286,8 @@ class _Runner:
         self.environ = environ
         self.engine: Engine | None = None
         self.interrupted: int | None = None
-        self.result = StackResult(operation=self._effective_operation())
-
-    def _effective_operation(self) -> Operation:
-        if self.options.plan_only and self.operation is Operation.APPLY:
-            return Operation.PLAN
-        return self.operation
+        plan_only = options.plan_only and self.operation is Operation.APPLY
+        self.result = StackResult(operation=Operation.PLAN if plan_only else self.operation)
 
     def interrupt(self, signum: int) -> None:
         self.interrupted = signum
@@ -293,7 +300,7 @@ class _Runner:
     def run(self) -> StackResult:
         try:
             self._run()
-        except (StackRunError, EngineNotFoundError) as err:
+        except (StackRunError, EngineNotFoundError, OSError) as err:
             message = self.log.redact(str(err))
             self.log(f"error: {message}")
             update: dict[str, object] = {"error": message}
@@ -306,11 +313,10 @@ class _Runner:
         options = self.options
         self._check_module()
         binary = find_engine(options.engine, options.engine_bin)
-        variables = _parse_vars(options.vars)
         folder = stack_dir(options.state_dir.absolute(), options.stack)
         folder.mkdir(parents=True, exist_ok=True)
         with TemporaryDirectory(prefix="reconciler-stack-") as scratch, \
-                _stack_lock(folder / "run.lock", options.stack, options.lock_timeout):
+                self._stack_lock(folder / "run.lock"):
             config = Path(scratch) / "empty.tfrc"
             config.write_text("")
             plugins = folder / "plugin-cache"
@@ -326,11 +332,32 @@ class _Runner:
             name, version = self.engine.identify()
             self._update(engine=name, version=version)
             vars_file = Path(scratch) / "reconciler-vars.tfvars.json"
-            vars_file.write_text(json.dumps(variables))
+            vars_file.write_text(json.dumps(options.vars))
             plan_args = [*(f"-var-file={f}" for f in options.var_file), f"-var-file={vars_file}"]
             with self._state_backend(options.state_dir.absolute()):
                 self._init()
                 self._operate(Path(scratch) / "stack.tfplan", plan_args)
+
+    @contextlib.contextmanager
+    def _stack_lock(self, path: Path) -> Iterator[None]:
+        """Never two runs of one stack at once on this machine, whatever the daemon believes.
+        Closing the file releases the lock, also when the runner is killed."""
+        with path.open("a") as handle:
+            deadline = time.monotonic() + self.options.lock_timeout
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if self.interrupted is not None:
+                        raise Interrupted(self.interrupted) from None
+                    if time.monotonic() >= deadline:
+                        raise StackRunError(
+                            f"another run of stack {self.options.stack} is in progress "
+                            f"(lock {path})"
+                        ) from None
+                    time.sleep(LOCK_POLL_SECONDS)
+            yield
 
     def _check_module(self) -> None:
         if not self.module.is_dir():
@@ -413,36 +440,6 @@ class _Runner:
         if summary.outputs:
             self.log(f"outputs set (values not shown): {', '.join(summary.outputs)}")
 
-
-def _parse_vars(text: str) -> dict[str, object]:
-    try:
-        value = json.loads(text)
-    except ValueError as err:
-        raise StackRunError(f"--vars is not JSON: {err}") from None
-    if not isinstance(value, dict):
-        raise StackRunError("--vars must be a JSON object of variable names to values")
-    return value
-
-
-@contextlib.contextmanager
-def _stack_lock(path: Path, stack: str, timeout: int) -> Iterator[None]:
-    """Never two runs of one stack at once on this machine, whatever the daemon believes."""
-    with path.open("a") as handle:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise StackRunError(
-                        f"another run of stack {stack} is in progress (lock {path})"
-                    ) from None
-                time.sleep(LOCK_POLL_SECONDS)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -275,6 +275,28 @@ def test_a_second_run_of_the_same_stack_is_refused(stacks: Stacks, web: MakeWeb)
     assert not stacks.state_file(entry).exists()
 
 
+def test_a_run_waits_for_the_lock_up_to_the_lock_timeout(stacks: Stacks, web: MakeWeb) -> None:
+    entry = web(lockTimeout="20s")
+    folder = stack_dir(stacks.state_dir, entry.name)
+    folder.mkdir(parents=True)
+    with (folder / "run.lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        process = stacks.start(entry, Operation.APPLY)
+        time.sleep(0.5)
+        waiting = process.poll() is None
+    try:
+        log, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    assert waiting, log
+
+    assert process.returncode == 0, log
+    assert parse_result_line(log)["applied"] is True
+
+
 def test_sigterm_stops_the_engine_gracefully_and_is_reported(stacks: Stacks) -> None:
     stacks.write("stacks/web", {"main.tf": """\
 resource "terraform_data" "slow" {
