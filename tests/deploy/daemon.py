@@ -1,0 +1,128 @@
+"""A real daemon to scrape: `reconciler run` in a subprocess against a `git daemon` remote
+whose declarations exercise every metric the alerts and the dashboard rely on."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.gitservers import GitDaemon, free_port, git_env, make_bare_remote
+
+PY = sys.executable
+DEADLINE = 60.0
+
+
+def _task(name: str, **spec: Any) -> str:
+    document = {"apiVersion": "reconciler.io/v1alpha1", "kind": "Task",
+                "metadata": {"name": name}, "spec": spec}
+    return json.dumps(document) + "\n"
+
+
+DECLARATIONS: dict[str, str | bytes] = {
+    "tasks/ok.yaml": _task("ok", command=[PY, "-c", "print('fine')"]),
+    "tasks/broken.yaml": _task("broken", command=[PY, "-c", "raise SystemExit(3)"]),
+    # A misspelled field: the entry is named, and Invalid.
+    "tasks/typo.yaml": _task("typo", comand=[PY, "-c", "pass"]),
+    # A YAML syntax error: not even the name can be read.
+    "tasks/unreadable.yaml": "apiVersion: reconciler.io/v1alpha1\nkind: Task\nmetadata: {name: [\n",
+}
+
+
+class Scrape:
+    """One `/metrics` answer: its text, its families, and the sample names it exposes."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.families = list(text_string_to_metric_families(text))
+
+    def samples(self, prefix: str = "reconciler_") -> list[tuple[str, dict[str, str], float]]:
+        return [(s.name, dict(s.labels), s.value) for f in self.families for s in f.samples
+                if s.name.startswith(prefix)]
+
+    def sample_names(self) -> set[str]:
+        """Every series name the daemon can expose: those present, and those its families'
+        types define (a histogram's `_bucket`, `_sum`, `_count`) even before a first sample."""
+        names = {name for name, _, _ in self.samples("")}
+        suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
+                    "summary": ("_sum", "_count", ""), "gauge": ("",), "info": ("_info",)}
+        for family in self.families:
+            names |= {family.name + s for s in suffixes.get(family.type, ("",))}
+        return names
+
+    def has(self, series: str, labels: dict[str, str]) -> bool:
+        return any(n == series and labels.items() <= got.items()
+                   for n, got, _ in self.samples())
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def wait_for_scrape(url: str, done: Callable[[Scrape], bool],
+                    process: subprocess.Popen[bytes], log: Path) -> Scrape:
+    deadline = time.monotonic() + DEADLINE
+    last: Scrape | None = None
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the daemon exited with {process.returncode}:\n"
+                                 f"{log.read_text()[-4000:]}")
+        status, text = _get(url + "/metrics")
+        if status == 200:
+            last = Scrape(text)
+            if done(last):
+                return last
+        time.sleep(0.1)
+    raise AssertionError(f"the daemon did not reach the expected state in {DEADLINE:g}s; "
+                         f"last scrape:\n{last.text if last else '(none)'}\nlog:\n"
+                         f"{log.read_text()[-4000:]}")
+
+
+@contextmanager
+def running_daemon(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
+    """The daemon on the local executor, reconciling DECLARATIONS every second."""
+    served = workdir / "served"
+    make_bare_remote(served / "declarations.git", DECLARATIONS)
+    secret = workdir / "webhook-secret"
+    secret.write_text("a-webhook-secret-for-the-scrape\n")
+    log = workdir / "daemon.log"
+    port = free_port()
+    with GitDaemon(served) as git_daemon, log.open("wb") as out:
+        process = subprocess.Popen(
+            [PY, "-m", "reconciler", "run", "--repo", git_daemon.url("declarations.git"),
+             "--executor", "local", "--state-dir", str(workdir / "state"),
+             "--interval", "1s", "--listen", f"127.0.0.1:{port}",
+             "--webhook-secret-file", str(secret), "--log-format", "json"],
+            env=git_env(), stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            yield f"http://127.0.0.1:{port}", process, log
+        finally:
+            _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
