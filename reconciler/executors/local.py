@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from loguru import logger
 from reconciler.declarations.entries import Entry
 from reconciler.executors import history
 from reconciler.executors.base import RunReport, RunRequest, Workspace
+from reconciler.executors.checkout import CheckoutSpec
 from reconciler.executors.journal import Journal, RunRow
 from reconciler.executors.runner import (
     CANCEL_FILE,
@@ -49,6 +50,7 @@ from reconciler.executors.runner import (
 )
 from reconciler.executors.workdir import (
     RunSetupError,
+    checkout_credentials,
     read_secret_env,
     remove_tree,
     run_environment,
@@ -82,6 +84,9 @@ class _Launch:
     argv: list[str]
     cwd: Path
     extra_env: dict[str, str]
+    checkout: CheckoutSpec | None = None
+    checkout_env: Mapping[str, str] = field(default_factory=dict)
+    """Credentials for the checkout alone; the supervisor keeps them from the command."""
 
 
 class LocalExecutor:
@@ -329,19 +334,30 @@ class LocalExecutor:
             timeout_seconds=float(entry.timeout_seconds),
             kill_grace_seconds=self._grace,
             secret_env=tuple(sorted(secrets)),
+            checkout=launch.checkout,
+            checkout_env=tuple(sorted(launch.checkout_env)),
         )
         write_atomically(folder / SPEC_FILE, spec.to_json())
-        return env
+        return {**env, **launch.checkout_env}
 
     def _task_launch(self, entry: Entry, work: Path) -> _Launch:
+        """A task runs in its files' folder, or in the workspace (where its `repository` is
+        cloned) when it has no files, as on Kubernetes."""
         task = entry.task
-        if task.repository is not None:
-            raise RunSetupError(
-                "spec.repository: cloning a repository before the run is done by the "
-                "kubernetes executor only; the local executor cannot run this task"
-            )
-        write_task_files(entry.files, work / "task")
-        return _Launch([*task.command, *task.args], work / "task", {})
+        workspace = work / "workspace"
+        workspace.mkdir()
+        if entry.files:
+            write_task_files(entry.files, work / "task")
+        cwd = work / "task" if entry.files else workspace
+        launch = _Launch([*task.command, *task.args], cwd, {})
+        if task.repository is None:
+            return launch
+        credentials, known_hosts = checkout_credentials(task.repository, self._secrets_dir)
+        checkout = CheckoutSpec(
+            url=task.repository.url, ref=task.repository.ref, dest=str(workspace),
+            known_hosts=known_hosts,
+        )
+        return replace(launch, checkout=checkout, checkout_env=credentials)
 
     def _stack_launch(self, request: RunRequest, work: Path) -> _Launch:
         if self._workspace is None:

@@ -15,23 +15,23 @@ Only the standard library is used here: one of these starts for every run.
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import json
 import os
-import re
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, NamedTuple
 
-from reconciler.redact import MASK, MIN_SECRET_LENGTH
+from reconciler.executors.checkout import CheckoutSpec, checkout
+from reconciler.executors.masking import MaskingWriter
 
 SPEC_FILE = "run.json"
 LOG_FILE = "log"
@@ -64,6 +64,11 @@ class RunnerSpec:
     timeout_seconds: float
     kill_grace_seconds: float
     secret_env: tuple[str, ...] = ()
+    checkout: CheckoutSpec | None = None
+    """A repository to clone before the command starts (a Task's `repository`)."""
+    checkout_env: tuple[str, ...] = ()
+    """Variables (credentials) only the checkout sees: removed from the command's environment
+    and masked in the log."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -73,6 +78,9 @@ class RunnerSpec:
         data = json.loads(text)
         data["argv"] = tuple(data["argv"])
         data["secret_env"] = tuple(data.get("secret_env", ()))
+        data["checkout_env"] = tuple(data.get("checkout_env", ()))
+        if data.get("checkout") is not None:
+            data["checkout"] = CheckoutSpec(**data["checkout"])
         return cls(**data)
 
 
@@ -134,62 +142,15 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-class MaskingWriter:
-    """Writes a byte stream as UTF-8 text with secret values masked, as it arrives.
-
-    Output is written at once, except an ending that could be the start of a secret split
-    across reads: that waits for the next read (or the end)."""
-
-    def __init__(self, out: BinaryIO, secrets: Iterable[str]) -> None:
-        values = {
-            candidate
-            for value in secrets
-            for candidate in (value, value.strip())
-            if len(candidate) >= MIN_SECRET_LENGTH
-        }
-        self._values = sorted(values, key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, self._values))) if values else None
-        self._out = out
-        self._pending = ""
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-
-    def _undecided(self, text: str) -> int:
-        """Length of the longest ending of `text` that begins some secret."""
-        longest = max(map(len, self._values), default=1) - 1
-        for size in range(min(longest, len(text)), 0, -1):
-            ending = text[-size:]
-            if any(value.startswith(ending) for value in self._values):
-                return size
-        return 0
-
-    def write(self, data: bytes, *, final: bool = False) -> None:
-        text = self._pending + self._decoder.decode(data, final=final)
-        if self._pattern is None:
-            cut = len(text)
-            emit = text
-        else:
-            cut = len(text) if final else len(text) - self._undecided(text)
-            for match in self._pattern.finditer(text):
-                if match.start() >= cut:
-                    break
-                if match.end() > cut:
-                    cut = match.end()  # a whole secret straddles the cut: emit it masked
-                    break
-            emit = self._pattern.sub(MASK, text[:cut])
-        self._pending = text[cut:]
-        if emit:
-            self._out.write(emit.encode("utf-8"))
-            self._out.flush()
-
-    def close(self) -> None:
-        self.write(b"", final=True)
-
-
 class _Supervisor:
+    """Runs the run's steps (a checkout, then the command) one at a time, within one deadline,
+    each in its own process group, with output going to the log."""
+
     def __init__(self, run_dir: Path, spec: RunnerSpec, log: MaskingWriter) -> None:
         self.run_dir = run_dir
         self.spec = spec
         self.log = log
+        self.deadline = time.monotonic() + spec.timeout_seconds
         self.signalled: str | None = None
         self.outcome = Outcome.EXITED
         self.reason = ""
@@ -200,11 +161,15 @@ class _Supervisor:
     def note(self, text: str) -> None:
         self.log.write(f"[reconciler] {text}\n".encode())
 
-    def start(self, started: str) -> subprocess.Popen[bytes] | RunnerResult:
+    def launch(
+        self, argv: Sequence[str], *, cwd: str, env: Mapping[str, str]
+    ) -> subprocess.Popen[bytes] | tuple[int, str]:
+        """The started process, or (exit code, message) when it cannot start."""
         try:
             proc = subprocess.Popen(
-                self.spec.argv,
-                cwd=self.spec.cwd,
+                argv,
+                cwd=cwd,
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -213,36 +178,39 @@ class _Supervisor:
         except OSError as err:
             code = EXIT_NOT_FOUND if isinstance(err, FileNotFoundError) else EXIT_NOT_EXECUTABLE
             reason = "command not found" if code == EXIT_NOT_FOUND else "cannot execute command"
-            message = f"{reason}: {self.spec.argv[0]} ({err.strerror})"
-            self.note(message)
-            return RunnerResult(started, _now(), Outcome.NOT_STARTED, code, message)
+            return code, f"{reason}: {argv[0]} ({err.strerror})"
         write_atomically(
             self.run_dir / COMMAND_FILE,
             json.dumps({"pid": proc.pid, "pid_start": process_start(proc.pid)}),
         )
         return proc
 
-    def _should_stop(self, now: float, deadline: float) -> bool:
+    def _should_stop(self, now: float) -> bool:
         if self.signalled:
             self.outcome = Outcome.STOPPED
             self.reason = f"the run's supervisor received {self.signalled}"
         elif (self.run_dir / CANCEL_FILE).exists():
             self.outcome = Outcome.CANCELLED
             self.reason = "cancelled"
-        elif now >= deadline:
+        elif now >= self.deadline:
             self.outcome = Outcome.TIMED_OUT
             self.reason = f"timed out after {_duration(self.spec.timeout_seconds)}"
         else:
             return False
         return True
 
-    def supervise(self, proc: subprocess.Popen[bytes], started: str) -> RunnerResult:
+    @property
+    def stopped(self) -> bool:
+        return self.outcome != Outcome.EXITED
+
+    def watch(self, proc: subprocess.Popen[bytes]) -> int:
+        """Copy the process's output to the log until it ends; stop its group when the run
+        is out of time, cancelled or told to stop. Returns its exit status as Popen does."""
         assert proc.stdout is not None
         out = proc.stdout.fileno()
         os.set_blocking(out, False)
         selector = selectors.DefaultSelector()
         selector.register(out, selectors.EVENT_READ)
-        deadline = time.monotonic() + self.spec.timeout_seconds
         kill_at: float | None = None
         exited_at: float | None = None
         eof = False
@@ -254,7 +222,9 @@ class _Supervisor:
                 _kill_group(proc.pid, signal.SIGKILL)
             elif exited_at is not None and now - exited_at > _DRAIN_SECONDS:
                 break
-            elif exited_at is None and kill_at is None and self._should_stop(now, deadline):
+            elif exited_at is None and kill_at is None and (
+                self.stopped or self._should_stop(now)
+            ):
                 self.note(f"{self.reason}: stopping the run's processes")
                 _kill_group(proc.pid, signal.SIGTERM)
                 kill_at = now + self.spec.kill_grace_seconds
@@ -270,17 +240,31 @@ class _Supervisor:
                     eof = not chunk
         selector.close()
         proc.stdout.close()
-        return self._result(proc.wait(), started)
+        return proc.wait()
 
-    def _result(self, returncode: int, started: str) -> RunnerResult:
+    def step(self, argv: Sequence[str], *, cwd: str, env: Mapping[str, str]) -> _Ended:
+        """Run one process to its end."""
+        started = self.launch(argv, cwd=cwd, env=env)
+        if isinstance(started, tuple):
+            self.note(started[1])
+            return _Ended(*started, launched=False)
+        try:
+            returncode = self.watch(started)
+        except BaseException:
+            _kill_group(started.pid, signal.SIGKILL)
+            raise
         code = 128 - returncode if returncode < 0 else returncode
-        if self.outcome != Outcome.EXITED:
-            message = self.reason
-        elif returncode < 0:
-            message = f"killed by {signal.Signals(-returncode).name} (exit code {code})"
-        else:
-            message = f"exit code {code}"
-        return RunnerResult(started, _now(), self.outcome, code, message)
+        if self.stopped:
+            return _Ended(code, self.reason)
+        if returncode < 0:
+            return _Ended(code, f"killed by {signal.Signals(-returncode).name} (exit code {code})")
+        return _Ended(code, f"exit code {code}")
+
+
+class _Ended(NamedTuple):
+    code: int
+    how: str
+    launched: bool = True
 
 
 def _duration(seconds: float) -> str:
@@ -312,27 +296,60 @@ def _kill_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
+def _checkout(supervisor: _Supervisor, spec: CheckoutSpec, env: dict[str, str]) -> str | None:
+    scratch = Path(spec.dest).parent / f".checkout-{os.getpid()}"
+    scratch.mkdir(mode=0o700, exist_ok=True)
+    try:
+        return checkout(
+            spec,
+            env=env,
+            step=lambda argv, step_env: supervisor.step(argv, cwd=spec.dest, env=step_env)[:2],
+            stopped=lambda: supervisor.stopped,
+            note=supervisor.note,
+            scratch=scratch,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _command(supervisor: _Supervisor, started: str, environ: dict[str, str]) -> RunnerResult:
+    ended = supervisor.step(supervisor.spec.argv, cwd=supervisor.spec.cwd, env=environ)
+    outcome = supervisor.outcome
+    if outcome == Outcome.EXITED and not ended.launched:
+        outcome = Outcome.NOT_STARTED
+    return RunnerResult(started, _now(), outcome, ended.code, ended.how)
+
+
 def run(run_dir: Path) -> RunnerResult:
     spec = RunnerSpec.from_json((run_dir / SPEC_FILE).read_text(encoding="utf-8"))
-    secrets = [os.environ[name] for name in spec.secret_env if name in os.environ]
+    environ = dict(os.environ)
+    secrets = [environ[name] for name in spec.secret_env if name in environ]
+    private = {name: environ.pop(name) for name in spec.checkout_env if name in environ}
+    started = _now()
     with open(run_dir / LOG_FILE, "ab") as raw:
-        log = MaskingWriter(raw, secrets)
+        log = MaskingWriter(raw, secrets + list(private.values()))
         supervisor = _Supervisor(run_dir, spec, log)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, supervisor.on_signal)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        started = _now()
-        started_or_failed = supervisor.start(started)
-        if isinstance(started_or_failed, RunnerResult):
-            result = started_or_failed
+        failure = None
+        if spec.checkout is not None:
+            failure = _checkout(supervisor, spec.checkout, {**_checkout_base(environ), **private})
+        if supervisor.stopped:
+            result = RunnerResult(started, _now(), supervisor.outcome, None, supervisor.reason)
+        elif failure is not None:
+            supervisor.note(failure)
+            result = RunnerResult(started, _now(), Outcome.NOT_STARTED, None, failure)
         else:
-            try:
-                result = supervisor.supervise(started_or_failed, started)
-            except BaseException:
-                _kill_group(started_or_failed.pid, signal.SIGKILL)
-                raise
+            result = _command(supervisor, started, environ)
         log.close()
     return result
+
+
+def _checkout_base(environ: Mapping[str, str]) -> dict[str, str]:
+    """The checkout runs with the basics only: the task's own variables (GIT_DIR, say) are
+    for its command."""
+    return {k: environ[k] for k in ("PATH", "LANG", "TZ", "TMPDIR") if k in environ}
 
 
 def main(argv: list[str] | None = None) -> int:

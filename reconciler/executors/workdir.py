@@ -7,19 +7,21 @@ handed to the run through its environment.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
-from reconciler.declarations.models import SecretRef
+from reconciler.declarations.models import Repository, SecretRef
 from reconciler.executors.base import RunRequest
+from reconciler.executors.checkout import PASSWORD_VAR, SSH_KEY_VAR, USERNAME_VAR, is_ssh_url
 from reconciler.redact import redactor
 
 DEFAULT_PATH = "/usr/local/bin:/usr/local/sbin:/usr/bin:/usr/sbin:/bin:/sbin"
-_READ_ONLY_FILE = 0o444
-_READ_ONLY_PROGRAM = 0o555
+# Read and execute for all, as the Kubernetes executor mounts them (ConfigMap defaultMode).
+_READ_ONLY_FILE = 0o555
 _READ_ONLY_DIR = 0o555
 
 
@@ -37,46 +39,69 @@ def read_secret_env(
     in the file is part of the value."""
     values: dict[str, str] = {}
     for name, ref in sorted(secret_env.items()):
-        values[name] = _read_secret(name, ref, secrets_dir)
+        values[name] = _read_secret(f"secretEnv {name}", ref.secret, ref.key, secrets_dir)
     redactor.add(*values.values())
     return values
 
 
-def _read_secret(name: str, ref: SecretRef, secrets_dir: Path | None) -> str:
-    where = f"secretEnv {name}: secret {ref.secret!r}"
+def checkout_credentials(
+    repository: Repository, secrets_dir: Path | None
+) -> tuple[dict[str, str], str]:
+    """The variables that let the checkout authenticate (see `checkout.py`), and the trusted
+    SSH host keys. Keys as the Kubernetes executor reads them: `username` (optional) and
+    `password` for HTTPS; `ssh-privatekey` and `known_hosts` for SSH."""
+    secret = repository.credentials_secret
+    if secret is None:
+        return {}, ""
+    where = "spec.repository.credentialsSecret"
+    if is_ssh_url(repository.url):
+        key = _read_secret(where, secret, "ssh-privatekey", secrets_dir)
+        known_hosts = _read_secret(where, secret, "known_hosts", secrets_dir)
+        redactor.add(key)
+        return {SSH_KEY_VAR: key}, known_hosts
+    password = _read_secret(where, secret, "password", secrets_dir)
+    redactor.add(password)
+    values = {PASSWORD_VAR: password}
+    with contextlib.suppress(_NoSuchKeyError):
+        values[USERNAME_VAR] = _read_secret(where, secret, "username", secrets_dir).strip()
+    return values, ""
+
+
+class _NoSuchKeyError(RunSetupError):
+    pass
+
+
+def _read_secret(where: str, secret: str, key: str, secrets_dir: Path | None) -> str:
+    where = f"{where}: secret {secret!r}"
     if secrets_dir is None:
-        raise RunSetupError(f"{where}, key {ref.key!r}: no --secrets-dir is set to read it from")
-    folder = secrets_dir / ref.secret
-    path = folder / ref.key
-    if ref.key in (".", ".."):
-        raise RunSetupError(f"{where}: {ref.key!r} is not a key")
+        raise RunSetupError(f"{where}, key {key!r}: no --secrets-dir is set to read it from")
+    folder = secrets_dir / secret
+    path = folder / key
+    if key in (".", ".."):
+        raise RunSetupError(f"{where}: {key!r} is not a key")
     if not folder.is_dir():
         raise RunSetupError(f"{where} not found: there is no folder {folder}")
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise RunSetupError(
-            f"{where} has no key {ref.key!r}: there is no file {path}"
-        ) from None
+        raise _NoSuchKeyError(f"{where} has no key {key!r}: there is no file {path}") from None
     except OSError as err:
-        raise RunSetupError(
-            f"{where}, key {ref.key!r}: cannot read {path}: {err.strerror}"
-        ) from None
+        raise RunSetupError(f"{where}, key {key!r}: cannot read {path}: {err.strerror}") from None
     try:
         value = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise RunSetupError(f"{where}, key {ref.key!r}: {path} is not UTF-8 text") from None
+        raise RunSetupError(f"{where}, key {key!r}: {path} is not UTF-8 text") from None
     if "\0" in value:
         raise RunSetupError(
-            f"{where}, key {ref.key!r}: {path} holds a NUL byte, which an environment "
+            f"{where}, key {key!r}: {path} holds a NUL byte, which an environment "
             "variable cannot carry"
         )
     return value
 
 
 def write_task_files(files: Mapping[str, str], dest: Path) -> None:
-    """Write a task's files read-only under `dest`, as the Kubernetes executor mounts them.
-    A file starting with `#!` is also executable, so `./script.sh` works."""
+    """Write a task's files read-only (and executable, so `./script.sh` works) under `dest`,
+    as the Kubernetes executor mounts them."""
     dest.mkdir(parents=True)
     for name, content in sorted(files.items()):
         parts = PurePosixPath(name).parts
@@ -91,7 +116,7 @@ def write_task_files(files: Mapping[str, str], dest: Path) -> None:
                 f"files: {name!r} clashes with another file of the task (one name is a "
                 "folder of the other)"
             ) from None
-        path.chmod(_READ_ONLY_PROGRAM if content.startswith("#!") else _READ_ONLY_FILE)
+        path.chmod(_READ_ONLY_FILE)
     for folder, _, _ in os.walk(dest):
         Path(folder).chmod(_READ_ONLY_DIR)
 
@@ -115,15 +140,20 @@ def run_environment(
     secrets: Mapping[str, str],
 ) -> dict[str, str]:
     """A small, explicit environment: never the daemon's own, which may hold its Git token.
-    Later layers win: base, the run's identity, the engine's settings, spec.env, secretEnv."""
+    Later layers win: base, the engine's settings, Defaults' env, spec.env, secretEnv, and the
+    run's identity (as on Kubernetes)."""
     entry = request.entry
-    env = {
+    return {
         "PATH": DEFAULT_PATH,
         "LANG": "C.UTF-8",
         **base,
         "TZ": "UTC",
         "HOME": str(home),
         "TMPDIR": str(tmp),
+        **extra,
+        **entry.defaults.env,
+        **entry.spec.env,
+        **secrets,
         "RECONCILER_RUN_ID": request.run_id,
         "RECONCILER_ENTRY": entry.id,
         "RECONCILER_OPERATION": request.operation.value,
@@ -132,7 +162,3 @@ def run_environment(
         "RECONCILER_REVISION": request.revision,
         "RECONCILER_SPEC_HASH": entry.spec_hash,
     }
-    env.update(extra)
-    env.update(entry.spec.env)
-    env.update(secrets)
-    return env

@@ -79,7 +79,7 @@ def test_run_environment_is_private_and_minimal(
     assert f"RECONCILER_ENTRY={entry.id}" in lines
     assert f"RECONCILER_REVISION={REVISION}" in lines
     assert "RECONCILER_ATTEMPT=1" in lines
-    assert {"555 run.sh", "555 nested", "444 nested/data.txt"} <= set(lines)
+    assert {"555 run.sh", "555 nested", "555 nested/data.txt"} <= set(lines)
     assert "script ran" in lines
     assert "writable" in lines
 

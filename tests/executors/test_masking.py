@@ -8,7 +8,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.executors.runner import MaskingWriter
+from reconciler.executors.masking import MaskingWriter
 from reconciler.redact import MASK, Redactor
 
 SECRET = "s3cr3t-value"
