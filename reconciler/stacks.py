@@ -141,7 +141,9 @@ def runner_args(
         "--state-dir", str(state_dir.absolute()),
     ]
     if engine_bin:
-        args += ["--engine-bin", engine_bin]
+        # A relative path means the daemon's folder; the runner runs in the module's.
+        args += ["--engine-bin", str(Path(engine_bin).absolute()) if "/" in engine_bin
+                 else engine_bin]
     if spec.vars:
         args += ["--vars", json.dumps(spec.vars, sort_keys=True, separators=(",", ":"))]
     for var_file in spec.var_files:

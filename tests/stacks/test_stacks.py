@@ -111,6 +111,15 @@ class TestRunnerCommandLine:
         assert invocation.workdir == "infra/web"
         assert invocation.env == {"PYTHONUNBUFFERED": "1"}
 
+    def test_a_relative_engine_path_is_made_absolute(self, tmp_path: Path) -> None:
+        by_path = runner_args(stack_entry(), Operation.PLAN, state_dir=tmp_path,
+                              engine_bin="bin/tofu")
+        by_name = runner_args(stack_entry(), Operation.PLAN, state_dir=tmp_path,
+                              engine_bin="tofu")
+
+        assert by_path[by_path.index("--engine-bin") + 1] == str(Path.cwd() / "bin/tofu")
+        assert by_name[by_name.index("--engine-bin") + 1] == "tofu"
+
     def test_a_stack_cannot_run_a_task_operation(self, tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="stack/web: a stack cannot run"):
             runner_args(stack_entry(), Operation.RUN, state_dir=tmp_path, engine_bin=None)
