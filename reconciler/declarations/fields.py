@@ -174,9 +174,15 @@ def _config_key(value: str) -> str:
     return value
 
 
-Name = Annotated[str, AfterValidator(check_name)]
+Name = Annotated[
+    str,
+    AfterValidator(check_name),
+    Field(json_schema_extra={"pattern": _DNS_LABEL.pattern, "maxLength": MAX_NAME_LENGTH}),
+]
 KubeName = Annotated[str, AfterValidator(_subdomain)]
-EnvName = Annotated[str, AfterValidator(_env_name)]
+EnvName = Annotated[
+    str, AfterValidator(_env_name), Field(json_schema_extra={"pattern": _ENV_NAME.pattern})
+]
 _STRING_OR_NUMBER = WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "number"}]})
 _STRING_OR_INTEGER = WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "integer"}]})
 
@@ -186,13 +192,23 @@ Duration = Annotated[
     AfterValidator(_duration),
     Field(json_schema_extra={"pattern": r"^(\d+d)?(\d+h)?(\d+m)?(\d+s)?$"}),
 ]
-Cron = Annotated[str, AfterValidator(check_cron)]
+Cron = Annotated[
+    str,
+    AfterValidator(check_cron),
+    Field(json_schema_extra={"pattern": r"^\s*\S+(\s+\S+){4}\s*$", "examples": ["0 3 * * *"]}),
+]
 Quantity = Annotated[str, BeforeValidator(_quantity), _STRING_OR_NUMBER]
 RelativePath = Annotated[str, AfterValidator(check_relative_path)]
 FileName = Annotated[str, AfterValidator(_file_name)]
-DependencyRef = Annotated[str, AfterValidator(_depends_on)]
+DependencyRef = Annotated[
+    str,
+    AfterValidator(_depends_on),
+    Field(json_schema_extra={"pattern": r"^(task|stack)/[a-z0-9]([-a-z0-9]*[a-z0-9])?$"}),
+]
 LabelKey = Annotated[str, AfterValidator(_label_key)]
 LabelValue = Annotated[str, BeforeValidator(_label_value), _STRING_OR_INTEGER]
 SecretKey = Annotated[str, AfterValidator(_config_key)]
-VarName = Annotated[str, AfterValidator(_var_name)]
+VarName = Annotated[
+    str, AfterValidator(_var_name), Field(json_schema_extra={"pattern": _VAR_NAME.pattern})
+]
 DependencyList = list[DependencyRef]

@@ -1,0 +1,195 @@
+"""`reconciler diff --repo DIR --base REV --head REV`: what merging HEAD would change.
+
+Both commits are read from the repository's object database (no checkout). Entries are
+added, changed (field by field, on the effective specs with Defaults applied), removed, or
+invalid (with their problems). `--format markdown` is meant to be posted as a pull-request
+comment; `--format json` prints `DeclarationDiff` (camelCase keys):
+
+    {"base": SHA, "head": SHA,
+     "summary": {"added": n, "changed": n, "removed": n, "invalid": n},
+     "added" | "changed" | "removed" | "invalid": [
+        {"id", "kind", "name", "change", "location": {"path", "line", "column"} | null,
+         "baseHash", "headHash", "rerun", "fields": [{"path", "base", "head"}],
+         "changedFiles": [path], "prune", "errors": [ERROR], "note"}],
+     "errors": [ERROR]}
+
+Exit 0, or 1 when the head commit has problems, 2 when the repository or a revision
+cannot be read. Secret values never appear: declarations only name secrets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+from typing import Any
+
+from reconciler.declarations.changes import DeclarationDiff, EntryChange, FieldChange, compare
+from reconciler.declarations.entries import LoadError
+from reconciler.declarations.loader import DeclarationLoader
+from reconciler.source.tree import (
+    GitTreeSource,
+    changed_paths,
+    open_repository,
+    resolve_revision,
+)
+
+_MAX_SHOWN = 80
+_SIGNS = {"added": "+", "changed": "~", "removed": "-", "invalid": "!"}
+_BADGES = {"added": "🆕 added", "changed": "✏️ changed", "removed": "🗑️ removed",
+           "invalid": "❌ invalid"}
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        repo = open_repository(args.repo)
+        base = resolve_revision(repo, args.base)
+        head = resolve_revision(repo, args.head)
+        loader = DeclarationLoader(path=args.path)
+    except (FileNotFoundError, LookupError, ValueError) as err:
+        print(f"reconciler diff: {err}", file=sys.stderr)
+        return 2
+    before = loader.load(GitTreeSource(repo, base), revision=base)
+    after = loader.load(GitTreeSource(repo, head), revision=head)
+    diff = compare(before, after, changed_files=changed_paths(repo, base, head))
+    renderers = {"text": render_text, "markdown": render_markdown, "json": render_json}
+    sys.stdout.write(renderers[args.format](diff))
+    return 0 if after.clean else 1
+
+
+def _summary(diff: DeclarationDiff) -> str:
+    return ", ".join(f"{n} {what}" for what, n in diff.counts().items())
+
+
+def _loose_errors(diff: DeclarationDiff) -> list[LoadError]:
+    """Problems not shown under an invalid entry (a file that does not parse, Defaults)."""
+    shown = {e for c in diff.invalid for e in c.errors}
+    return [e for e in diff.errors if e not in shown]
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, str) and "\n" in value.rstrip("\n"):
+        return f"({len(value.splitlines())} lines)"
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 1] + "…"
+
+
+def _field_line(change: FieldChange) -> str:
+    return f"{change.path}: {_value(change.base)} → {_value(change.head)}"
+
+
+def _entries(diff: DeclarationDiff) -> list[EntryChange]:
+    return [*diff.added, *diff.changed, *diff.removed, *diff.invalid]
+
+
+def render_text(diff: DeclarationDiff) -> str:
+    span = f"{(diff.base or '?')[:12]}..{(diff.head or '?')[:12]}"
+    if diff.empty:
+        return f"{span}: no changes to declarations\n"
+    lines = [f"{span}: {_summary(diff)}"]
+    for change in _entries(diff):
+        where = f"  {change.location.path}:{change.location.line}" if change.location else ""
+        lines.append(f"{_SIGNS[change.change]} {change.id}{where}")
+        if change.change == "changed" and not change.rerun:
+            lines.append("    (labels only: nothing runs again)")
+        lines.extend(f"    {_field_line(f)}" for f in change.fields)
+        lines.extend(f"    changed file: {path}" for path in change.changed_files)
+        lines.extend(f"    {e}" for e in change.errors)
+        if change.note:
+            lines.append(f"    {change.note}")
+    loose = _loose_errors(diff)
+    if loose:
+        lines.append("problems:")
+        lines.extend(f"    {e}" for e in loose)
+    return "\n".join(lines) + "\n"
+
+
+def render_json(diff: DeclarationDiff) -> str:
+    data = diff.model_dump(mode="json", by_alias=True)
+    ordered = {"base": data.pop("base"), "head": data.pop("head"), "summary": diff.counts()}
+    return json.dumps({**ordered, **data}, indent=2, ensure_ascii=False) + "\n"
+
+
+def _code(text: str) -> str:
+    """Inline code in a Markdown table cell: backticks and pipes cannot break out."""
+    text = text.replace("\n", " ").replace("|", "\\|")
+    fence = "``" if "`" in text else "`"
+    pad = " " if fence == "``" else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _fenced(body: str, info: str = "") -> list[str]:
+    fence = "```"
+    while fence in body:
+        fence += "`"
+    return [f"{fence}{info}", body.rstrip("\n"), fence]
+
+
+def _details_line(change: EntryChange) -> str:
+    if change.change == "added":
+        return "new: runs once merged"
+    if change.change == "changed":
+        what = f"{len(change.fields)} field{'s' if len(change.fields) != 1 else ''} changed"
+        return what + ("; runs again" if change.rerun else "; labels only, no new run")
+    if change.change == "removed":
+        return ("⚠️ " + change.note) if change.prune else (change.note or "no longer declared")
+    count = len(change.errors)
+    problems = f"{count} problem{'s' if count != 1 else ''}"
+    return f"{problems}; {change.note}" if change.note else problems
+
+
+def render_markdown(diff: DeclarationDiff) -> str:
+    base, head = (diff.base or "?")[:12], (diff.head or "?")[:12]
+    if diff.empty:
+        return f"### reconciler: no changes to declarations\n\nBase `{base}`, head `{head}`.\n"
+    out = [f"### reconciler: {_summary(diff)}", "", f"Base `{base}` → head `{head}`.", ""]
+    out += ["| Entry | Change | Details |", "|---|---|---|"]
+    for change in _entries(diff):
+        details = _details_line(change).replace("|", "\\|")
+        out.append(f"| {_code(change.id)} | {_BADGES[change.change]} | {details} |")
+    for change in _entries(diff):
+        out += _markdown_details(change)
+    loose = _loose_errors(diff)
+    if loose:
+        out += ["", "<details open><summary>Problems in the head commit</summary>", ""]
+        out += _fenced("\n".join(str(e) for e in loose))
+        out += ["", "</details>"]
+    return "\n".join(out) + "\n"
+
+
+def _markdown_details(change: EntryChange) -> list[str]:
+    if not (change.fields or change.changed_files or change.errors):
+        return []
+    summary = f"<code>{change.id}</code>: {_details_line(change)}".replace("⚠️ ", "")
+    out = ["", f"<details><summary>{summary}</summary>", ""]
+    plain = [f for f in change.fields if not _multiline(f)]
+    if plain:
+        out += ["| Field | Base | Head |", "|---|---|---|"]
+        out += [f"| {_code(f.path)} | {_code(_value(f.base))} | {_code(_value(f.head))} |"
+                for f in plain]
+        out.append("")
+    for f in change.fields:
+        if _multiline(f):
+            out += [*_fenced(_unified(f), "diff"), ""]
+    if change.changed_files:
+        out += ["Changed files:", ""] + [f"- {_code(p)}" for p in change.changed_files] + [""]
+    if change.errors:
+        out += [*_fenced("\n".join(str(e) for e in change.errors)), ""]
+    out.append("</details>")
+    return out
+
+
+def _multiline(change: FieldChange) -> bool:
+    return any(isinstance(v, str) and "\n" in v.rstrip("\n") for v in (change.base, change.head))
+
+
+def _unified(change: FieldChange) -> str:
+    before = change.base.splitlines() if isinstance(change.base, str) else []
+    after = change.head.splitlines() if isinstance(change.head, str) else []
+    lines = difflib.unified_diff(
+        before, after, f"{change.path} (base)", f"{change.path} (head)", lineterm=""
+    )
+    return "\n".join(lines)

@@ -1,0 +1,115 @@
+"""`reconciler validate [DIR]`: check the declarations of a folder (a work tree, in a PR
+check or a pre-commit hook).
+
+Exit 0 when every declaration is valid, 1 when anything is wrong, 2 when DIR cannot be
+read. Text output is one line per problem on stdout, `path:line:col: field: message` with
+paths as reachable from the current directory, and a summary on stderr. `--format json`
+prints one object:
+
+    {"root": DIR, "valid": bool,
+     "summary": {"files": n, "tasks": n, "stacks": n, "invalid": n, "errors": n},
+     "entries": [{"id", "kind", "name", "path", "line", "specHash"}],
+     "invalid": [{"id", "errors": [ERROR]}],
+     "errors": [ERROR]}
+
+where ERROR is {"path", "line", "column", "field", "message", "entry"} and paths are
+relative to DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from reconciler.declarations.directory import DirectorySource
+from reconciler.declarations.entries import DesiredState, LoadError
+from reconciler.declarations.loader import DeclarationLoader
+from reconciler.types import Kind
+
+
+def run(args: argparse.Namespace) -> int:
+    root = Path(args.dir)
+    if not root.is_dir():
+        print(f"reconciler validate: {root} is not a folder", file=sys.stderr)
+        return 2
+    try:
+        loader = DeclarationLoader(path=args.path)
+    except ValueError as err:
+        print(f"reconciler validate: --path {err}", file=sys.stderr)
+        return 2
+    desired = loader.load(DirectorySource(root))
+    if args.format == "json":
+        print(json.dumps(report(desired, str(root)), indent=2))
+    else:
+        for error in desired.errors:
+            print(_shown(error, root))
+        print(summary(desired), file=sys.stderr)
+    return 0 if desired.clean else 1
+
+
+def _shown(error: LoadError, root: Path) -> str:
+    if str(root) in ("", "."):
+        return str(error)
+    located = error.model_copy(
+        update={"location": error.location.model_copy(
+            update={"path": (root / error.location.path).as_posix()}
+        )}
+    )
+    return str(located)
+
+
+def _counts(desired: DesiredState) -> dict[str, int]:
+    kinds = [e.kind for e in desired.entries.values()]
+    return {
+        "files": len(desired.files),
+        "tasks": kinds.count(Kind.TASK),
+        "stacks": kinds.count(Kind.STACK),
+        "invalid": len(desired.invalid),
+        "errors": len(desired.errors),
+    }
+
+
+def summary(desired: DesiredState) -> str:
+    c = _counts(desired)
+    found = f"{c['tasks']} tasks and {c['stacks']} stacks in {c['files']} files"
+    if desired.clean:
+        return f"valid: {found}"
+    return f"{c['errors']} problems ({c['invalid']} entries invalid); {found} valid"
+
+
+def error_json(error: LoadError) -> dict[str, Any]:
+    return {
+        "path": error.location.path,
+        "line": error.location.line,
+        "column": error.location.column,
+        "field": error.field,
+        "message": error.message,
+        "entry": error.entry,
+    }
+
+
+def report(desired: DesiredState, root: str) -> dict[str, Any]:
+    return {
+        "root": root,
+        "valid": desired.clean,
+        "summary": _counts(desired),
+        "entries": [
+            {
+                "id": e.id,
+                "kind": e.kind.value,
+                "name": e.name,
+                "path": e.location.path,
+                "line": e.location.line,
+                "specHash": e.spec_hash,
+            }
+            for e in desired.entries.values()
+        ],
+        "invalid": [
+            {"id": ident, "errors": [error_json(x) for x in errors]}
+            for ident, errors in desired.invalid.items()
+        ],
+        "errors": [error_json(x) for x in desired.errors],
+    }
