@@ -284,7 +284,9 @@ class Daemon:
             "spec_hash": entry.spec_hash,
             "commit": self.revision if changed or record.commit is None else record.commit,
             "source": f"{entry.location.path}:{entry.location.line}",
-            "prune": entry.kind is Kind.STACK and entry.stack.prune,
+            # A plan-only stack has applied nothing, so there is nothing of it to destroy.
+            "prune": entry.kind is Kind.STACK and entry.stack.prune
+            and entry.stack.apply == "auto",
         })
 
     def _start(self, start: Start, now: datetime) -> RunId | None:
