@@ -16,7 +16,14 @@ from typing import Any
 
 from reconciler.executors.base import RunReport, parse_result_line, strip_result_lines, tail
 from reconciler.executors.journal import JOURNAL_FILE, Journal, RunRow
-from reconciler.executors.runner import LOCK_FILE, LOG_FILE, RESULT_FILE, Outcome, RunnerResult
+from reconciler.executors.runner import (
+    ERRORS_FILE,
+    LOCK_FILE,
+    LOG_FILE,
+    RESULT_FILE,
+    Outcome,
+    RunnerResult,
+)
 from reconciler.redact import redactor
 from reconciler.types import EntryId, Kind, RunId, RunState
 
@@ -81,7 +88,7 @@ def observe(row: RunRow, folder: Path, *, now: datetime) -> Ending | None:
             return None
         # The supervisor may have written its result and exited between the two checks.
         if not result_file.exists():
-            return Ending(RunState.INTERRUPTED, INTERRUPTED_MESSAGE, finished_at=now)
+            return Ending(RunState.INTERRUPTED, _interrupted_message(folder), finished_at=now)
     outcome = RunnerResult.from_json(result_file.read_text(encoding="utf-8"))
     state = _STATES.get(outcome.outcome, RunState.FAILED)
     if state is RunState.SUCCEEDED and outcome.exit_code != 0:
@@ -97,6 +104,12 @@ def observe(row: RunRow, folder: Path, *, now: datetime) -> Ending | None:
         exit_code=outcome.exit_code,
         result=result,
     )
+
+
+def _interrupted_message(folder: Path) -> str:
+    """Why a supervisor vanished, when it could say so before it died."""
+    last = _read_end(folder / ERRORS_FILE, 4096).strip().splitlines()
+    return f"{INTERRUPTED_MESSAGE}; it reported: {last[-1]}" if last else INTERRUPTED_MESSAGE
 
 
 def ended(row: RunRow, ending: Ending) -> RunRow:

@@ -36,8 +36,9 @@ class Harness(Protocol):
 
     def add_secret(self, secret: str, key: str, value: str) -> None: ...
 
-    def process_alive(self, pid: int) -> bool:
-        """Whether a process that a run started (its pid as the run printed it) still exists."""
+    def process_alive(self, pid: int) -> bool | None:
+        """Whether a process that a run started (its pid as the run printed it) still exists;
+        None where the harness cannot see a run's processes."""
         ...
 
     def cleanup(self) -> None: ...
@@ -68,7 +69,7 @@ class LocalHarness:
         folder.mkdir(exist_ok=True)
         (folder / key).write_text(value)
 
-    def process_alive(self, pid: int) -> bool:
+    def process_alive(self, pid: int) -> bool | None:
         try:
             state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
