@@ -53,7 +53,9 @@ class Callbacks(pygit2.RemoteCallbacks):
     ) -> Any:
         creds = self._credentials
         user = username_from_url or self._remote.username or creds.username
-        if allowed_types & CredentialType.USERNAME:
+        wanted = CredentialType.SSH_KEY | CredentialType.USERPASS_PLAINTEXT
+        if allowed_types & CredentialType.USERNAME and not allowed_types & wanted:
+            # An ssh URL without a user: libgit2 asks for the name before the key.
             return pygit2.Username(user or DEFAULT_SSH_USER)
         self._attempts += 1
         if self._attempts > 1:

@@ -30,6 +30,7 @@ from reconciler.source.errors import (
     SourceConfigurationError,
     SourceError,
 )
+from reconciler.source.maintenance import PACK_LIMIT, compact, needs_compaction
 from reconciler.source.urls import parse_remote_url, redact_url
 from reconciler.types import Revision
 
@@ -75,6 +76,7 @@ class GitRemote:
         credentials: GitCredentials | None = None,
         timeout: float | None = 30.0,
         redact: Redactor = redactor,
+        pack_limit: int = PACK_LIMIT,
     ) -> None:
         self.remote = parse_remote_url(url)
         self.credentials = credentials or GitCredentials()
@@ -85,6 +87,7 @@ class GitRemote:
             # Process-wide libgit2 options; without them a silent server blocks the worker.
             pygit2.settings.server_connect_timeout = int(timeout * 1000)
             pygit2.settings.server_timeout = int(timeout * 1000)
+        self._pack_limit = pack_limit
         self._lock = threading.RLock()
         self.path = Path(state_dir) / MIRROR_DIR
         self._repo = self._open_mirror()
@@ -99,7 +102,8 @@ class GitRemote:
 
     @property
     def repository(self) -> pygit2.Repository:
-        """The bare mirror, for reading trees and blobs at a commit."""
+        """The bare mirror, for reading trees and blobs at a commit. Ask for it again after a
+        fetch or push rather than keeping it: the mirror is reopened when it is compacted."""
         return self._repo
 
     # -- polling and fetching ----------------------------------------------------------------
@@ -146,6 +150,7 @@ class GitRemote:
                     result[ref.removeprefix(_HEADS)] = Revision(str(target))
                 elif ref in self._repo.references:
                     self._repo.references.delete(ref)
+            self._maintain()
         logger.debug(
             "fetched {branches} from {url}: {objects} objects in {ms:.1f} ms",
             branches=", ".join(f"{b}@{c[:12]}" for b, c in result.items()) or "nothing",
@@ -220,6 +225,7 @@ class GitRemote:
             if ref not in callbacks.accepted:
                 raise PushRejectedError(f"{self.url} did not confirm the update of {branch}")
             self.set_local_head(branch, commit)
+            self._maintain()
         logger.debug("pushed {commit} to {branch} of {url}", commit=commit[:12], branch=branch,
                      url=self.url)
 
@@ -267,6 +273,12 @@ class GitRemote:
                 repo.references.delete(name)
             config[_URL_KEY] = self.url
         return repo
+
+    def _maintain(self) -> None:
+        if needs_compaction(self.path, pack_limit=self._pack_limit):
+            compact(self._repo)
+            # A fresh handle: the old one still lists the packs that were just deleted.
+            self._repo = pygit2.Repository(str(self.path), pygit2.enums.RepositoryOpenFlag.BARE)
 
     def _anonymous(self) -> pygit2.Remote:
         # Anonymous: the URL is not written to the mirror's config, nor are the refspecs.

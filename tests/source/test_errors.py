@@ -23,7 +23,8 @@ from reconciler.source.errors import (
 )
 from reconciler.source.remote import GitRemote
 from tests.support.fixtures import HTTP_PASSWORD, HTTP_USER
-from tests.support.gitservers import GitDaemon, GitHTTPServer
+from tests.support.githttp import GitHTTPServer
+from tests.support.gitservers import GitDaemon
 
 CANARY = "canary-Pa55w0rd-7c1e"
 

@@ -11,6 +11,7 @@ from pydantic import SecretStr
 from reconciler.settings import GitCredentials
 from reconciler.source.errors import BranchNotFoundError
 from reconciler.source.remote import GitRemote
+from reconciler.source.writer import commit_files
 from tests.support.fixtures import HTTP_PASSWORD, HTTP_USER, SAMPLE_FILES
 from tests.support.gitservers import GitUser, branch_head, make_bare_remote
 
@@ -155,3 +156,31 @@ def test_a_corrupt_mirror_is_recreated(bare_remote: Path, tmp_path: Path) -> Non
     (mirror / "HEAD").write_text("garbage")
     remote = GitRemote(str(bare_remote), tmp_path / "state")
     assert remote.fetch(["main"])["main"] == branch_head(bare_remote, "main")
+
+
+def test_the_mirror_is_compacted_when_packs_pile_up(
+    bare_remote: Path, tmp_path: Path, git_user: Callable[..., GitUser]
+) -> None:
+    remote = GitRemote(str(bare_remote), tmp_path / "state", pack_limit=3)
+    remote.fetch(["main"], optional=["reconciler-status"])
+    status = commit_files(remote, "reconciler-status", {"status/a.yaml": b"a\n"}, "Status")
+    user = git_user(bare_remote)
+    pack_dir = remote.path / "objects" / "pack"
+    counts = []
+    for n in range(6):
+        user.commit({f"tasks/t{n}.yaml": f"n: {n}\n"}, f"Change {n}")
+        user.push()
+        remote.fetch(["main"], optional=["reconciler-status"])
+        counts.append(len(list(pack_dir.glob("*.pack"))))
+
+    assert counts == [2, 3, 1, 2, 3, 1]  # more than 3 packs: all reachable objects in one
+    assert not list(remote.path.glob("objects/??/*"))  # the status commit's loose objects too
+    head = remote.local_head("main")
+    assert head == branch_head(bare_remote, "main")
+    assert len(remote.read_tree_files("main", "tasks")) == 7
+    assert remote.read_tree_files("reconciler-status") == {"status/a.yaml": b"a\n"}
+    assert remote.local_head("reconciler-status") == status
+    # Every commit of the history is still readable after its pack was replaced.
+    walked = [c.message.strip() for c in remote.repository.walk(head)]
+    assert walked == [*(f"Change {n}" for n in reversed(range(6))), "Initial commit"]
+    assert commit_files(remote, "reconciler-status", {"status/b.yaml": b"b\n"}, "More")

@@ -18,7 +18,8 @@ from reconciler.source.errors import (
 )
 from reconciler.source.remote import GitRemote
 from reconciler.source.writer import commit_files
-from tests.support.gitservers import SSHServer, branch_head, known_hosts_line, ssh_keygen
+from tests.support.gitservers import branch_head
+from tests.support.gitssh import SSHServer, known_hosts_line, ssh_keygen
 
 PASSPHRASE = "canary-passphrase-93b1"
 
@@ -140,3 +141,13 @@ def test_status_commits_are_pushed_over_ssh(
 
     assert commit is not None
     assert branch_head(bare_remote, "reconciler-status") == commit
+
+
+def test_the_user_name_can_come_from_the_credentials(
+    ssh_server: SSHServer, bare_remote: Path, tmp_path: Path
+) -> None:
+    url = f"ssh://127.0.0.1:{ssh_server.port}{bare_remote}"
+    creds = credentials(ssh_server, ssh_server.write_known_hosts(tmp_path / "kh"),
+                        username=ssh_server.user)
+    remote = GitRemote(url, tmp_path / "state", credentials=creds)
+    assert remote.remote_head("main") == branch_head(bare_remote, "main")

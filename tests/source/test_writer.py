@@ -16,9 +16,9 @@ from reconciler.source.errors import PushConflictError, PushRejectedError
 from reconciler.source.remote import GitRemote
 from reconciler.source.writer import Author, commit_files
 from tests.support.fixtures import HTTP_PASSWORD, HTTP_USER
+from tests.support.githttp import GitHTTPServer
 from tests.support.gitservers import (
     GitDaemon,
-    GitHTTPServer,
     GitUser,
     branch_head,
     git,

@@ -16,14 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.gitservers import (
-    GitDaemon,
-    GitHTTPServer,
-    GitUser,
-    SSHServer,
-    make_bare_remote,
-    sshd_missing_reason,
-)
+from tests.support.githttp import GitHTTPServer
+from tests.support.gitservers import GitDaemon, GitUser, make_bare_remote
+from tests.support.gitssh import SSHServer, sshd_missing_reason
 
 HTTP_USER = "alice"
 HTTP_PASSWORD = "correct-horse-battery-staple"
