@@ -84,7 +84,8 @@ class GitRemote:
         self._register_secrets()
         self._check_configuration()
         if timeout is not None:
-            # Process-wide libgit2 options; without them a silent server blocks the worker.
+            # Process-wide libgit2 options (the last GitRemote made sets them); without them a
+            # silent server blocks the worker forever.
             pygit2.settings.server_connect_timeout = int(timeout * 1000)
             pygit2.settings.server_timeout = int(timeout * 1000)
         self._pack_limit = pack_limit
@@ -138,7 +139,9 @@ class GitRemote:
         with self._lock:
             remote = self._anonymous()
             stats = self._call("fetch from", lambda cb: remote.fetch(refspecs, callbacks=cb))
-            advertised = {h.name for h in remote.list_heads(connect=False) if h.name}
+            # What the server advertised during that fetch; no new connection.
+            heads = self._call("fetch from", lambda cb: remote.list_heads(connect=False))
+            advertised = {h.name for h in heads if h.name}
             missing = [ref for ref in required if ref not in advertised]
             if missing:
                 names = ", ".join(ref.removeprefix(_HEADS) for ref in missing)
@@ -196,7 +199,7 @@ class GitRemote:
                 return {}
             if not isinstance(tree, pygit2.Tree):
                 return {}
-            return dict(_walk_blobs(self._repo, tree, folder))
+            return dict(_walk_blobs(tree, folder))
 
     def set_local_head(self, branch: str, commit: Revision) -> None:
         """Point the mirror's `branch` at `commit` (after a successful push)."""
@@ -325,12 +328,10 @@ class _PushMoved(Exception):
     """libgit2 refused to push before sending: the remote branch is not what we built on."""
 
 
-def _walk_blobs(
-    repo: pygit2.Repository, tree: pygit2.Tree, prefix: str
-) -> Iterator[tuple[str, bytes]]:
+def _walk_blobs(tree: pygit2.Tree, prefix: str) -> Iterator[tuple[str, bytes]]:
     for entry in tree:
         path = f"{prefix}/{entry.name}" if prefix else str(entry.name)
         if isinstance(entry, pygit2.Tree):
-            yield from _walk_blobs(repo, entry, path)
+            yield from _walk_blobs(entry, path)
         elif isinstance(entry, pygit2.Blob):
             yield path, entry.data
