@@ -73,6 +73,10 @@ class SourcePort(Protocol):
 class LoaderPort(Protocol):
     def load(self, files: FileSource, revision: Revision | None = None) -> DesiredState: ...
 
+    def save_cache(self) -> None:
+        """Persist parsed files so a restart does not parse them again."""
+        ...
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
@@ -201,6 +205,7 @@ class Daemon:
 
     def _load(self, revision: Revision) -> None:
         desired = self.loader.load(self.source.files(revision), revision=revision)
+        self.loader.save_cache()
         self.desired, self.revision = desired, revision
         self.metrics.set_revision(self.source.branch, revision)
         counts: dict[tuple[Kind | str, bool], int] = {}

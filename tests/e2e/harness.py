@@ -1,0 +1,124 @@
+"""The daemon as a user meets it: a subprocess reconciling a real remote, read through Git."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from tests.support.gitservers import free_port, git, git_env
+
+STATUS_BRANCH = "reconciler-status"
+
+
+def task_yaml(name: str, command: Sequence[str], **spec: Any) -> str:
+    doc = {
+        "apiVersion": "reconciler.io/v1alpha1",
+        "kind": "Task",
+        "metadata": {"name": name},
+        "spec": {"command": list(command), **spec},
+    }
+    return json.dumps(doc, indent=2) + "\n"  # JSON is YAML, and quoting is unambiguous
+
+
+class Daemon:
+    """`reconciler run` in a subprocess; stopped (and reaped) on exit."""
+
+    def __init__(self, repo_url: str, state_dir: Path, *extra: str,
+                 interval: str = "1s", env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.log_path = state_dir.parent / f"daemon-{self.port}.log"
+        self.args = [
+            sys.executable, "-m", "reconciler", "run", "--repo", repo_url,
+            "--state-dir", str(state_dir), "--interval", interval,
+            "--listen", f"127.0.0.1:{self.port}", "--log-format", "json", "--log-level", "DEBUG",
+            *extra,
+        ]
+        self.env = {**git_env(), **(env or {})}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Daemon:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=log,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        return self
+
+    def __enter__(self) -> Daemon:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the daemon alone: runs it started keep going, as after a crash."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
+
+    def logs(self) -> list[dict[str, Any]]:
+        lines = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                lines.append({"message": line, "raw": True})
+        return lines
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def status_file(bare: Path, path: str, branch: str = STATUS_BRANCH) -> dict[str, Any] | None:
+    """A status file as it is on the remote now, parsed; None when absent."""
+    try:
+        text = git("--git-dir", bare, "show", f"{branch}:{path}")
+    except RuntimeError:  # no such branch or file yet
+        return None
+    loaded = YAML(typ="safe").load(text)
+    return loaded if isinstance(loaded, dict) else None
+
+
+def wait_for(check: Callable[[], Any], *, timeout: float = 30, what: str = "condition",
+             on_timeout: Callable[[], str] = lambda: "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}\n{on_timeout()}")
+        time.sleep(0.1)
+
+
+def wait_for_status(bare: Path, path: str, predicate: Callable[[dict[str, Any]], bool], *,
+                    daemon: Daemon | None = None, timeout: float = 30) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        data = status_file(bare, path)
+        return data if data is not None and predicate(data) else None
+
+    return wait_for(check, timeout=timeout, what=f"{path} on {STATUS_BRANCH}",
+                    on_timeout=lambda: f"last: {status_file(bare, path)}\n"
+                    + (daemon.log_text()[-4000:] if daemon else ""))
