@@ -91,7 +91,8 @@ def commit_files(
                 head=(head or "nothing")[:12],
             )
             if attempt < attempts:
-                sleep(backoff * 2 ** (attempt - 1) * random.uniform(0.75, 1.25))  # noqa: S311 - jitter, not a secret
+                jitter = random.uniform(0.75, 1.25)  # noqa: S311 - not a secret
+                sleep(backoff * 2 ** (attempt - 1) * jitter)
                 remote.fetch([], optional=[branch])
             continue
         return commit
