@@ -23,6 +23,7 @@ from reconciler.executors.base import Executor, RunReport, RunRequest, run_id_fo
 from reconciler.executors.history import RUNS_DIR, supervised
 from reconciler.executors.local import LocalExecutor
 from reconciler.types import EntryId, Kind, Operation, Revision, RunId, SpecHash, Trigger, entry_id
+from tests.kubernetes.harness import KubernetesHarness
 
 REVISION = Revision("0123456789abcdef0123456789abcdef01234567")
 
@@ -90,7 +91,10 @@ class LocalHarness:
         eventually(lambda: not any(supervised(folder) for folder in runs), timeout=15)
 
 
-HARNESSES: dict[str, Callable[[Path], Harness]] = {"local": LocalHarness}
+HARNESSES: dict[str, Callable[[Path], Harness]] = {
+    "local": LocalHarness,
+    "kubernetes": KubernetesHarness,
+}
 
 
 @pytest.fixture(params=sorted(HARNESSES))

@@ -92,3 +92,28 @@ def close(response: Any) -> None:
         response.release_conn()
     except Exception:
         return
+
+
+def request_json(
+    api: ApiClient,
+    method: str,
+    path: str,
+    *,
+    body: dict[str, Any] | None = None,
+    timeout: float = 10.0,
+) -> dict[str, Any]:
+    """One call with a JSON body sent exactly as given. The typed models re-serialize
+    timestamps with `isoformat()`, which drops the microseconds a Lease's MicroTime fields
+    must carry; a Lease goes through here instead."""
+    method_, url, headers, payload, post = api.param_serialize(
+        method=method, resource_path=path,
+        header_params={"Accept": "application/json", "Content-Type": "application/json"},
+        body=body, auth_settings=["BearerToken"],
+    )
+    response: Any = api.call_api(method_, url, headers, payload, post, _request_timeout=timeout)
+    response.read()
+    if not 200 <= response.status <= 299:
+        raise ApiException.from_response(
+            http_resp=response, body=response.data.decode("utf-8", errors="replace"), data=None
+        )
+    return read_json(response)

@@ -12,6 +12,7 @@ Pure: raw API objects in, an `Observation` out.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -35,6 +36,10 @@ IMMEDIATE_REASONS = frozenset({"InvalidImageName", "ErrImageNeverPull"})
 """Reasons no retry can cure: the run fails as soon as they are seen."""
 
 
+_MISSING_SECRET = re.compile(r'secrets? "([^"]+)" not found')
+_MISSING_KEY = re.compile(r"couldn't find key (\S+) in Secret [^/\s]+/(\S+)")
+
+
 class Blocked(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -43,12 +48,62 @@ class Blocked(BaseModel):
     reason: str
     message: str
 
-    def describe(self) -> str:
+    def describe(self, job: Mapping[str, Any]) -> str:
+        """What the user has to fix, naming the `secretEnv` variables behind a missing Secret
+        or key (the kubelet's message names only the Secret)."""
+        detail = f"{self.reason}: {self.message}" if self.message else self.reason
+        missing = _missing_reference(self.message)
+        if missing is not None:
+            secret, key = missing
+            names = secret_env_names(job, self.container, secret, key)
+            what = f"secret {secret!r} has no key {key!r}" if key else (
+                f"secret {secret!r} not found")
+            if names:
+                return f"secretEnv {', '.join(names)}: {what} ({detail})"
+            if self.container == CLONE_CONTAINER:
+                return f"repository credentials: {what} ({detail})"
         what = "cannot clone the repository" if self.container == CLONE_CONTAINER else (
-            "cannot start"
-        )
-        detail = f": {self.message}" if self.message else ""
-        return f"{what}: {self.reason}{detail}"
+            "cannot start")
+        return f"{what}: {detail}"
+
+
+def _missing_reference(message: str) -> tuple[str, str | None] | None:
+    key = _MISSING_KEY.search(message)
+    if key is not None:
+        return key.group(2), key.group(1)
+    secret = _MISSING_SECRET.search(message)
+    return (secret.group(1), None) if secret is not None else None
+
+
+def _containers(job: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    pod = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return [*(pod.get("initContainers") or ()), *(pod.get("containers") or ())]
+
+
+def secret_env_names(
+    job: Mapping[str, Any], container: str, secret: str, key: str | None
+) -> list[str]:
+    """The variables of `container` that read `secret` (and `key`, when given)."""
+    names = []
+    for spec in _containers(job):
+        if spec.get("name") != container:
+            continue
+        for item in spec.get("env") or ():
+            ref = (item.get("valueFrom") or {}).get("secretKeyRef") or {}
+            if ref.get("name") == secret and (key is None or ref.get("key") == key):
+                names.append(str(item.get("name")))
+    return sorted(names)
+
+
+def secret_refs(job: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """Every (Secret, key) the Job's containers read through `secretKeyRef`."""
+    refs = set()
+    for spec in _containers(job):
+        for item in spec.get("env") or ():
+            ref = (item.get("valueFrom") or {}).get("secretKeyRef") or {}
+            if ref.get("name") and ref.get("key"):
+                refs.add((str(ref["name"]), str(ref["key"])))
+    return refs
 
 
 class Observation(BaseModel):
@@ -75,9 +130,15 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def newest_pod(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    def key(pod: Mapping[str, Any]) -> tuple[str, str]:
+    """The pod whose log is the run's: an unfinished one if any, else the last created.
+    `creationTimestamp` has whole seconds; two pods of one second are told apart by their
+    `resourceVersion`, which grows with every write on the API servers we know."""
+    def key(pod: Mapping[str, Any]) -> tuple[bool, str, int]:
         meta = pod.get("metadata") or {}
-        return str(meta.get("creationTimestamp") or ""), str(meta.get("name") or "")
+        phase = (pod.get("status") or {}).get("phase")
+        version = str(meta.get("resourceVersion") or "")
+        return (phase in (None, "Pending", "Running"), str(meta.get("creationTimestamp") or ""),
+                int(version) if version.isdigit() else 0)
 
     return max(pods, key=key) if pods else None
 
@@ -178,7 +239,7 @@ def observe(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Observ
     blocked = _blocked(pod) if pod is not None else None
     phase = (pod.get("status") or {}).get("phase") if pod is not None else None
     running = phase in ("Running", "Succeeded", "Failed") or failed_pods > 0
-    message = blocked.describe() if blocked is not None else _pending_message(pod)
+    message = blocked.describe(job) if blocked is not None else _pending_message(pod)
     return Observation(state=RunState.RUNNING if running else RunState.PENDING,
                        message=message, blocked=blocked, **common)
 

@@ -1,0 +1,103 @@
+"""Creating a run's objects: the ConfigMap, the Job, then the Job as the ConfigMap's owner.
+
+Every step is idempotent, so a submission interrupted anywhere (a crash, a timeout whose
+request did reach the server) is finished by doing it again: 409 AlreadyExists on the
+ConfigMap means an earlier try made it (same run, same content), and on the Job it is how a
+restarted daemon adopts the run it had started.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from kubernetes.client import V1ConfigMap, V1Job
+from kubernetes.client.exceptions import ApiException
+
+from reconciler.executors.kubernetes import labels as lbl
+from reconciler.executors.kubernetes.client import (
+    MERGE_PATCH,
+    is_transient,
+    message_of,
+    read_json,
+    status_of,
+)
+from reconciler.executors.kubernetes.manifests import RunManifests
+
+
+class Outcome(StrEnum):
+    CREATED = "created"
+    ADOPTED = "adopted"
+    WAIT = "wait"
+    """The API server did not answer or answered 5xx/429: try again later."""
+    REFUSED = "refused"
+    """The API server refused the objects (403, 404 namespace, 422): the run failed."""
+
+
+@dataclass(frozen=True)
+class Submission:
+    outcome: Outcome
+    job: dict[str, Any] | None = None
+    message: str = ""
+
+
+def create_run(batch: Any, core: Any, manifests: RunManifests, *, instance: str) -> Submission:
+    namespace = manifests.namespace
+    name = manifests.job["metadata"]["name"]
+    try:
+        if manifests.config_map is not None:
+            _create_config_map(core, namespace, manifests.config_map)
+        job = read_json(batch.create_namespaced_job(
+            namespace, V1Job.from_dict(manifests.job), _preload_content=False))
+        return Submission(Outcome.CREATED, job)
+    except Exception as err:
+        if status_of(err) == 409:
+            return _adopt(batch, namespace, name, instance=instance)
+        if is_transient(err):
+            return Submission(Outcome.WAIT, message=message_of(err))
+        if isinstance(err, ApiException):
+            return Submission(Outcome.REFUSED, message=message_of(err))
+        raise
+
+
+def _create_config_map(core: Any, namespace: str, config_map: dict[str, Any]) -> None:
+    try:
+        core.create_namespaced_config_map(
+            namespace, V1ConfigMap.from_dict(config_map), _preload_content=False)
+    except ApiException as err:
+        if err.status != 409:
+            raise
+
+
+def _adopt(batch: Any, namespace: str, name: str, *, instance: str) -> Submission:
+    try:
+        job = read_json(batch.read_namespaced_job(name, namespace, _preload_content=False))
+    except Exception as err:
+        if is_transient(err) or status_of(err) == 404:  # deleted in between: try again
+            return Submission(Outcome.WAIT, message=message_of(err))
+        raise
+    labels = (job.get("metadata") or {}).get("labels") or {}
+    if lbl.RunMeta.from_object(job) is None or labels.get(lbl.INSTANCE) != instance:
+        return Submission(Outcome.REFUSED, message=(
+            f"a Job named {name} already exists in namespace {namespace} and was not "
+            "created by this reconciler"))
+    return Submission(Outcome.ADOPTED, job)
+
+
+def own_config_map(core: Any, job: dict[str, Any]) -> bool:
+    """Make the Job the owner of the run's ConfigMap; False when it is worth trying again."""
+    meta = job.get("metadata") or {}
+    owner = {"apiVersion": "batch/v1", "kind": "Job", "name": meta.get("name"),
+             "uid": meta.get("uid")}
+    try:
+        core.patch_namespaced_config_map(
+            meta.get("name"), meta.get("namespace"),
+            {"metadata": {"ownerReferences": [owner]}},
+            _content_type=MERGE_PATCH, _preload_content=False)
+    except Exception as err:
+        if is_transient(err):
+            return False
+        if status_of(err) != 404:
+            raise
+    return True
