@@ -127,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    from reconciler.logs import setup_logging
+
+    # Commands other than the daemon speak through their output; only warnings go to stderr.
+    # `run` and `drift` set the level and format their flags ask for.
+    setup_logging("text", "WARNING")
     module = importlib.import_module(f"reconciler.commands.{args.command.replace('-', '_')}")
     try:
         code: int = module.run(args)

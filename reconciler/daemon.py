@@ -285,7 +285,11 @@ class Daemon:
     def _declared_record(self, entry: Entry) -> None:
         record = self.records.get(entry.id) or new_record(entry.id, entry.kind, entry.name)
         changed = record.spec_hash != entry.spec_hash
+        drift = record.drift
+        if drift is None and entry.kind is Kind.STACK and entry.stack.drift.schedule:
+            drift = DriftInfo()  # Unknown until the first check
         self.records[entry.id] = record.model_copy(update={
+            "drift": drift,
             "spec_hash": entry.spec_hash,
             "commit": self.revision if changed or record.commit is None else record.commit,
             "source": f"{entry.location.path}:{entry.location.line}",
