@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import pygit2
 import pytest
 from loguru import logger
 
@@ -28,3 +29,12 @@ def log_lines() -> Iterator[list[str]]:
         yield lines
     finally:
         logger.remove(sink)
+
+
+@pytest.fixture(autouse=True)
+def _restore_libgit2_timeouts() -> Iterator[None]:
+    """GitRemote sets libgit2's process-wide timeouts; a test's short one must not leak into
+    the next test run by the same worker."""
+    saved = (pygit2.settings.server_connect_timeout, pygit2.settings.server_timeout)
+    yield
+    pygit2.settings.server_connect_timeout, pygit2.settings.server_timeout = saved
