@@ -1,0 +1,142 @@
+"""Task behaviour across cycles: crons, retries with backoff, dependencies, status commits."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.daemon.conftest import World, declaration
+
+PY = sys.executable
+
+
+def task(name: str, code: str = "print('ok')", **spec: object) -> str:
+    return declaration("Task", name, command=[PY, "-c", code], **spec)
+
+
+def test_cron_runs_again_when_it_fires(world: Callable[..., World]) -> None:
+    # The clock starts at the real time: fire three minutes from now.
+    minute = (datetime.now(UTC) + timedelta(minutes=3)).minute
+    w = world({"nightly.yaml": task("nightly", schedule=f"{minute} * * * *")})
+    w.settle()
+    first = w.status("task/nightly")
+    assert (first["phase"], first["lastRun"]["trigger"]) == ("Succeeded", "new")
+    w.clock.advance(minutes=1)
+    w.settle()
+    assert w.status("task/nightly")["lastRun"]["id"] == first["lastRun"]["id"]
+    w.clock.advance(minutes=3)  # the fire time has passed
+    w.settle()
+    second = w.status("task/nightly")
+    assert second["lastRun"]["trigger"] == "schedule"
+    assert second["lastRun"]["id"] != first["lastRun"]["id"]
+
+
+def test_failed_run_is_retried_with_backoff_then_given_up(world: Callable[..., World]) -> None:
+    w = world({"flaky.yaml": task("flaky", "import sys; sys.exit(4)", retries=2)})
+    w.settle()
+    assert w.status("task/flaky")["lastRun"]["attempt"] == 1
+    assert "retrying at" in w.status("task/flaky")["message"]
+    w.clock.advance(seconds=3)
+    w.settle()
+    assert w.status("task/flaky")["lastRun"]["attempt"] == 1  # backoff of 10 s not over
+    w.clock.advance(seconds=15)
+    w.settle()
+    assert w.status("task/flaky")["lastRun"]["attempt"] == 2
+    w.clock.advance(seconds=30)
+    w.settle()
+    final = w.status("task/flaky")
+    assert (final["phase"], final["lastRun"]["attempt"], final["lastRun"]["exitCode"]) == (
+        "Failed", 3, 4)
+    assert final["message"].startswith("failed after 3 attempts")
+    w.clock.advance(hours=1)
+    w.settle()
+    assert w.status("task/flaky")["lastRun"]["attempt"] == 3  # given up until it changes
+    w.push({"flaky.yaml": task("flaky", "print('fixed')", retries=2)})
+    w.settle()
+    fixed = w.status("task/flaky")
+    assert (fixed["phase"], fixed["lastRun"]["trigger"]) == ("Succeeded", "changed")
+
+
+def test_dependents_run_after_their_dependency_and_again_when_it_reruns(
+        world: Callable[..., World]) -> None:
+    w = world({
+        "prepare.yaml": task("prepare", schedule="0 * * * *"),
+        "report.yaml": task("report", dependsOn=["task/prepare"]),
+    })
+    w.settle()
+    prepare, report = w.status("task/prepare"), w.status("task/report")
+    assert report["lastRun"]["startedAt"] >= prepare["lastRun"]["finishedAt"]
+    assert report["dependencies"] == {"task/prepare": prepare["lastRun"]["id"]}
+    w.clock.advance(hours=1)
+    w.settle()
+    assert w.status("task/report")["lastRun"]["trigger"] == "dependency"
+
+
+def test_no_status_commit_when_nothing_changed(world: Callable[..., World]) -> None:
+    w = world({"hello.yaml": task("hello")})
+    w.settle()
+    head = w.status_head()
+    w.settle()
+    w.clock.advance(minutes=3)
+    w.settle()
+    assert w.status_head() == head
+    w.push({"README.md": "unrelated\n"})
+    w.settle()
+    # The README names the commit the declarations were read from; the entry's file is as was.
+    assert w.status("task/hello")["lastRun"]["trigger"] == "new"
+
+
+def test_status_on_the_tracked_branch_does_not_loop(world: Callable[..., World]) -> None:
+    w = world({"hello.yaml": task("hello")}, status_branch="main")
+    w.settle()
+    head = w.status_head()
+    for _ in range(3):
+        w.settle()
+    assert w.status_head() == head
+    assert w.status("task/hello")["phase"] == "Succeeded"
+
+
+def test_restart_with_a_fresh_state_dir_does_not_run_again(world: Callable[..., World],
+                                                           tmp_path: Path) -> None:
+    w = world({"once.yaml": task("once")})
+    w.settle()
+    run_id = w.status("task/once")["lastRun"]["id"]
+    w.daemon.executor.close()
+    import shutil
+
+    shutil.rmtree(w.state)
+    w.restart()
+    w.settle()
+    assert w.status("task/once")["lastRun"]["id"] == run_id
+
+
+def test_unreachable_remote_is_reported_and_recovered(world: Callable[..., World],
+                                                      tmp_path: Path) -> None:
+    w = world({"hello.yaml": task("hello")})
+    w.settle()
+    hidden = w.bare.with_name("hidden.git")
+    w.bare.rename(hidden)
+    result = w.daemon.cycle(fetch=True)
+    assert result.errors
+    assert w.daemon.synced.is_set()  # readiness stays: the last sync was good
+    hidden.rename(w.bare)
+    w.clock.advance(minutes=10)  # past the backoff
+    assert not w.daemon.cycle(fetch=True).errors
+
+
+@pytest.mark.parametrize("bad", [
+    "apiVersion: reconciler.io/v1alpha1\nkind: Task\nmetadata: {name: hello}\nspec:\n"
+    "  command: [x]\n  timeout: 30x\n",
+    "apiVersion: reconciler.io/v1alpha1\nkind: Task\nmetadata: {name: hello\n",
+])
+def test_a_typo_never_orphans_the_entry(world: Callable[..., World], bad: str) -> None:
+    w = world({"hello.yaml": task("hello"), "other.yaml": task("other")})
+    w.settle()
+    w.push({"hello.yaml": bad, "other.yaml": task("other", "print('changed')")})
+    w.settle()
+    assert w.status("task/hello")["phase"] == "Invalid"
+    assert w.status("task/other")["lastRun"]["trigger"] == "changed"
