@@ -24,6 +24,7 @@ from reconciler.executors.history import RUNS_DIR, supervised
 from reconciler.executors.local import LocalExecutor
 from reconciler.types import EntryId, Kind, Operation, Revision, RunId, SpecHash, Trigger, entry_id
 from tests.kubernetes.harness import KubernetesHarness
+from tests.support.fixtures import ssh_server  # noqa: F401 - a fixture, used by name
 
 REVISION = Revision("0123456789abcdef0123456789abcdef01234567")
 

@@ -11,7 +11,9 @@ from reconciler.declarations.models import TaskSpec
 from reconciler.executors.base import RunRequest
 from reconciler.types import RunState
 from tests.executors.conftest import LocalHarness, request_for, task_entry, wait_until
-from tests.support.gitservers import GitHTTPServer, GitUser, make_bare_remote
+from tests.support.githttp import GitHTTPServer
+from tests.support.gitservers import GitUser, make_bare_remote
+from tests.support.gitssh import SSHServer, known_hosts_line, ssh_keygen
 
 PASSWORD = "pw-Kq7-5772156649"
 
@@ -137,3 +139,47 @@ def test_missing_credentials_fail_before_anything_runs(
     assert "'ssh-creds' has no key 'known_hosts'" in report.message
     assert report.started_at is not None
     assert report.exit_code is None
+
+
+def test_ssh_checkout_with_a_key_and_strict_host_keys(
+    local: LocalHarness, remote: tuple[Path, list[str]], ssh_server: SSHServer
+) -> None:
+    bare, commits = remote
+    key = ssh_server.client_key.read_text()
+    local.add_secret("deploy-key", "ssh-privatekey", key)
+    local.add_secret("deploy-key", "known_hosts", ssh_server.known_hosts())
+    request = with_repository(
+        "over-ssh", [*SHOW[:2], SHOW[2] + "; env"],
+        {"url": ssh_server.url(bare), "credentialsSecret": "deploy-key"},
+    )
+    executor = local.make()
+    executor.submit(request)
+
+    report = wait_until(executor, request.run_id, timeout=30)
+    log = executor.logs(request.run_id)
+
+    assert report.state is RunState.SUCCEEDED, log
+    assert f"at {commits[1]}" in log.splitlines()
+    assert "SSH_AUTH_SOCK" not in log
+    assert "PRIVATE KEY" not in log
+
+
+def test_ssh_checkout_refuses_an_unknown_host(
+    local: LocalHarness, remote: tuple[Path, list[str]], ssh_server: SSHServer, tmp_path: Path
+) -> None:
+    bare, _ = remote
+    other = ssh_keygen(tmp_path / "other_host_key")
+    local.add_secret("deploy-key", "ssh-privatekey", ssh_server.client_key.read_text())
+    impostor = known_hosts_line("127.0.0.1", ssh_server.port, other.with_suffix(".pub"))
+    local.add_secret("deploy-key", "known_hosts", impostor)
+    request = with_repository(
+        "spoofed", ["true"], {"url": ssh_server.url(bare), "credentialsSecret": "deploy-key"},
+    )
+    executor = local.make()
+    executor.submit(request)
+
+    report = wait_until(executor, request.run_id, timeout=30)
+
+    assert report.state is RunState.FAILED
+    assert report.message.startswith("could not check out ssh://")
+    assert "Host key verification failed" in executor.logs(request.run_id)
