@@ -36,6 +36,7 @@ from reconciler.source.tree import (
 )
 
 _MAX_SHOWN = 80
+_SOURCES = 'sources["'
 _SIGNS = {"added": "+", "changed": "~", "removed": "-", "invalid": "!"}
 _BADGES = {"added": "🆕 added", "changed": "✏️ changed", "removed": "🗑️ removed",
            "invalid": "❌ invalid"}
@@ -77,8 +78,19 @@ def _value(value: Any) -> str:
     return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 1] + "…"
 
 
+def _shown(change: FieldChange) -> tuple[str, str, str]:
+    """(what, base, head) as displayed. Repository paths an entry uses (`sources`) show
+    their Git ids shortened: what matters is that the content changed."""
+    if change.path.startswith(_SOURCES):
+        path = json.loads(change.path[len(_SOURCES) - 1 : -1])
+        short = [str(v)[:12] if v is not None else "(not used)" for v in (change.base, change.head)]
+        return f"repository content at {path}", short[0], short[1]
+    return change.path, _value(change.base), _value(change.head)
+
+
 def _field_line(change: FieldChange) -> str:
-    return f"{change.path}: {_value(change.base)} → {_value(change.head)}"
+    what, base, head = _shown(change)
+    return f"{what}: {base} → {head}"
 
 
 def _entries(diff: DeclarationDiff) -> list[EntryChange]:
@@ -168,8 +180,9 @@ def _markdown_details(change: EntryChange) -> list[str]:
     plain = [f for f in change.fields if not _multiline(f)]
     if plain:
         out += ["| Field | Base | Head |", "|---|---|---|"]
-        out += [f"| {_code(f.path)} | {_code(_value(f.base))} | {_code(_value(f.head))} |"
-                for f in plain]
+        for f in plain:
+            what, base, head = _shown(f)
+            out.append(f"| {_code(what)} | {_code(base)} | {_code(head)} |")
         out.append("")
     for f in change.fields:
         if _multiline(f):

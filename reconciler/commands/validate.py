@@ -72,12 +72,20 @@ def _counts(desired: DesiredState) -> dict[str, int]:
     }
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def summary(desired: DesiredState) -> str:
     c = _counts(desired)
-    found = f"{c['tasks']} tasks and {c['stacks']} stacks in {c['files']} files"
+    found = (
+        f"{_count(c['tasks'], 'task')} and {_count(c['stacks'], 'stack')} "
+        f"in {_count(c['files'], 'file')}"
+    )
     if desired.clean:
         return f"valid: {found}"
-    return f"{c['errors']} problems ({c['invalid']} entries invalid); {found} valid"
+    invalid = _count(c["invalid"], "entry") if c["invalid"] == 1 else f"{c['invalid']} entries"
+    return f"{_count(c['errors'], 'problem')} ({invalid} invalid); valid: {found}"
 
 
 def error_json(error: LoadError) -> dict[str, Any]:
