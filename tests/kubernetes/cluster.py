@@ -21,6 +21,7 @@ Images are not pulled: containers run on this machine, so a task's command must 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -313,7 +314,8 @@ class LocalCluster:
         return out
 
     def _pump(self, run: PodRun, container: str) -> None:
-        assert run.process is not None and run.process.stdout is not None
+        assert run.process is not None
+        assert run.process.stdout is not None
         for line in iter(run.process.stdout.readline, b""):
             self.api.call(self.api.server.write_log, self.namespace, run.pod, container,
                           line.decode("utf-8", errors="replace"))
@@ -321,10 +323,8 @@ class LocalCluster:
     def _kill(self, run: PodRun) -> None:
         process = run.process
         if process is not None and process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             process.wait(timeout=5)
 
     # -- the container's world -------------------------------------------------------------

@@ -508,7 +508,8 @@ class ApiServer(KubernetesEmulator):
 
     async def _watch(self, request: Request) -> aiohttp.web.StreamResponse:
         res = request.resource
-        assert res is not None and request._raw_request is not None
+        assert res is not None
+        assert request._raw_request is not None
         matches = self._selected(request)
         ns = request.namespace
         since = request.params.get("resourceVersion") or "0"

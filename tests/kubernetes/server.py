@@ -14,12 +14,31 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from aiohttp.test_utils import RawTestServer
+from aiohttp.web import BaseRequest, ServerRunner
+from aiohttp.web_server import Server as WebServer
 from kmock import Server
 from kubernetes.client import ApiClient, Configuration
 
 from tests.kubernetes.emulator import ApiServer
 
 T = TypeVar("T")
+MAX_REQUEST_BYTES = 3 * 1024 * 1024
+
+
+class _LargeRequests(RawTestServer):
+    """The API server reads requests of up to 3 MiB (aiohttp stops at 1 MiB), so an object
+    too large for etcd gets its 422 from the emulator, as from a real server."""
+
+    async def _make_runner(self, debug: bool = True, **kwargs: Any) -> ServerRunner:
+        loop = self._loop
+
+        def request(*args: Any) -> BaseRequest:
+            return BaseRequest(*args, loop, client_max_size=MAX_REQUEST_BYTES)
+
+        server = WebServer(self._handler, loop=loop, debug=debug, request_factory=request,
+                           **kwargs)
+        return ServerRunner(server, debug=debug, **kwargs)
 
 
 class RunningApiServer:
@@ -41,7 +60,7 @@ class RunningApiServer:
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
         try:
-            async with ApiServer(**self._options) as server, Server(server) as http:
+            async with ApiServer(**self._options) as server, Server(server, server_cls=_LargeRequests) as http:
                 self._ready.set_result((server, str(http.url).rstrip("/")))
                 await self._stop.wait()
         except BaseException as err:
@@ -65,6 +84,8 @@ class RunningApiServer:
     def stop(self) -> None:
         for client in self._clients:
             client.close()
+        # Open watches would hold the server's shutdown until their own timeouts.
+        self.call(self.server.drop_watches)
         if self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout=10)

@@ -29,22 +29,22 @@ _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9._-]+:")
 
 # Files are group-writable (umask 0002) and the group is the pod's fsGroup, so the run's own
 # user can write next to them (`.terraform/` beside a stack's module).
-CLONE_SCRIPT = """\
-set -eu
+CLONE_SCRIPT = r"""set -eu
 if [ -n "${GIT_SSH_KEY:-}" ]; then
   (umask 077
-   printf '%s\\n' "$GIT_SSH_KEY" > "$HOME/.ssh-key"
-   printf '%s\\n' "${GIT_KNOWN_HOSTS:-}" > "$HOME/.known-hosts")
-  export GIT_SSH_COMMAND="ssh -i $HOME/.ssh-key -o IdentitiesOnly=yes \
--o UserKnownHostsFile=$HOME/.known-hosts -o StrictHostKeyChecking=yes"
+   printf '%s\n' "$GIT_SSH_KEY" > "$HOME/.ssh-key"
+   printf '%s\n' "${GIT_KNOWN_HOSTS:-}" > "$HOME/.known-hosts")
+  GIT_SSH_COMMAND="ssh -i $HOME/.ssh-key -o IdentitiesOnly=yes"
+  GIT_SSH_COMMAND="$GIT_SSH_COMMAND -o UserKnownHostsFile=$HOME/.known-hosts"
+  export GIT_SSH_COMMAND="$GIT_SSH_COMMAND -o StrictHostKeyChecking=yes"
 fi
 umask 0002
 git config --global safe.directory '*'
 git config --global init.defaultBranch main
 if [ -n "${GIT_PASSWORD:-}" ]; then
-  git config --global credential.helper \
-    '!f() { test "$1" = get || return 0; echo "username=${GIT_USERNAME:-git}"; \
-echo "password=$GIT_PASSWORD"; }; f'
+  # Read from the environment when git asks: the password never lands in a file.
+  git config --global credential.helper '!f() { test "$1" = get || return 0;
+    echo "username=${GIT_USERNAME:-git}"; echo "password=$GIT_PASSWORD"; }; f'
 fi
 cd "$WORKSPACE"
 git init -q .
@@ -58,7 +58,6 @@ else
 fi
 echo "checked out $(git rev-parse HEAD) ($GIT_REF)"
 """
-
 
 def literal(text: str) -> str:
     """Kubernetes expands `$(VAR)` in command, args and env values and turns `$$` into `$`;

@@ -125,7 +125,7 @@ def build_manifests(
         "metadata": {
             "name": request.run_id,
             "namespace": ns,
-            "labels": labels,
+            "labels": dict(labels),
             "annotations": meta.annotations(),
         },
         "spec": {
@@ -135,7 +135,7 @@ def build_manifests(
             "ttlSecondsAfterFinished": options.ttl_seconds_after_finished,
             # Never two pods of one run at once (a stack apply least of all).
             "podReplacementPolicy": "Failed",
-            "template": {"metadata": {"labels": labels}, "spec": pod},
+            "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
         },
     }
     return RunManifests(namespace=ns, job=job, config_map=config_map)
@@ -295,7 +295,8 @@ def _stack_pod(request: RunRequest, spec: StackSpec, options: KubernetesOptions)
 def _env(
     request: RunRequest, env: dict[str, str], secret_env: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """Defaults' env under the spec's, then secrets, then the run's identity (which wins)."""
+    """Defaults' env under the spec's, then secrets, then the run's identity (which wins), as
+    the local executor does."""
     entry = request.entry
     values: dict[str, dict[str, Any]] = {}
     for name, value in {**entry.defaults.env, **env}.items():
@@ -306,8 +307,11 @@ def _env(
     identity = {
         "RECONCILER_RUN_ID": request.run_id,
         "RECONCILER_ENTRY": entry.id,
-        "RECONCILER_REVISION": request.revision,
+        "RECONCILER_OPERATION": request.operation.value,
+        "RECONCILER_TRIGGER": request.trigger.value,
         "RECONCILER_ATTEMPT": str(request.attempt),
+        "RECONCILER_REVISION": request.revision,
+        "RECONCILER_SPEC_HASH": entry.spec_hash,
     }
     for name, value in identity.items():
         values[name] = {"name": name, "value": value}
@@ -369,7 +373,7 @@ def _config_map(
         "metadata": {
             "name": request.run_id,
             "namespace": namespace,
-            "labels": labels,
+            "labels": dict(labels),
             "annotations": {lbl.ANNOTATION_ENTRY: entry.id},
         },
         "immutable": True,
