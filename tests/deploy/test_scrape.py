@@ -62,7 +62,8 @@ def test_the_dashboard_shows_every_series_the_daemon_exports(scrape: Scrape) -> 
 
 
 def _series(name: str, labels: dict[str, str]) -> str:
-    where = {**labels, "job": "reconciler", "namespace": "reconciler", "pod": "reconciler-0"}
+    where = {**labels, "job": "reconciler", "instance": "10.0.0.1:9100",
+             "namespace": "reconciler", "pod": "reconciler-0"}
     return name + "{" + ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(where.items())) + "}"
 
 
