@@ -129,6 +129,7 @@ class Daemon:
         self._next_fetch: datetime | None = None
         self._lock = threading.Lock()
         self._restored = False
+        self._renderer = status_files.Renderer(branch=source.branch, redact=redact)
 
     # -- start ------------------------------------------------------------------------------
 
@@ -278,17 +279,18 @@ class Daemon:
                 self.records[entry_id] = new_record(entry_id, *split_entry_id(entry_id))
         for entry_id, status in decided.statuses.items():
             record = self.records.get(entry_id)
-            if record is not None:
+            message = self.redact(status.message)
+            if record is not None and (record.phase, record.message) != (status.phase, message):
                 self.records[entry_id] = record.model_copy(
-                    update={"phase": status.phase, "message": self.redact(status.message)})
+                    update={"phase": status.phase, "message": message})
 
     def _declared_record(self, entry: Entry) -> None:
         record = self.records.get(entry.id) or new_record(entry.id, entry.kind, entry.name)
-        changed = record.spec_hash != entry.spec_hash
         drift = record.drift
         if drift is None and entry.kind is Kind.STACK and entry.stack.drift.schedule:
             drift = DriftInfo()  # Unknown until the first check
-        self.records[entry.id] = record.model_copy(update={
+        changed = record.spec_hash != entry.spec_hash
+        update = {
             "drift": drift,
             "spec_hash": entry.spec_hash,
             "commit": self.revision if changed or record.commit is None else record.commit,
@@ -296,7 +298,9 @@ class Daemon:
             # A plan-only stack has applied nothing, so there is nothing of it to destroy.
             "prune": entry.kind is Kind.STACK and entry.stack.prune
             and entry.stack.apply == "auto",
-        })
+        }
+        if any(getattr(record, key) != value for key, value in update.items()):
+            self.records[entry.id] = record.model_copy(update=update)
 
     def _start(self, start: Start, now: datetime) -> RunId | None:
         """Submit one planned run; returns its id, or None when it could not start now."""
@@ -353,9 +357,8 @@ class Daemon:
         self.unacked.update(r.run_id for r in finished)
         if not self._restored or (self.revision is None and not self.records):
             return  # never overwrite status files that could not be read first
-        files = status_files.render(self.records, self.desired.errors,
-                                    branch=self.source.branch, revision=self.revision,
-                                    redact=self.redact)
+        files = self._renderer.render(self.records, self.desired.errors,
+                                      revision=self.revision)
         changes = status_files.changed_files(self.pushed, files)
         try:
             if changes:
