@@ -140,9 +140,7 @@ def main() -> None:
                 assert isinstance(new, DesiredState)
                 assert not new.errors
                 cycles.append(ms)
-                revision = new.revision or Revision("")
-                fresh = DeclarationLoader()
-                reparse.append(timed(lambda: fresh.load(source.files(revision)))[0])
+                reparse.append(_full_reparse(source, new.revision or Revision("")))
             cycle, base = statistics.median(cycles), statistics.median(reparse)
             print(f"after a one-file change: poll + fetch + load {cycle:.1f} ms "
                   f"(median of {CHANGES}); full re-parse of the same commit {base:.0f} ms; "
@@ -153,6 +151,11 @@ def main() -> None:
             print(f"restart with the persisted parse cache: load {warm_ms:.0f} ms "
                   f"({restart.stats.parsed} files parsed)")
     sys.stdout.flush()
+
+
+def _full_reparse(source: GitSource, revision: Revision) -> float:
+    fresh = DeclarationLoader()
+    return timed(lambda: fresh.load(source.files(revision)))[0]
 
 
 def _incremental(source: GitSource, loader: DeclarationLoader) -> DesiredState:
