@@ -43,6 +43,7 @@ from reconciler.executors.runner import (
     ERRORS_FILE,
     LOCK_FILE,
     LOG_FILE,
+    RESULT_FILE,
     SPEC_FILE,
     RunnerSpec,
     process_start,
@@ -147,7 +148,8 @@ class LocalExecutor:
 
     def _remove_stale_work_dirs(self) -> None:
         for folder in (self._state_dir / history.WORK_DIR).iterdir():
-            if not history.supervised(history.run_dir(self._state_dir, RunId(folder.name))):
+            run = history.run_dir(self._state_dir, RunId(folder.name))
+            if (run / RESULT_FILE).exists() or not history.supervised(run):
                 remove_tree(folder)
 
     def __enter__(self) -> LocalExecutor:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -301,12 +300,10 @@ def test_invalid_run_id_is_refused(local: LocalHarness) -> None:
 
 def test_log_files_are_written_as_output_arrives(local: LocalHarness) -> None:
     executor = local.make()
-    request = request_for(task_entry("stream", ["sh", "-c", "echo early; sleep 2; echo late"]))
-    started = time.monotonic()
+    request = request_for(task_entry("stream", ["sh", "-c", "echo early; sleep 30; echo late"]))
     executor.submit(request)
 
     report = wait_until(executor, request.run_id, lambda r: "early" in r.log_tail)
 
-    assert time.monotonic() - started < 1.5
     assert report.state is RunState.RUNNING
     executor.cancel(request.run_id)
