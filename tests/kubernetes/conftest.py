@@ -17,6 +17,8 @@ from tests.kubernetes.server import RunningApiServer
 from tests.support.fixtures import bare_remote, git_daemon, git_http, git_root  # noqa: F401
 
 NAMESPACE = "runs"
+DAEMON_AGENT = "reconciler-daemon"
+"""The User-Agent of executors' clients, so a test can deny the daemon what the kubelet may."""
 
 
 @pytest.fixture
@@ -60,10 +62,11 @@ def make_executor(apiserver: RunningApiServer) -> Iterator[Callable[..., Kuberne
 
     def make(**kwargs: Any) -> KubernetesExecutor:
         options = kwargs.pop("options", KubernetesOptions(namespace=NAMESPACE))
+        client = apiserver.client()
+        client.user_agent = DAEMON_AGENT
         settings: dict[str, Any] = {"start_grace": 0.2, "log_interval": 0.0,
                                     "watch_timeout": 30, "retry_delay": 0.05, **kwargs}
-        executor = KubernetesExecutor(api_client=apiserver.client(), options=options,
-                                      **settings)
+        executor = KubernetesExecutor(api_client=client, options=options, **settings)
         made.append(executor)
         return executor
 

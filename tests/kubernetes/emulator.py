@@ -88,6 +88,7 @@ class Fault:
     plural: str
     code: int
     times: int
+    user_agent: str | None = None
 
 
 def _gvp(res: resource) -> tuple[str, str, str]:
@@ -158,8 +159,11 @@ class ApiServer(KubernetesEmulator):
         self._history.clear()
         self._oldest = self._rv
 
-    def fail(self, method: str, plural: str, code: int = 503, times: int = 1) -> None:
-        self._faults.append(Fault(method.upper(), plural, code, times))
+    def fail(self, method: str, plural: str, code: int = 503, times: int = 1,
+             user_agent: str | None = None) -> None:
+        """Answer the next `times` matching requests with `code`; with `user_agent`, only
+        those of clients whose User-Agent contains it (RBAC denies one user, not all)."""
+        self._faults.append(Fault(method.upper(), plural, code, times, user_agent))
 
     def watcher_count(self) -> int:
         return len(self._watchers)
@@ -177,12 +181,16 @@ class ApiServer(KubernetesEmulator):
             return aiohttp.web.json_response(err.status(), status=err.code)
 
     def _inject_fault(self, request: Request) -> None:
+        agent = request.headers.get("User-Agent", "")
         for fault in self._faults:
+            if fault.user_agent is not None and fault.user_agent not in agent:
+                continue
             if fault.method == request.method.value and fault.plural == request.resource.plural:
                 fault.times -= 1
                 if fault.times <= 0:
                     self._faults.remove(fault)
-                raise ApiError(fault.code, "ServiceUnavailable", "injected fault")
+                reason = {403: "Forbidden", 404: "NotFound"}.get(fault.code, "ServiceUnavailable")
+                raise ApiError(fault.code, reason, f"{reason.lower()}: injected by the test")
 
     async def _dispatch(self, request: Request) -> aiohttp.web.StreamResponse:
         method = request.method.value

@@ -39,15 +39,19 @@ class KubernetesHarness:
         return executor
 
     def add_secret(self, secret: str, key: str, value: str) -> None:
+        self.add_secret_to(self.core, secret, key, value)
+
+    @staticmethod
+    def add_secret_to(core: CoreV1Api, secret: str, key: str, value: str) -> None:
         data = {key: base64.b64encode(value.encode()).decode()}
         try:
-            self.core.create_namespaced_secret(NAMESPACE, V1Secret.from_dict(
+            core.create_namespaced_secret(NAMESPACE, V1Secret.from_dict(
                 {"metadata": {"name": secret}, "data": data}))
         except ApiException as err:
             if err.status != 409:
                 raise
-            self.core.patch_namespaced_secret(secret, NAMESPACE, {"data": data},
-                                              _content_type="application/merge-patch+json")
+            core.patch_namespaced_secret(secret, NAMESPACE, {"data": data},
+                                         _content_type="application/merge-patch+json")
 
     def process_alive(self, pid: int) -> bool:
         try:

@@ -60,7 +60,8 @@ class RunningApiServer:
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
         try:
-            async with ApiServer(**self._options) as server, Server(server, server_cls=_LargeRequests) as http:
+            async with (ApiServer(**self._options) as server,
+                        Server(server, server_cls=_LargeRequests) as http):
                 self._ready.set_result((server, str(http.url).rstrip("/")))
                 await self._stop.wait()
         except BaseException as err:

@@ -139,6 +139,8 @@ class Informer:
             )
             self._response = response
             try:
+                if self._stop.is_set():  # stop() may have run before the line above
+                    return
                 for event in events(response):
                     version = self._apply(event) or version
                     if self._stop.is_set():
