@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import re
-import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -39,9 +36,6 @@ from reconciler.executors.checkout import CheckoutSpec
 from reconciler.executors.journal import Journal, RunRow
 from reconciler.executors.runner import (
     CANCEL_FILE,
-    COMMAND_FILE,
-    ERRORS_FILE,
-    LOCK_FILE,
     LOG_FILE,
     RESULT_FILE,
     SPEC_FILE,
@@ -49,6 +43,7 @@ from reconciler.executors.runner import (
     process_start,
     write_atomically,
 )
+from reconciler.executors.supervision import start_supervisor, stop_orphans
 from reconciler.executors.workdir import (
     RunSetupError,
     checkout_credentials,
@@ -63,13 +58,6 @@ from reconciler.types import EntryId, Kind, RunId, RunState
 
 STATE_LOCK_FILE = "executor.lock"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-# The supervisor is started isolated from the run's PYTHON* variables, which belong to the
-# command; the package's own folder is put first on its path instead.
-_BOOTSTRAP = (
-    "import sys; sys.path.insert(0, sys.argv[1]); "
-    "from reconciler.executors.runner import main; sys.exit(main(sys.argv[2:]))"
-)
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def _utcnow() -> datetime:
@@ -201,6 +189,8 @@ class LocalExecutor:
             if row.state is RunState.RUNNING and folder.is_dir():
                 # The supervisor checks for this file several times a second.
                 (folder / CANCEL_FILE).touch()
+                if not history.supervised(folder):
+                    stop_orphans(folder)
             self._journal.finish(
                 run_id, RunState.FAILED, finished_at=self._clock(), message="cancelled"
             )
@@ -251,7 +241,7 @@ class LocalExecutor:
         if ending is None:
             return False
         if ending.state is RunState.INTERRUPTED:
-            self._kill_orphans(folder)
+            stop_orphans(folder)
         self._journal.finish(
             row.run_id,
             ending.state,
@@ -264,18 +254,6 @@ class LocalExecutor:
         logger.info("run {} of {} ended: {}", row.run_id, row.entry_id, ending.state.value)
         return True
 
-    def _kill_orphans(self, folder: Path) -> None:
-        """A supervisor that died may leave its command running: stop it, so that a retry
-        never runs next to it."""
-        try:
-            command = json.loads((folder / COMMAND_FILE).read_text())
-        except (OSError, ValueError):
-            return
-        pid, started = command.get("pid"), command.get("pid_start")
-        if isinstance(pid, int) and started is not None and process_start(pid) == started:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-
     def _start(self, row: RunRow) -> bool:
         """Start a queued run; False when it could not start (it is then recorded Failed)."""
         request = row.request
@@ -286,7 +264,7 @@ class LocalExecutor:
         folder = history.run_dir(self._state_dir, row.run_id)
         try:
             env = self._prepare(request, folder)
-            child = self._spawn(folder, env)
+            child = start_supervisor(folder, env)
         except RunSetupError as err:
             return self._fail_to_start(row, folder, str(err))
         except Exception as err:
@@ -382,23 +360,3 @@ class LocalExecutor:
                 f"{request.revision}"
             )
         return _Launch(list(invocation.argv), cwd, dict(invocation.env))
-
-    def _spawn(self, folder: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
-        lock = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            # Locked before the supervisor exists and handed down to it: there is no moment
-            # when a started run looks unsupervised.
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            with open(folder / ERRORS_FILE, "ab") as errors:
-                return subprocess.Popen(
-                    [sys.executable, "-I", "-c", _BOOTSTRAP, _PACKAGE_ROOT, str(folder)],
-                    cwd=folder,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=errors,
-                    start_new_session=True,
-                    pass_fds=(lock,),
-                )
-        finally:
-            os.close(lock)
