@@ -14,14 +14,16 @@ Only the standard library is used: this runs inside the supervisor.
 
 from __future__ import annotations
 
-import os
+import ctypes
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from urllib.parse import urlsplit, urlunsplit
 
 USERNAME_VAR = "RECONCILER_GIT_USERNAME"
@@ -35,6 +37,10 @@ _CREDENTIAL_HELPER = (
     f'echo "username=${{{USERNAME_VAR}:-git}}"; echo "password=${PASSWORD_VAR}"; }}; f'
 )
 _AGENT_START_SECONDS = 5.0
+_PR_SET_PDEATHSIG = 1
+# A socket path must fit in 108 bytes: the run's own TMPDIR may be too deep. The folder made
+# in it is private (0700) and removed with the agent.
+_SOCKET_DIR = "/tmp"  # noqa: S108
 
 Step = Callable[[Sequence[str], Mapping[str, str]], tuple[int, str]]
 """Runs one command under the supervisor: (exit code, how it ended)."""
@@ -128,28 +134,42 @@ def _ssh(spec: CheckoutSpec, env: dict[str, str], scratch: Path) -> Iterator[str
     if not key:
         yield None
         return
-    socket = scratch / "agent.sock"
-    agent = subprocess.Popen(
-        ["ssh-agent", "-D", "-a", str(socket)], stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, env=env, process_group=0,
-    )
-    try:
-        deadline = time.monotonic() + _AGENT_START_SECONDS
-        while not socket.exists() and agent.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        env["SSH_AUTH_SOCK"] = str(socket)
-        added = subprocess.run(
-            ["ssh-add", "-q", "-"], input=key.encode() + b"\n", env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False,
+    with TemporaryDirectory(prefix="reconciler-agent-", dir=_SOCKET_DIR) as folder:
+        socket = Path(folder) / "agent.sock"
+        agent = subprocess.Popen(
+            ["ssh-agent", "-D", "-a", str(socket)], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
-        if added.returncode != 0:
-            yield "the SSH key of the repository's credentials could not be used: " + (
-                added.stdout.decode(errors="replace").strip() or f"exit code {added.returncode}"
-            )
-        else:
-            yield None
-    finally:
-        agent.kill()
-        agent.wait()
-        if socket.exists():
-            os.unlink(socket)
+        try:
+            yield _load_key(key, env, socket, agent)
+        finally:
+            agent.kill()
+            agent.wait()
+
+
+def _die_with_parent() -> None:
+    """The agent holds the key: it must not outlive the supervisor, however that ends."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _load_key(
+    key: str, env: dict[str, str], socket: Path, agent: subprocess.Popen[bytes]
+) -> str | None:
+    """Give the agent the key; None when the checkout can use it."""
+    deadline = time.monotonic() + _AGENT_START_SECONDS
+    while not socket.exists() and agent.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if not socket.exists():
+        return "ssh-agent did not start, so the repository's SSH key cannot be used"
+    env["SSH_AUTH_SOCK"] = str(socket)
+    added = subprocess.run(
+        # A key whose file lost its final newline is still a key.
+        ["ssh-add", "-q", "-"], input=key.rstrip("\n").encode() + b"\n", env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False,
+    )
+    if added.returncode != 0:
+        return "the SSH key of the repository's credentials could not be used: " + (
+            added.stdout.decode(errors="replace").strip() or f"exit code {added.returncode}"
+        )
+    return None

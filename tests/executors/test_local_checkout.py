@@ -146,7 +146,7 @@ def test_ssh_checkout_with_a_key_and_strict_host_keys(
 ) -> None:
     bare, commits = remote
     key = ssh_server.client_key.read_text()
-    local.add_secret("deploy-key", "ssh-privatekey", key)
+    local.add_secret("deploy-key", "ssh-privatekey", key.rstrip("\n"))
     local.add_secret("deploy-key", "known_hosts", ssh_server.known_hosts())
     request = with_repository(
         "over-ssh", [*SHOW[:2], SHOW[2] + "; env"],
