@@ -39,8 +39,6 @@ def build_daemon(settings: Settings, metrics: Metrics) -> Daemon:
         status_branch=settings.status_branch, credentials=settings.credentials,
         on_push_conflict=lambda: metrics.observe_status_push("conflict"),
     )
-    # Fail fast, with one line, on a wrong URL, bad credentials or an unknown host key.
-    source.head()
     loader = DeclarationLoader(path=settings.path,
                                cache_file=settings.state_dir / "declarations.cache")
     executor = build_executor(settings, source)
@@ -57,14 +55,20 @@ def run(args: argparse.Namespace) -> int:
     metrics = Metrics()
     try:
         daemon = build_daemon(settings, metrics)
-    except ConfigError as err:
+    except (ConfigError, SourceConfigurationError) as err:
         return _fail(str(err))
+    try:
+        # Fail fast, with one line, on a wrong URL, bad credentials or an unknown host key.
+        daemon.source.head()
     except SourceConfigurationError as err:
+        daemon.executor.close()
         return _fail(str(err))
     except SourceError as err:
         if settings.once:
+            daemon.executor.close()
             return _fail(str(err), 1)
-        raise
+        # Unreachable is not misconfigured: serve, back off and retry rather than crash-loop.
+        logger.warning("remote not reachable yet, retrying: {}", err)
     try:
         if settings.once:
             return _run_once(daemon)
