@@ -17,7 +17,7 @@ from reconciler.executors.base import RESULT_MARKER, RunRequest
 from reconciler.executors.kubernetes import labels as lbl
 from reconciler.executors.kubernetes.executor import KubernetesExecutor
 from reconciler.executors.kubernetes.manifests import KubernetesOptions, build_manifests
-from reconciler.executors.kubernetes.submit import Outcome, create_run
+from reconciler.executors.kubernetes.jobs import Outcome, create_run
 from reconciler.types import Kind, Operation, RunState, SpecHash, Trigger, entry_id
 from tests.executors.conftest import (
     eventually,

@@ -2,14 +2,17 @@
 
 The only package that imports the official `kubernetes` client. Its modules:
 
-- `manifests`: pure, the Job and ConfigMap a run becomes (what `reconciler render` prints);
+- `manifests` (pure): the Job and ConfigMap a run becomes, what `reconciler render` prints;
+  `clone`, the init container that clones a repository into the pod;
 - `labels`: the labels and annotations that let a restarted daemon adopt its Jobs;
-- `phases`: pure, a run's state from its Job and pods;
-- `informer`: list + watch caches, resynced after a dropped watch;
-- `executor`: `KubernetesExecutor`, the `Executor` protocol over the client;
-- `leader`: `LeaderElector`, a coordination.k8s.io/v1 Lease;
-- `stackstate`: the entry point of stack pods, which gives modules without a backend the
-  `kubernetes` backend before it starts the stack runner.
+- `phases` (pure): a run's state from its Job and pods;
+- `executor`: `KubernetesExecutor`, the `Executor` protocol over the client, with `informer`
+  (list + watch caches), `jobs` (creating, adopting, failing, recording, deleting Jobs),
+  `runs`, `podlogs` and `secretmask` (secret values masked in logs);
+- `leader`: `LeaderElector`, leader election on a coordination.k8s.io/v1 Lease;
+- `client`: connecting (in-cluster or kubeconfig) and the error vocabulary;
+- `stackstate`: the entry point of stack pods, which gives a module without a backend the
+  engine's `kubernetes` backend, then starts the stack runner.
 
-This file imports none of them, so `render` and the stack pods do not load the client.
+This file imports none of them, so `render` and stack pods load only what they use.
 """

@@ -1,6 +1,6 @@
 """`KubernetesExecutor`: the executor protocol (`executors/base.py`) over batch/v1 Jobs.
 
-- `submit` creates the run's ConfigMap and Job (`manifests`, `submit`). A Job that already
+- `submit` creates the run's ConfigMap and Job (`manifests`, `jobs`). A Job that already
   exists is adopted, never duplicated. An entry that cannot run as declared, or objects the API
   server refuses (403, a missing namespace, 422), make a failed run; while the API server
   cannot be reached the run stays Pending and is created on a later `poll`.
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,26 +29,22 @@ from typing import Any
 from kubernetes.client import ApiClient, BatchV1Api, CoreV1Api
 from loguru import logger
 
-from reconciler.executors.base import (
-    RunReport,
-    RunRequest,
-    parse_result_line,
-    strip_result_lines,
-    tail,
-)
+from reconciler.executors.base import RunReport, RunRequest
 from reconciler.executors.kubernetes import labels as lbl
-from reconciler.executors.kubernetes.client import (
-    MERGE_PATCH,
-    connect,
-    message_of,
-    read_json,
-    status_of,
-)
+from reconciler.executors.kubernetes.client import connect
 from reconciler.executors.kubernetes.informer import Informer
+from reconciler.executors.kubernetes.jobs import (
+    Outcome,
+    create_run,
+    delete_job,
+    fail_job,
+    job_gone,
+    mark_recorded,
+    own_config_map,
+)
 from reconciler.executors.kubernetes.manifests import (
     KubernetesOptions,
     ManifestError,
-    RunManifests,
     build_manifests,
     run_namespace,
 )
@@ -59,9 +54,9 @@ from reconciler.executors.kubernetes.phases import (
     observe,
     secret_refs,
 )
-from reconciler.executors.kubernetes.podlogs import PodLogs
+from reconciler.executors.kubernetes.podlogs import LogTails, PodLogs
+from reconciler.executors.kubernetes.runs import Tracked, observed, synthetic
 from reconciler.executors.kubernetes.secretmask import SecretMasker
-from reconciler.executors.kubernetes.submit import Outcome, create_run, own_config_map
 from reconciler.redact import redactor
 from reconciler.types import RunId, RunState
 
@@ -72,28 +67,6 @@ class KubernetesUnavailableError(ConnectionError):
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass
-class _Run:
-    """What this process knows of a run beyond its Job."""
-
-    namespace: str
-    request: RunRequest | None = None
-    manifests: RunManifests | None = None
-    """Set while the objects are still to be created (the API server did not answer)."""
-    due: datetime | None = None
-    waiting: str = ""
-    owner_of: dict[str, Any] | None = None
-    """The Job, while it is not yet the owner of the run's ConfigMap."""
-    last: RunReport | None = None
-    final: RunReport | None = None
-    blocked_since: datetime | None = None
-    tail: str = ""
-    tail_read_at: datetime | None = None
-    masked: bool = False
-    withheld: str | None = None
-    delete: bool = False
 
 
 class KubernetesExecutor:
@@ -126,15 +99,15 @@ class KubernetesExecutor:
         self._clock = clock
         self._start_grace = timedelta(seconds=start_grace)
         self._retry_delay = timedelta(seconds=retry_delay)
-        self._log_interval = timedelta(seconds=log_interval)
         self._watch_timeout = watch_timeout
         self._sync_timeout = sync_timeout
         self._redact = redact
         self._logs = PodLogs(self._core, redact=redact)
         self._masker = SecretMasker(self._core, register=register_secret, enabled=mask_secrets)
+        self._tails = LogTails(self._logs, self._masker, interval=log_interval, redact=redact)
         self._lock = threading.RLock()
         self._informers: dict[str, tuple[Informer, Informer]] = {}
-        self._runs: dict[RunId, _Run] = {}
+        self._runs: dict[RunId, Tracked] = {}
         self._recorded: set[RunId] = set()
         self._resubmitted: set[RunId] = set()
         self._unmarked: dict[RunId, str] = {}
@@ -195,8 +168,8 @@ class KubernetesExecutor:
             logger.warning("{} cannot run on Kubernetes: {}", request.entry.id, err)
             with self._lock:
                 if run_id not in self._runs:
-                    run = _Run(namespace=namespace, request=request)
-                    run.final = self._synthetic(request, RunState.FAILED, str(err))
+                    run = Tracked(namespace=namespace, request=request)
+                    run.final = self._make(request, RunState.FAILED, str(err))
                     self._runs[run_id] = run
             return
         self.watch_namespace(manifests.namespace)
@@ -205,7 +178,7 @@ class KubernetesExecutor:
             self._resubmitted.add(run_id)
             if run_id in self._runs:
                 return
-            run = _Run(namespace=manifests.namespace, request=request, manifests=manifests)
+            run = Tracked(namespace=manifests.namespace, request=request, manifests=manifests)
             self._runs[run_id] = run
             if self._informers[manifests.namespace][0].get(run_id) is not None:
                 logger.info("adopting {} ({})", run_id, request.entry.id)
@@ -223,7 +196,7 @@ class KubernetesExecutor:
                 if run.owner_of is not None and own_config_map(self._core, run.owner_of):
                     run.owner_of = None
                 if run.delete:
-                    self._delete_job(run_id, run.namespace, run)
+                    run.delete = not delete_job(self._batch, run_id, run.namespace)
             for run_id, namespace in list(self._unmarked.items()):
                 self._mark_recorded(run_id, namespace)
             return self._collect()
@@ -262,21 +235,21 @@ class KubernetesExecutor:
                 namespace = self._find(run_id)
                 if namespace is None:
                     return
-                run = self._runs[run_id] = _Run(namespace=namespace)
+                run = self._runs[run_id] = Tracked(namespace=namespace)
             if run.final is not None:
                 return
             now = self._clock()
             if run.manifests is not None and run.request is not None:
                 run.manifests = None
-                run.final = self._synthetic(run.request, RunState.FAILED, "cancelled")
+                run.final = self._make(run.request, RunState.FAILED, "cancelled")
                 return
             if run.last is not None:
                 run.final = run.last.model_copy(update={
                     "state": RunState.FAILED, "finished_at": now, "message": "cancelled"})
             elif run.request is not None:
-                run.final = self._synthetic(run.request, RunState.FAILED, "cancelled")
+                run.final = self._make(run.request, RunState.FAILED, "cancelled")
             logger.info("cancelling {}", run_id)
-            self._delete_job(run_id, run.namespace, run)
+            run.delete = not delete_job(self._batch, run_id, run.namespace)
 
     def close(self) -> None:
         with self._lock:
@@ -288,7 +261,7 @@ class KubernetesExecutor:
 
     # -- submitting ------------------------------------------------------------------------
 
-    def _create(self, run_id: RunId, run: _Run) -> None:
+    def _create(self, run_id: RunId, run: Tracked) -> None:
         assert run.manifests is not None
         assert run.request is not None
         manifests = run.manifests
@@ -303,7 +276,7 @@ class KubernetesExecutor:
         if submission.outcome is Outcome.REFUSED:
             message = self._redact(f"the Kubernetes API refused the run: {submission.message}")
             logger.warning("{}: {}", run.request.entry.id, message)
-            run.final = self._synthetic(run.request, RunState.FAILED, message)
+            run.final = self._make(run.request, RunState.FAILED, message)
             return
         job = submission.job
         assert job is not None
@@ -314,26 +287,8 @@ class KubernetesExecutor:
         if manifests.config_map is not None and not own_config_map(self._core, job):
             run.owner_of = job
 
-    def _synthetic(self, request: RunRequest, state: RunState, message: str) -> RunReport:
-        return RunReport(
-            run_id=request.run_id, entry_id=request.entry.id,
-            spec_hash=request.entry.spec_hash, operation=request.operation,
-            trigger=request.trigger, attempt=request.attempt, revision=request.revision,
-            state=state, finished_at=self._clock() if state.finished else None, message=message,
-        )
-
-    def _delete_job(self, run_id: RunId, namespace: str, run: _Run | None) -> None:
-        try:
-            self._batch.delete_namespaced_job(
-                run_id, namespace, propagation_policy="Background", _preload_content=False)
-        except Exception as err:
-            if status_of(err) != 404:
-                logger.warning("cannot delete the Job of {} yet: {}", run_id, message_of(err))
-                if run is not None:
-                    run.delete = True
-                return
-        if run is not None:
-            run.delete = False
+    def _make(self, request: RunRequest, state: RunState, message: str) -> RunReport:
+        return synthetic(request, state, message, self._clock())
 
     # -- observing -------------------------------------------------------------------------
 
@@ -378,7 +333,7 @@ class KubernetesExecutor:
                 if run is None:
                     if self._hidden(meta.run_id, job):
                         continue
-                    run = self._runs[meta.run_id] = _Run(namespace=namespace)
+                    run = self._runs[meta.run_id] = Tracked(namespace=namespace)
                 reports[meta.run_id] = self._report(run, meta, job)
         for run_id, run in self._runs.items():
             if run_id in reports:
@@ -386,22 +341,15 @@ class KubernetesExecutor:
             if run.final is not None:
                 reports[run_id] = run.final
             elif run.manifests is not None and run.request is not None:
-                reports[run_id] = self._synthetic(run.request, RunState.PENDING, run.waiting)
+                reports[run_id] = self._make(run.request, RunState.PENDING, run.waiting)
             elif run.last is not None:
-                reports[run_id] = self._vanished(run_id, run) if self._gone(run_id, run) else (
-                    run.last)
+                # The cache may lag a Job written a moment ago: ask before believing it gone.
+                gone = job_gone(self._batch, run_id, run.namespace)
+                reports[run_id] = self._vanished(run_id, run) if gone else run.last
         self._recorded &= present  # a recorded run is forgotten once its Job is gone
         return list(reports.values())
 
-    def _gone(self, run_id: RunId, run: _Run) -> bool:
-        """The cache may lag a Job written a moment ago: ask before believing it is gone."""
-        try:
-            self._batch.read_namespaced_job(run_id, run.namespace, _preload_content=False)
-        except Exception as err:
-            return status_of(err) == 404
-        return False
-
-    def _vanished(self, run_id: RunId, run: _Run) -> RunReport:
+    def _vanished(self, run_id: RunId, run: Tracked) -> RunReport:
         assert run.last is not None
         logger.warning("the Job of {} was deleted before it finished", run_id)
         run.final = run.last.model_copy(update={
@@ -409,50 +357,23 @@ class KubernetesExecutor:
             "message": "its Job was deleted before it finished"})
         return run.final
 
-    def _report(self, run: _Run, meta: lbl.RunMeta, job: dict[str, Any]) -> RunReport:
+    def _report(self, run: Tracked, meta: lbl.RunMeta, job: dict[str, Any]) -> RunReport:
         if run.final is not None:
             return run.final
         pods = self._pods_of(meta.run_id, run.namespace)
         seen = observe(job, pods)
         if not seen.state.finished:
             seen = self._give_up_if_blocked(run, meta, job, seen)
-        finished = seen.state.finished
-        log = self._log_tail(run, job, pods, finished)
-        failed = seen.state in (RunState.FAILED, RunState.TIMED_OUT)
-        report = RunReport(
-            run_id=meta.run_id, entry_id=meta.entry_id, spec_hash=meta.spec_hash,
-            operation=meta.operation, trigger=meta.trigger,
-            attempt=meta.attempt + max(0, seen.failed_pods - (1 if failed else 0)),
-            revision=meta.revision, state=seen.state, started_at=seen.started_at,
-            finished_at=seen.finished_at or (self._clock() if finished else None),
-            exit_code=seen.exit_code, message=self._redact(seen.message),
-            log_tail=tail(strip_result_lines(log)), result=parse_result_line(log),
-        )
+        log = self._tails.read(run, job, pods, finished=seen.state.finished, now=self._clock())
+        report = observed(meta, seen, log, message=self._redact(seen.message),
+                          now=self._clock())
         run.last = report
-        if finished:
+        if seen.state.finished:
             run.final = report
         return report
 
-    def _log_tail(self, run: _Run, job: dict[str, Any], pods: list[dict[str, Any]],
-                  finished: bool) -> str:
-        """The newest lines: read again at most every `log_interval`, and once at the end,
-        after registering the run's secret values again (a Secret may have been rotated)."""
-        now = self._clock()
-        if not finished and run.tail_read_at is not None and (
-                now - run.tail_read_at < self._log_interval):
-            return run.tail
-        if not run.masked or finished:
-            run.withheld = self._masker.mask(run.namespace, secret_refs(job))
-            run.masked = run.withheld is None
-        run.tail_read_at = now
-        if run.withheld is not None:
-            run.tail = f"(log withheld: {self._redact(run.withheld)})"
-        else:
-            run.tail = self._logs.tail(run.namespace, pods)
-        return run.tail
-
     def _give_up_if_blocked(
-        self, run: _Run, meta: lbl.RunMeta, job: dict[str, Any], seen: Observation
+        self, run: Tracked, meta: lbl.RunMeta, job: dict[str, Any], seen: Observation
     ) -> Observation:
         blocked = seen.blocked
         if blocked is None:
@@ -463,17 +384,8 @@ class KubernetesExecutor:
         if blocked.reason not in IMMEDIATE_REASONS and now - run.blocked_since < self._start_grace:
             return seen
         message = self._redact(blocked.describe(job))
-        patch = {
-            "metadata": {"annotations": {lbl.ANNOTATION_FAILURE: message,
-                                         lbl.ANNOTATION_FAILED_AT: now.isoformat()}},
-            "spec": {"suspend": True},
-        }
-        try:
-            updated = read_json(self._batch.patch_namespaced_job(
-                meta.run_id, run.namespace, patch, _content_type=MERGE_PATCH,
-                _preload_content=False))
-        except Exception as err:
-            logger.warning("cannot mark {} failed yet: {}", meta.run_id, message_of(err))
+        updated = fail_job(self._batch, meta.run_id, run.namespace, message, now)
+        if updated is None:
             return seen
         logger.warning("{} failed: {}", meta.run_id, message)
         self._informers[run.namespace][0].put(updated)
@@ -481,20 +393,7 @@ class KubernetesExecutor:
 
     def _mark_recorded(self, run_id: RunId, namespace: str) -> None:
         self._unmarked.pop(run_id, None)
-        job = self._informers[namespace][0].get(run_id) if namespace in self._informers else None
-        if job is None:
-            return
-        annotations = (job.get("metadata") or {}).get("annotations") or {}
-        try:
-            if lbl.ANNOTATION_FAILURE in annotations:
-                self._batch.delete_namespaced_job(
-                    run_id, namespace, propagation_policy="Background", _preload_content=False)
-            else:
-                self._batch.patch_namespaced_job(
-                    run_id, namespace,
-                    {"metadata": {"annotations": {lbl.ANNOTATION_ACKNOWLEDGED: "true"}}},
-                    _content_type=MERGE_PATCH, _preload_content=False)
-        except Exception as err:
-            if status_of(err) != 404:
-                logger.warning("cannot mark {} as recorded yet: {}", run_id, message_of(err))
-                self._unmarked[run_id] = namespace
+        jobs = self._informers.get(namespace)
+        job = jobs[0].get(run_id) if jobs is not None else None
+        if job is not None and not mark_recorded(self._batch, job):
+            self._unmarked[run_id] = namespace

@@ -8,6 +8,7 @@ before it leaves this module. A pod or container that is gone or has not started
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from kubernetes.client import CoreV1Api
@@ -16,7 +17,9 @@ from loguru import logger
 from reconciler.executors.kubernetes.client import message_of, status_of
 from reconciler.executors.kubernetes.clone import CLONE_CONTAINER
 from reconciler.executors.kubernetes.labels import MAIN_CONTAINER
-from reconciler.executors.kubernetes.phases import newest_pod
+from reconciler.executors.kubernetes.phases import newest_pod, secret_refs
+from reconciler.executors.kubernetes.runs import Tracked
+from reconciler.executors.kubernetes.secretmask import SecretMasker
 
 TAIL_LINES = 200
 """Enough for a log tail and a stack's result line, which the runner prints last."""
@@ -73,3 +76,31 @@ class PodLogs:
                                self._redact(message_of(err)))
             return ""
         return self._redact(bytes(response.data).decode("utf-8", errors="replace"))
+
+
+class LogTails:
+    """The log tail of a run's report: a running run's read again at most every `interval`
+    seconds, a finished run's once, after registering the run's secret values again (a Secret
+    may have been rotated meanwhile). Withheld when a value cannot be read to mask it."""
+
+    def __init__(self, logs: PodLogs, masker: SecretMasker, *, interval: float,
+                 redact: Callable[[str], str]) -> None:
+        self._logs = logs
+        self._masker = masker
+        self._interval = timedelta(seconds=interval)
+        self._redact = redact
+
+    def read(self, run: Tracked, job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]],
+             *, finished: bool, now: datetime) -> str:
+        if not finished and run.tail_read_at is not None and (
+                now - run.tail_read_at < self._interval):
+            return run.tail
+        if not run.masked or finished:
+            run.withheld = self._masker.mask(run.namespace, secret_refs(job))
+            run.masked = run.withheld is None
+        run.tail_read_at = now
+        if run.withheld is not None:
+            run.tail = f"(log withheld: {self._redact(run.withheld)})"
+        else:
+            run.tail = self._logs.tail(run.namespace, pods)
+        return run.tail

@@ -1,19 +1,25 @@
-"""Creating a run's objects: the ConfigMap, the Job, then the Job as the ConfigMap's owner.
+"""What the executor does to a run's objects, each step idempotent.
 
-Every step is idempotent, so a submission interrupted anywhere (a crash, a timeout whose
-request did reach the server) is finished by doing it again: 409 AlreadyExists on the
-ConfigMap means an earlier try made it (same run, same content), and on the Job it is how a
-restarted daemon adopts the run it had started.
+Creating: the ConfigMap, the Job, then the Job as the ConfigMap's owner. A submission
+interrupted anywhere (a crash, a timeout whose request did reach the server) is finished by
+doing it again: 409 AlreadyExists on the ConfigMap means an earlier try made it (same run, same
+content), and on the Job it is how a restarted daemon adopts the run it had started.
+
+Afterwards: failing a Job whose pod cannot start, marking a Job as recorded by the daemon, and
+deleting a Job with its pods and ConfigMap. These return False when the API server could not
+be reached, for the executor to try again on its next poll.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from kubernetes.client import V1ConfigMap, V1Job
 from kubernetes.client.exceptions import ApiException
+from loguru import logger
 
 from reconciler.executors.kubernetes import labels as lbl
 from reconciler.executors.kubernetes.client import (
@@ -101,3 +107,61 @@ def own_config_map(core: Any, job: dict[str, Any]) -> bool:
         if status_of(err) != 404:
             raise
     return True
+
+
+def fail_job(batch: Any, name: str, namespace: str, message: str,
+             at: datetime) -> dict[str, Any] | None:
+    """Record why the run failed on its Job and suspend it, which deletes the pod that cannot
+    start; the Job stays, saying why. The updated Job, or None to try again later."""
+    patch = {
+        "metadata": {"annotations": {lbl.ANNOTATION_FAILURE: message,
+                                     lbl.ANNOTATION_FAILED_AT: at.isoformat()}},
+        "spec": {"suspend": True},
+    }
+    try:
+        return read_json(batch.patch_namespaced_job(
+            name, namespace, patch, _content_type=MERGE_PATCH, _preload_content=False))
+    except Exception as err:
+        logger.warning("cannot mark {} failed yet: {}", name, message_of(err))
+        return None
+
+
+def mark_recorded(batch: Any, job: dict[str, Any]) -> bool:
+    """The daemon has recorded the run: annotate its Job, so a restart does not report it
+    again. A Job suspended by `fail_job` would never finish, and is deleted instead."""
+    meta = job.get("metadata") or {}
+    name, namespace = str(meta.get("name")), str(meta.get("namespace"))
+    if lbl.ANNOTATION_FAILURE in (meta.get("annotations") or {}):
+        return delete_job(batch, name, namespace)
+    try:
+        batch.patch_namespaced_job(
+            name, namespace, {"metadata": {"annotations": {lbl.ANNOTATION_ACKNOWLEDGED: "true"}}},
+            _content_type=MERGE_PATCH, _preload_content=False)
+    except Exception as err:
+        if status_of(err) == 404:
+            return True
+        logger.warning("cannot mark {} as recorded yet: {}", name, message_of(err))
+        return False
+    return True
+
+
+def delete_job(batch: Any, name: str, namespace: str) -> bool:
+    """Delete a Job; its pods and ConfigMap follow (background propagation)."""
+    try:
+        batch.delete_namespaced_job(
+            name, namespace, propagation_policy="Background", _preload_content=False)
+    except Exception as err:
+        if status_of(err) == 404:
+            return True
+        logger.warning("cannot delete the Job of {} yet: {}", name, message_of(err))
+        return False
+    return True
+
+
+def job_gone(batch: Any, name: str, namespace: str) -> bool:
+    """Whether the API server says the Job does not exist (an unanswered question is no)."""
+    try:
+        batch.read_namespaced_job(name, namespace, _preload_content=False)
+    except Exception as err:
+        return status_of(err) == 404
+    return False
