@@ -85,21 +85,22 @@ def missing_targets(
 
 
 def cycles(dependents: Mapping[EntryId, tuple[Declared, Sequence[str]]]) -> list[Pending]:
-    """An error on every entry that is part of a dependency cycle, at its `dependsOn` item
-    that leads into the cycle, naming the whole cycle."""
+    """An error on every entry that is part of a dependency cycle, at the `dependsOn` item
+    that leads into it, naming the shortest cycle through that entry."""
     graph = {ident: [EntryId(t) for t in targets] for ident, (_, targets) in dependents.items()}
     found: list[Pending] = []
+    if _acyclic(graph):
+        return found
     for component in _strongly_connected(graph):
         members = set(component)
-        first = min(component)
-        if len(component) == 1 and first not in graph[first]:
+        if len(component) == 1 and component[0] not in graph[component[0]]:
             continue
-        loop = _cycle_through(graph, first, members)
-        shown = " → ".join([*loop, loop[0]])
         for ident in sorted(members):
+            loop = _cycle_through(graph, ident, members)
+            following = loop[1] if len(loop) > 1 else ident
             (file, doc), targets = dependents[ident]
-            index = next(i for i, t in enumerate(targets) if t in members)
-            message = f"dependency cycle: {shown}"
+            index = targets.index(following)
+            message = "dependency cycle: " + " → ".join([*loop, ident])
             found.append(Pending(file, doc, ("spec", "dependsOn", index), message))
     return found
 
@@ -123,6 +124,28 @@ def _cycle_through(
                 previous[target] = node
                 queue.append(target)
     return [start]
+
+
+def _acyclic(graph: Mapping[EntryId, list[EntryId]]) -> bool:
+    """Kahn's algorithm: cheap enough to run on every load; the full analysis that names
+    the cycles runs only when there is one."""
+    waiting = dict.fromkeys(graph, 0)
+    dependents: dict[EntryId, list[EntryId]] = defaultdict(list)
+    for node, targets in graph.items():
+        for target in targets:
+            if target in waiting:
+                waiting[node] += 1
+                dependents[target].append(node)
+    ready = [node for node, count in waiting.items() if count == 0]
+    done = 0
+    while ready:
+        node = ready.pop()
+        done += 1
+        for dependent in dependents.get(node, ()):
+            waiting[dependent] -= 1
+            if waiting[dependent] == 0:
+                ready.append(dependent)
+    return done == len(waiting)
 
 
 def _strongly_connected(graph: Mapping[EntryId, list[EntryId]]) -> list[list[EntryId]]:

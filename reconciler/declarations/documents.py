@@ -46,12 +46,8 @@ class Document:
     """metadata.name when it is present and valid, else None."""
     model: Model | None
     errors: tuple[LoadError, ...]
-
-    @property
-    def id(self) -> EntryId | None:
-        if self.kind in (Kind.TASK, Kind.STACK) and self.name is not None:
-            return entry_id(self.kind, self.name)
-        return None
+    id: EntryId | None = None
+    """`task/NAME` or `stack/NAME` when kind and name are known."""
 
     @property
     def identified(self) -> bool:
@@ -63,21 +59,22 @@ class Document:
 class FileResult:
     path: str
     oid: str
-    raw: RawFile
     documents: tuple[Document, ...]
     errors: tuple[LoadError, ...]
     """Problems of the file as a whole (it could not be read as YAML)."""
+    may_hold_defaults: bool = False
+    """The file could not be read and has a `kind: Defaults` line."""
 
     @property
     def declares(self) -> bool:
         """Whether this is a declaration file (or a broken file that may be one)."""
-        return bool(self.documents) or self.raw.problem is not None
+        return bool(self.documents or self.errors)
 
     @property
     def unreadable(self) -> bool:
         """True when entries declared here could be missing from the result: the file did not
         parse, or a document's kind or name could not be read."""
-        return self.raw.problem is not None or not all(d.identified for d in self.documents)
+        return bool(self.errors) or not all(d.identified for d in self.documents)
 
 
 class _Locator:
@@ -117,10 +114,10 @@ def analyse(path: str, oid: str, raw: RawFile, read_text: Callable[[], str]) -> 
     if raw.problem is not None:
         location = Location(path=path, line=raw.problem.line, column=raw.problem.column)
         error = LoadError(location=location, message=raw.problem.message)
-        return FileResult(path, oid, raw, (), (error,))
+        return FileResult(path, oid, (), (error,), may_hold_defaults=raw.mentions_defaults)
     locator = _Locator(path, read_text)
     documents = tuple(_document(doc, locator) for doc in raw.documents)
-    return FileResult(path, oid, raw, documents, ())
+    return FileResult(path, oid, documents, ())
 
 
 def _document(doc: RawDocument, locator: _Locator) -> Document:
@@ -140,8 +137,8 @@ def _document(doc: RawDocument, locator: _Locator) -> Document:
         model: Model = DOCUMENT_MODELS[kind.value].model_validate(data)
     except ValidationError as err:
         errors = tuple(_validation_errors(doc, err, kind, locator, ident))
-        return Document(doc.index, doc.line, kind, name, None, errors)
-    return Document(doc.index, doc.line, kind, name, model, ())
+        return Document(doc.index, doc.line, kind, name, None, errors, ident)
+    return Document(doc.index, doc.line, kind, name, model, (), ident)
 
 
 def _kind(value: Any) -> Kind | None:

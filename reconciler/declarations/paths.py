@@ -59,7 +59,8 @@ def resolve(files: FileSource, path: str) -> FileEntry:
         here = "/".join(done)
         entry = files.stat(here)
         if entry is None:
-            raise PathProblem("does not exist" if here == path else f"does not exist ({here})")
+            missing = "" if here == path.strip("/") else f" ({here} is missing)"
+            raise PathProblem(f"does not exist{missing}")
         if entry.kind is FileKind.SYMLINK:
             hops += 1
             if hops > MAX_SYMLINKS:

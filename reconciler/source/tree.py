@@ -9,8 +9,11 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pygit2
 from pygit2.enums import FileMode
@@ -52,13 +55,16 @@ def _commit(repo: pygit2.Repository, revision: str) -> pygit2.Commit:
 
 
 class GitTreeSource:
-    """The files of one commit. Object ids come from Git, so nothing is hashed here."""
+    """The files of one commit. Object ids come from Git, so nothing is hashed here.
+
+    Trees are content-addressed, so what was read from one is kept by its id and shared by
+    every source: loading the next commit reads only the trees that changed."""
 
     def __init__(self, repo: pygit2.Repository, revision: str) -> None:
         commit = _commit(repo, revision)
         self.repo = repo
         self.revision = Revision(str(commit.id))
-        self._tree = commit.tree
+        self._root = str(commit.tree.id)
 
     def __repr__(self) -> str:
         return f"GitTreeSource({self.repo.path!r}, {self.revision[:12]})"
@@ -70,54 +76,93 @@ class GitTreeSource:
         if top.kind is not FileKind.DIRECTORY:
             yield top
             return
-        tree = self._tree if top.path == "." else self._tree[top.path]
-        assert isinstance(tree, pygit2.Tree)
-        yield from _walk(tree, top.path)
+        yield from _CACHE.below(self.repo, top.path, top.oid)
 
     def stat(self, path: str) -> FileEntry | None:
         rel = normalize(path)
         if rel is None:
             return None
         if rel == ".":
-            return FileEntry(path=".", kind=FileKind.DIRECTORY, oid=str(self._tree.id))
-        obj = self._lookup(rel)
-        if obj is None:
-            return None
-        kind = _KINDS.get(FileMode(obj.filemode))
-        if kind is None:  # a submodule: a commit of another repository, not a file here
-            return None
-        return FileEntry(path=rel, kind=kind, oid=str(obj.id))
+            return FileEntry(path=".", kind=FileKind.DIRECTORY, oid=self._root)
+        tree = self._root
+        parts = rel.split("/")
+        for depth, name in enumerate(parts, 1):
+            found = _CACHE.children(self.repo, tree).get(name)
+            if found is None:
+                return None
+            kind, oid = found
+            if depth == len(parts):
+                return FileEntry(path=rel, kind=kind, oid=oid)
+            if kind is not FileKind.DIRECTORY:
+                return None
+            tree = oid
+        return None
 
     def read(self, path: str) -> bytes:
-        rel = normalize(path)
-        obj = self._lookup(rel) if rel not in (None, ".") else None
-        if rel == "." or isinstance(obj, pygit2.Tree):
-            raise IsADirectoryError(path)
-        if not isinstance(obj, pygit2.Blob):
+        entry = self.stat(path)
+        if entry is None:
             raise FileNotFoundError(path)
-        return obj.data
-
-    def _lookup(self, rel: str | None) -> pygit2.Object | None:
-        if rel is None:
-            return None
-        try:
-            return self._tree[rel]
-        except KeyError:
-            return None
+        if entry.kind is FileKind.DIRECTORY:
+            raise IsADirectoryError(path)
+        blob = self.repo[entry.oid]
+        assert isinstance(blob, pygit2.Blob)
+        return blob.data
 
 
-def _walk(tree: pygit2.Tree, prefix: str) -> Iterator[FileEntry]:
-    for obj in tree:
-        name = obj.name
-        if name is None:
-            continue
-        path = join(prefix, name)
-        if isinstance(obj, pygit2.Tree):
-            yield from _walk(obj, path)
-            continue
-        kind = _KINDS.get(FileMode(obj.filemode))
-        if kind is not None:
-            yield FileEntry(path=path, kind=kind, oid=str(obj.id))
+class _TreeCache:
+    """What has been read from trees, by tree id: each tree's entries, and every file below
+    it. Bounded (least recently used go first); shared by threads."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._children: OrderedDict[str, dict[str, tuple[FileKind, str]]] = OrderedDict()
+        self._below: OrderedDict[tuple[str, str], tuple[FileEntry, ...]] = OrderedDict()
+
+    def children(self, repo: pygit2.Repository, tree_id: str) -> dict[str, tuple[FileKind, str]]:
+        with self._lock:
+            found = self._children.get(tree_id)
+            if found is not None:
+                self._children.move_to_end(tree_id)
+                return found
+        tree = repo[tree_id]
+        assert isinstance(tree, pygit2.Tree)
+        listing: dict[str, tuple[FileKind, str]] = {}
+        for obj in tree:
+            kind = _KINDS.get(FileMode(obj.filemode))
+            if obj.name is not None and kind is not None:  # submodules are not files here
+                listing[obj.name] = (kind, str(obj.id))
+        self._store(self._children, tree_id, listing)
+        return listing
+
+    def below(self, repo: pygit2.Repository, prefix: str, tree_id: str) -> tuple[FileEntry, ...]:
+        """Every non-directory entry below the tree, with paths under `prefix`, in path order
+        (Git sorts a folder as `name/`, which is what sorting full paths gives)."""
+        key = (prefix, tree_id)
+        with self._lock:
+            found = self._below.get(key)
+            if found is not None:
+                self._below.move_to_end(key)
+                return found
+        entries: list[FileEntry] = []
+        for name, (kind, oid) in self.children(repo, tree_id).items():
+            path = join(prefix, name)
+            if kind is FileKind.DIRECTORY:
+                entries.extend(self.below(repo, path, oid))
+            else:
+                entries.append(FileEntry(path=path, kind=kind, oid=oid))
+        result = tuple(entries)
+        self._store(self._below, key, result)
+        return result
+
+    def _store(self, cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+        with self._lock:
+            cache[key] = value
+            while len(cache) > self._size:
+                cache.popitem(last=False)
+
+
+_CACHE = _TreeCache()
 
 
 def changed_paths(repo: pygit2.Repository, old: str | None, new: str) -> list[str]:
