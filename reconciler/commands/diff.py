@@ -142,7 +142,7 @@ def _fenced(body: str, info: str = "") -> list[str]:
 
 def _details_line(change: EntryChange) -> str:
     if change.change == "added":
-        return "new: runs once merged"
+        return f"new: runs once merged ({change.note})" if change.note else "new: runs once merged"
     if change.change == "changed":
         what = f"{len(change.fields)} field{'s' if len(change.fields) != 1 else ''} changed"
         return what + ("; runs again" if change.rerun else "; labels only, no new run")

@@ -90,7 +90,7 @@ class DeclarationDiff(_Value):
 def compare(
     base: DesiredState, head: DesiredState, *, changed_files: Sequence[str] = ()
 ) -> DeclarationDiff:
-    added = [_added(e) for i, e in head.entries.items() if i not in _known(base)]
+    added = [_added(e, i in base.invalid) for i, e in head.entries.items() if i not in base.entries]
     changed = [
         c
         for i, e in head.entries.items()
@@ -130,10 +130,11 @@ def _identity(ident: EntryId) -> tuple[Kind, str]:
     return split_entry_id(ident)
 
 
-def _added(entry: Entry) -> EntryChange:
+def _added(entry: Entry, was_invalid: bool) -> EntryChange:
     return EntryChange(
         id=entry.id, kind=entry.kind, name=entry.name, change="added",
         location=entry.location, head_hash=entry.spec_hash, rerun=True,
+        note="fixed: it was invalid in the base commit" if was_invalid else "",
     )
 
 
@@ -161,6 +162,8 @@ def _removed(ident: EntryId, old: Entry | None, head: DesiredState) -> EntryChan
         note = "prune is on, but nothing is destroyed while the head commit has errors"
     elif prune:
         note = "prune is on: merging destroys this stack's resources"
+    elif kind is Kind.STACK:
+        note = "prune is off: its resources are left in place"
     return EntryChange(
         id=ident, kind=kind, name=name, change="removed",
         location=old.location if old is not None else None,

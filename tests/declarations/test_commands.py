@@ -137,7 +137,8 @@ def test_diff_markdown_for_a_pull_request(
     assert out.startswith("### reconciler: 1 added, 1 changed, 1 removed, 1 invalid\n")
     assert "| `task/hello` | 🆕 added | new: runs once merged |" in out
     assert "| `stack/network` | ✏️ changed | 1 field changed; runs again |" in out
-    assert "| `stack/feature-flags` | 🗑️ removed | no longer declared |" in out
+    assert ("| `stack/feature-flags` | 🗑️ removed | prune is off: its resources are left in "
+            "place |") in out
     assert "| `task/check-data` | ❌ invalid | 1 problem;" in out
     assert "- `stacks/network/main.tf`" in out
     assert "tasks/check-data.yaml:" in out
