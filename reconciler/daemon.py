@@ -10,23 +10,21 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Protocol
 
 from loguru import logger
 
 from reconciler import status as status_files
 from reconciler.declarations.entries import DesiredState, Entry
-from reconciler.declarations.files import FileSource
 from reconciler.executors.base import Executor, RunReport, RunRequest, run_id_for
 from reconciler.metrics import Metrics
 from reconciler.plan import ActiveRun, Plan, Start, plan
+from reconciler.ports import LoaderPort, SourcePort
 from reconciler.records import DriftInfo, EntryRecord, fold_report, new_record
 from reconciler.redact import Redactor, redactor
-from reconciler.scheduler import Scheduler, Wakeup, WorkQueue, jittered
+from reconciler.scheduler import jittered
 from reconciler.types import (
     DriftState,
     EntryId,
@@ -42,40 +40,6 @@ from reconciler.types import (
 
 FAILED_PHASES = frozenset({Phase.FAILED, Phase.TIMED_OUT, Phase.INVALID})
 MAX_FETCH_BACKOFF = timedelta(minutes=5)
-
-
-class SourcePort(Protocol):
-    """What the daemon needs of the Git source (implemented in `reconciler.source`)."""
-
-    branch: str
-    status_branch: str
-
-    @property
-    def url(self) -> str:
-        """The remote's URL without credentials."""
-        ...
-
-    def head(self) -> Revision | None: ...
-
-    def fetch(self) -> Revision: ...
-
-    def files(self, revision: Revision) -> FileSource: ...
-
-    def only_status_changed(self, old: Revision, new: Revision) -> bool: ...
-
-    def read_status(self) -> dict[str, bytes]: ...
-
-    def write_status(
-        self, changes: Mapping[str, bytes | None], message: str
-    ) -> Revision | None: ...
-
-
-class LoaderPort(Protocol):
-    def load(self, files: FileSource, revision: Revision | None = None) -> DesiredState: ...
-
-    def save_cache(self) -> None:
-        """Persist parsed files so a restart does not parse them again."""
-        ...
 
 
 def utcnow() -> datetime:
@@ -412,23 +376,6 @@ class Daemon:
     def _current_ids(self) -> set[EntryId]:
         return set(self.desired.entries) | set(self.desired.invalid)
 
-    def run_once(self, *, poll_seconds: float = 0.2, stop: threading.Event | None = None) -> int:
-        """Reconcile until nothing more is due, waiting for every run (retries included)."""
-        stop = stop or threading.Event()
-        result = self.cycle(fetch=True)
-        if self.revision is None:
-            raise RuntimeError("; ".join(result.errors) or "no revision could be loaded")
-        while not stop.is_set():
-            if result.started == 0 and result.active == 0:
-                if result.wake_at is None:
-                    break
-                wait = (result.wake_at - self.clock()).total_seconds()
-                stop.wait(max(wait, 0) + 0.05)
-            else:
-                stop.wait(poll_seconds)
-            result = self.cycle(fetch=False)
-        return self.exit_code()
-
     def run_now(self, entry_id: EntryId, operation: Operation, *, stop: threading.Event,
                 poll_seconds: float = 0.2) -> EntryRecord:
         """Run one operation of one entry now, outside its schedule, wait for it and write its
@@ -458,29 +405,6 @@ class Daemon:
                     break
         return self.records[entry_id]
 
-    def run_forever(self, work: WorkQueue, scheduler: Scheduler, stop: threading.Event) -> None:
-        """Serve wake-ups until `stop`; the cycle in progress (and its status commit) finishes
-        first, so SIGTERM never leaves a half-written status."""
-        scheduler.start()
-        try:
-            self._serve(work, scheduler, stop)
-        finally:
-            scheduler.shutdown()
-
-    def _serve(self, work: WorkQueue, scheduler: Scheduler, stop: threading.Event) -> None:
-        work.put(Wakeup("start"))
-        while not stop.is_set():
-            batch = work.take(timeout=0.5)
-            if batch is None or stop.is_set():
-                continue
-            reasons = ", ".join(sorted({w.reason for w in batch}))
-            logger.debug("cycle: {}", reasons)
-            result = self.cycle(fetch=any(w.fetch for w in batch))
-            scheduler.sync(self.desired)
-            scheduler.wake_at(result.wake_at)
-            scheduler.watch(result.active > 0)
-
-
 def _is_stale(record: EntryRecord, report: RunReport) -> bool:
     """A report of a run older than the one the record already shows (an unacknowledged run
     reported again after a newer one started) must not roll the record back."""
@@ -491,15 +415,3 @@ def _is_stale(record: EntryRecord, report: RunReport) -> bool:
     started = last.checked_at if isinstance(last, DriftInfo) else last.started_at
     return (last_id is not None and last_id != report.run_id and started is not None
             and report.started_at is not None and report.started_at < started)
-
-
-def state_dir_problem(path: Path) -> str | None:
-    """A one-line reason why the state dir cannot be used, or None."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        return f"state dir {path} is not writable: {err.strerror or err}"
-    return None

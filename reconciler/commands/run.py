@@ -11,9 +11,16 @@ from types import FrameType
 
 from loguru import logger
 
-from reconciler.commands.wiring import EXIT_CONFIG, ConfigError, build_executor, settings_from_args
-from reconciler.daemon import Daemon, state_dir_problem
+from reconciler.commands.wiring import (
+    EXIT_CONFIG,
+    ConfigError,
+    build_executor,
+    settings_from_args,
+    state_dir_problem,
+)
+from reconciler.daemon import Daemon
 from reconciler.logs import setup_logging
+from reconciler.loops import run_once, serve
 from reconciler.metrics import Metrics
 from reconciler.scheduler import Scheduler, Wakeup, WorkQueue
 from reconciler.server import Server
@@ -81,7 +88,7 @@ def _run_once(daemon: Daemon) -> int:
     stop = threading.Event()
     _on_signals(stop)
     try:
-        code = daemon.run_once(stop=stop)
+        code = run_once(daemon, stop=stop)
     except RuntimeError as err:
         return _fail(str(err), 1)
     logger.info("done: exit {}", code)
@@ -112,7 +119,7 @@ def _serve(daemon: Daemon, settings: Settings, metrics: Metrics) -> int:
     logger.info("reconciling {} branch {} every {:g}s (status on {})", daemon.source.url,
                 settings.branch, settings.interval_seconds, settings.status_branch)
     try:
-        daemon.run_forever(work, scheduler, stop)
+        serve(daemon, work, scheduler, stop)
     finally:
         if server is not None:
             server.stop()

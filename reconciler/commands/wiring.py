@@ -99,6 +99,18 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise ConfigError(f"--{field.replace('_', '-')}: {first['msg']}") from None
 
 
+def state_dir_problem(path: Path) -> str | None:
+    """A one-line reason why the state dir cannot be used, or None."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        return f"state dir {path} is not writable: {err.strerror or err}"
+    return None
+
+
 def build_executor(settings: Settings, workspace: Workspace) -> Executor:
     if settings.executor == "kubernetes":
         from reconciler.executors.kubernetes.executor import KubernetesExecutor

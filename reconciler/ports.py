@@ -1,0 +1,48 @@
+"""What the daemon needs of its Git source and its declarations loader.
+
+Implemented by `reconciler.source.gitsource.GitSource` and
+`reconciler.declarations.loader.DeclarationLoader`; tests may pass anything that fits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from reconciler.declarations.entries import DesiredState
+from reconciler.declarations.files import FileSource
+from reconciler.types import Revision
+
+
+class SourcePort(Protocol):
+    """What the daemon needs of the Git source (implemented in `reconciler.source`)."""
+
+    branch: str
+    status_branch: str
+
+    @property
+    def url(self) -> str:
+        """The remote's URL without credentials."""
+        ...
+
+    def head(self) -> Revision | None: ...
+
+    def fetch(self) -> Revision: ...
+
+    def files(self, revision: Revision) -> FileSource: ...
+
+    def only_status_changed(self, old: Revision, new: Revision) -> bool: ...
+
+    def read_status(self) -> dict[str, bytes]: ...
+
+    def write_status(
+        self, changes: Mapping[str, bytes | None], message: str
+    ) -> Revision | None: ...
+
+
+class LoaderPort(Protocol):
+    def load(self, files: FileSource, revision: Revision | None = None) -> DesiredState: ...
+
+    def save_cache(self) -> None:
+        """Persist parsed files so a restart does not parse them again."""
+        ...
