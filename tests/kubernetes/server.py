@@ -9,9 +9,11 @@ pod's log, drop watches) through `call`, which runs a function on the server's l
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp.test_utils import RawTestServer
@@ -75,6 +77,17 @@ class RunningApiServer:
             return function(*args, **kwargs)
 
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=10)
+
+    def write_kubeconfig(self, path: Path) -> Path:
+        """A kubeconfig file pointing at this server, as `--kubeconfig` takes it."""
+        path.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
+            "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
+            "users": [{"name": "daemon", "user": {"token": "not-checked"}}],
+            "contexts": [{"name": "emulator",
+                          "context": {"cluster": "emulator", "user": "daemon"}}],
+        }))
+        return path
 
     def client(self) -> ApiClient:
         configuration = Configuration(host=self.url)

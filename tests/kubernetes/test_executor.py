@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,9 +16,10 @@ from reconciler.declarations.entries import Entry, Location
 from reconciler.declarations.models import DefaultsSpec, StackSpec
 from reconciler.executors.base import RESULT_MARKER, RunRequest
 from reconciler.executors.kubernetes import labels as lbl
-from reconciler.executors.kubernetes.executor import KubernetesExecutor
-from reconciler.executors.kubernetes.manifests import KubernetesOptions, build_manifests
+from reconciler.executors.kubernetes.executor import KubernetesExecutor, latest_log
 from reconciler.executors.kubernetes.jobs import Outcome, create_run
+from reconciler.executors.kubernetes.manifests import KubernetesOptions, build_manifests
+from reconciler.settings import Settings
 from reconciler.types import Kind, Operation, RunState, SpecHash, Trigger, entry_id
 from tests.executors.conftest import (
     eventually,
@@ -326,3 +328,39 @@ def test_deadline_and_failure_reasons_come_from_job_conditions(
     assert report.state is RunState.FAILED
     assert report.exit_code == 42
     assert report.message == "failed: PodFailurePolicy; exit code 42"
+
+
+def test_the_daemons_executor_from_its_settings(
+        apiserver: RunningApiServer, cluster: LocalCluster, tmp_path: Path) -> None:
+    settings = Settings(repo="https://git.example.com/org/declarations.git", namespace=NAMESPACE,
+                        kubeconfig=apiserver.write_kubeconfig(tmp_path / "kubeconfig"),
+                        leader_election_id="blue", max_parallel=3)
+    executor = KubernetesExecutor.from_settings(settings, start_grace=0.2, log_interval=0)
+    try:
+        assert executor.options.source_url == settings.repo
+        assert executor.free_slots() == 3
+        request = request_for(task_entry("configured", ["sh", "-c", "echo configured"]))
+        executor.submit(request)
+        report = wait_until(executor, request.run_id)
+        assert report.state is RunState.SUCCEEDED
+        assert JobDriver(apiserver, NAMESPACE).job(request.run_id)["metadata"]["labels"][
+            lbl.INSTANCE] == "blue"
+    finally:
+        executor.close()
+
+
+def test_the_logs_command_reads_the_newest_run_of_an_entry(
+        apiserver: RunningApiServer, cluster: LocalCluster, make_executor: Make) -> None:
+    executor = make_executor()
+    entry = task_entry("reported", ["sh", "-c", "echo run $RECONCILER_ATTEMPT"])
+    first, second = request_for(entry), request_for(entry, attempt=2)
+    for request in (first, second):
+        executor.submit(request)
+        wait_until(executor, request.run_id)
+
+    text = latest_log(entry.id, namespace=NAMESPACE, api_client=apiserver.client())
+
+    assert text == (f"# {second.run_id}: run Succeeded (attempt 2, commit "
+                    f"{second.revision[:12]})\nrun 2\n")
+    assert latest_log(entry_id(Kind.TASK, "never"), namespace=NAMESPACE,
+                      api_client=apiserver.client()) is None

@@ -8,12 +8,14 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes.client import CoordinationV1Api
 
 from reconciler.executors.kubernetes.leader import LeaderElector
+from reconciler.settings import Settings
 from tests.executors.conftest import eventually
 from tests.kubernetes.conftest import NAMESPACE
 from tests.kubernetes.server import RunningApiServer
@@ -135,3 +137,18 @@ def test_the_timings_must_nest() -> None:
     with pytest.raises(ValueError, match="retry_period < renew_deadline < lease_duration"):
         LeaderElector(api_client=None,  # type: ignore[arg-type]
                       namespace="n", name="l", lease_duration=5, renew_deadline=5)
+
+
+def test_the_daemons_elector_from_its_settings(
+        apiserver: RunningApiServer, tmp_path: Path) -> None:
+    settings = Settings(repo="https://example.com/r.git", namespace=NAMESPACE,
+                        kubeconfig=apiserver.write_kubeconfig(tmp_path / "kubeconfig"),
+                        leader_election_id="blue")
+    elector = LeaderElector.from_settings(settings, identity="pod-1", lease_duration=2.0,
+                                          renew_deadline=1.0, retry_period=0.5)
+    assert elector.step()
+    api = CoordinationV1Api(apiserver.client())
+    held = json.loads(api.read_namespaced_lease("blue", NAMESPACE, _preload_content=False).data)
+    assert held["spec"]["holderIdentity"] == "pod-1"
+    elector.stop()
+    assert not elector.is_leader

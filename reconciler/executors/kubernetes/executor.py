@@ -31,6 +31,7 @@ from loguru import logger
 
 from reconciler.executors.base import RunReport, RunRequest
 from reconciler.executors.kubernetes import labels as lbl
+from reconciler.executors.kubernetes.caches import KubernetesUnavailableError, RunCaches
 from reconciler.executors.kubernetes.client import connect
 from reconciler.executors.kubernetes.informer import Informer
 from reconciler.executors.kubernetes.jobs import (
@@ -42,6 +43,7 @@ from reconciler.executors.kubernetes.jobs import (
     mark_recorded,
     own_config_map,
 )
+from reconciler.executors.kubernetes.lastlog import latest_log
 from reconciler.executors.kubernetes.manifests import (
     KubernetesOptions,
     ManifestError,
@@ -58,11 +60,10 @@ from reconciler.executors.kubernetes.podlogs import LogTails, PodLogs
 from reconciler.executors.kubernetes.runs import Tracked, observed, synthetic
 from reconciler.executors.kubernetes.secretmask import SecretMasker
 from reconciler.redact import redactor
+from reconciler.settings import Settings
 from reconciler.types import RunId, RunState
 
-
-class KubernetesUnavailableError(ConnectionError):
-    """The API server has not answered a list yet: the executor cannot tell what runs."""
+__all__ = ["KubernetesExecutor", "KubernetesUnavailableError", "latest_log"]
 
 
 def _utcnow() -> datetime:
@@ -106,7 +107,8 @@ class KubernetesExecutor:
         self._masker = SecretMasker(self._core, register=register_secret, enabled=mask_secrets)
         self._tails = LogTails(self._logs, self._masker, interval=log_interval, redact=redact)
         self._lock = threading.RLock()
-        self._informers: dict[str, tuple[Informer, Informer]] = {}
+        self._caches = RunCaches(batch=self._batch, core=self._core,
+                                 instance=self.options.instance, watch_timeout=watch_timeout)
         self._runs: dict[RunId, Tracked] = {}
         self._recorded: set[RunId] = set()
         self._resubmitted: set[RunId] = set()
@@ -120,25 +122,26 @@ class KubernetesExecutor:
         """An executor on a client of its own: the kubeconfig when given, else in-cluster."""
         return cls(api_client=connect(kubeconfig), options=options, owns_client=True, **kwargs)
 
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, source_credentials_secret: str | None = None, **kwargs: Any
+    ) -> KubernetesExecutor:
+        """The daemon's executor: runs in `--namespace` (or the Defaults namespace), labelled
+        with `--leader-election-id` (two deployments sharing a namespace need distinct Leases
+        anyway, so the id also keeps their runs apart); stack pods clone `--repo`."""
+        options = KubernetesOptions(
+            namespace=settings.namespace, instance=settings.leader_election_id,
+            source_url=settings.repo, source_credentials_secret=source_credentials_secret)
+        return cls.connect(options, kubeconfig=settings.kubeconfig,
+                           max_parallel=settings.max_parallel, **kwargs)
+
     def watch_namespace(self, namespace: str) -> None:
         """Observe runs in `namespace` too. Call it at start for a Defaults namespace other
         than the daemon's own, so a restarted daemon finds the runs there."""
-        with self._lock:
-            if namespace in self._informers:
-                return
-            selector = lbl.selector(self.options.instance)
-            pair = (
-                Informer(list_function=self._batch.list_namespaced_job, namespace=namespace,
-                         label_selector=selector, kind="jobs", watch_timeout=self._watch_timeout),
-                Informer(list_function=self._core.list_namespaced_pod, namespace=namespace,
-                         label_selector=selector, kind="pods", watch_timeout=self._watch_timeout),
-            )
-            self._informers[namespace] = pair
-        for informer in pair:
-            informer.start()
+        self._caches.watch(namespace)
 
     def informers(self, namespace: str) -> tuple[Informer, Informer]:
-        return self._informers[namespace]
+        return self._caches.informers(namespace)
 
     # -- the protocol ----------------------------------------------------------------------
 
@@ -149,14 +152,13 @@ class KubernetesExecutor:
             return 0  # what runs is unknown: start nothing
         with self._lock:
             active = sum(1 for run in self._runs.values() if run.manifests is not None)
-            for jobs, _ in self._informers.values():
-                for job in jobs.snapshot().values():
-                    meta = lbl.RunMeta.from_object(job)
-                    if meta is None or self._hidden(meta.run_id, job):
-                        continue
-                    run = self._runs.get(meta.run_id)
-                    if (run is None or run.final is None) and not observe(job, []).state.finished:
-                        active += 1
+            for _, job in self._caches.jobs():
+                meta = lbl.RunMeta.from_object(job)
+                if meta is None or self._hidden(meta.run_id, job):
+                    continue
+                run = self._runs.get(meta.run_id)
+                if (run is None or run.final is None) and not observe(job, []).state.finished:
+                    active += 1
         return max(0, self._max_parallel - active)
 
     def submit(self, request: RunRequest) -> None:
@@ -180,7 +182,7 @@ class KubernetesExecutor:
                 return
             run = Tracked(namespace=manifests.namespace, request=request, manifests=manifests)
             self._runs[run_id] = run
-            if self._informers[manifests.namespace][0].get(run_id) is not None:
+            if self._caches.job(manifests.namespace, run_id) is not None:
                 logger.info("adopting {} ({})", run_id, request.entry.id)
                 run.manifests = None
                 return
@@ -216,12 +218,11 @@ class KubernetesExecutor:
         self._wait_synced()
         with self._lock:
             run = self._runs.get(run_id)
-            namespace = run.namespace if run is not None else self._find(run_id)
+            namespace = run.namespace if run is not None else self._caches.find(run_id)
             if namespace is None:
                 return ""
-            jobs = self._informers.get(namespace)
-            job = jobs[0].get(run_id) if jobs is not None else None
-            pods = self._pods_of(run_id, namespace)
+            job = self._caches.job(namespace, run_id)
+            pods = self._caches.pods_of(run_id, namespace)
         if job is not None:
             withheld = self._masker.mask(namespace, secret_refs(job))
             if withheld is not None:
@@ -232,7 +233,7 @@ class KubernetesExecutor:
         with self._lock:
             run = self._runs.get(run_id)
             if run is None:
-                namespace = self._find(run_id)
+                namespace = self._caches.find(run_id)
                 if namespace is None:
                     return
                 run = self._runs[run_id] = Tracked(namespace=namespace)
@@ -252,10 +253,7 @@ class KubernetesExecutor:
             run.delete = not delete_job(self._batch, run_id, run.namespace)
 
     def close(self) -> None:
-        with self._lock:
-            informers = [i for pair in self._informers.values() for i in pair]
-        for informer in informers:
-            informer.stop()
+        self._caches.stop()
         if self._owns_client:
             self._api.close()  # type: ignore[no-untyped-call]
 
@@ -283,7 +281,7 @@ class KubernetesExecutor:
         verb = "started" if submission.outcome is Outcome.CREATED else "adopted"
         logger.info("{} {} ({} {})", verb, run_id, run.request.entry.id,
                     run.request.operation.value)
-        self._informers[manifests.namespace][0].put(job)
+        self._caches.put(manifests.namespace, job)
         if manifests.config_map is not None and not own_config_map(self._core, job):
             run.owner_of = job
 
@@ -293,13 +291,7 @@ class KubernetesExecutor:
     # -- observing -------------------------------------------------------------------------
 
     def _wait_synced(self) -> None:
-        with self._lock:
-            informers = [i for pair in self._informers.values() for i in pair]
-        for informer in informers:
-            if not informer.wait_synced(self._sync_timeout):
-                raise KubernetesUnavailableError(
-                    f"no answer from the Kubernetes API: cannot list {informer.kind} in "
-                    f"namespace {informer.namespace}")
+        self._caches.wait_synced(self._sync_timeout)
 
     def _hidden(self, run_id: RunId, job: dict[str, Any]) -> bool:
         """Recorded by the daemon already, in this process or before a restart."""
@@ -308,33 +300,20 @@ class KubernetesExecutor:
         annotations = (job.get("metadata") or {}).get("annotations") or {}
         return lbl.ANNOTATION_ACKNOWLEDGED in annotations and run_id not in self._resubmitted
 
-    def _find(self, run_id: RunId) -> str | None:
-        for namespace, (jobs, _) in self._informers.items():
-            if jobs.get(run_id) is not None or self._pods_of(run_id, namespace):
-                return namespace
-        return None
-
-    def _pods_of(self, run_id: RunId, namespace: str) -> list[dict[str, Any]]:
-        if namespace not in self._informers:
-            return []
-        return [p for p in self._informers[namespace][1].snapshot().values()
-                if ((p.get("metadata") or {}).get("labels") or {}).get(lbl.RUN_ID) == run_id]
-
     def _collect(self) -> list[RunReport]:
         reports: dict[RunId, RunReport] = {}
         present: set[RunId] = set()
-        for namespace, (jobs, _) in self._informers.items():
-            for job in jobs.snapshot().values():
-                meta = lbl.RunMeta.from_object(job)
-                if meta is None:
+        for namespace, job in self._caches.jobs():
+            meta = lbl.RunMeta.from_object(job)
+            if meta is None:
+                continue
+            present.add(meta.run_id)
+            run = self._runs.get(meta.run_id)
+            if run is None:
+                if self._hidden(meta.run_id, job):
                     continue
-                present.add(meta.run_id)
-                run = self._runs.get(meta.run_id)
-                if run is None:
-                    if self._hidden(meta.run_id, job):
-                        continue
-                    run = self._runs[meta.run_id] = Tracked(namespace=namespace)
-                reports[meta.run_id] = self._report(run, meta, job)
+                run = self._runs[meta.run_id] = Tracked(namespace=namespace)
+            reports[meta.run_id] = self._report(run, meta, job)
         for run_id, run in self._runs.items():
             if run_id in reports:
                 continue
@@ -360,7 +339,7 @@ class KubernetesExecutor:
     def _report(self, run: Tracked, meta: lbl.RunMeta, job: dict[str, Any]) -> RunReport:
         if run.final is not None:
             return run.final
-        pods = self._pods_of(meta.run_id, run.namespace)
+        pods = self._caches.pods_of(meta.run_id, run.namespace)
         seen = observe(job, pods)
         if not seen.state.finished:
             seen = self._give_up_if_blocked(run, meta, job, seen)
@@ -388,12 +367,11 @@ class KubernetesExecutor:
         if updated is None:
             return seen
         logger.warning("{} failed: {}", meta.run_id, message)
-        self._informers[run.namespace][0].put(updated)
+        self._caches.put(run.namespace, updated)
         return observe(updated, [])
 
     def _mark_recorded(self, run_id: RunId, namespace: str) -> None:
         self._unmarked.pop(run_id, None)
-        jobs = self._informers.get(namespace)
-        job = jobs[0].get(run_id) if jobs is not None else None
+        job = self._caches.job(namespace, run_id)
         if job is not None and not mark_recorded(self._batch, job):
             self._unmarked[run_id] = namespace

@@ -31,8 +31,9 @@ from typing import Any
 from kubernetes.client import ApiClient
 from loguru import logger
 
-from reconciler.executors.kubernetes.client import message_of, request_json, status_of
+from reconciler.executors.kubernetes.client import connect, message_of, request_json, status_of
 from reconciler.executors.kubernetes.labels import MANAGED_BY, MANAGER
+from reconciler.settings import Settings
 
 
 def micro_time(moment: datetime) -> str:
@@ -84,6 +85,15 @@ class LeaderElector:
         self._renewed_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, on_change: Callable[[bool], None] | None = None,
+        **kwargs: Any,
+    ) -> LeaderElector:
+        """The daemon's elector: the Lease `--leader-election-id` in `--namespace`."""
+        return cls(api_client=connect(settings.kubeconfig), namespace=settings.namespace,
+                   name=settings.leader_election_id, on_change=on_change, **kwargs)
 
     @property
     def is_leader(self) -> bool:
