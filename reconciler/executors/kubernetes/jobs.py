@@ -82,6 +82,8 @@ def _adopt(batch: Any, namespace: str, name: str, *, instance: str) -> Submissio
     except Exception as err:
         if is_transient(err) or status_of(err) == 404:  # deleted in between: try again
             return Submission(Outcome.WAIT, message=message_of(err))
+        if isinstance(err, ApiException):
+            return Submission(Outcome.REFUSED, message=message_of(err))
         raise
     labels = (job.get("metadata") or {}).get("labels") or {}
     if lbl.RunMeta.from_object(job) is None or labels.get(lbl.INSTANCE) != instance:
@@ -104,8 +106,9 @@ def own_config_map(core: Any, job: dict[str, Any]) -> bool:
     except Exception as err:
         if is_transient(err):
             return False
-        if status_of(err) != 404:
-            raise
+        if status_of(err) != 404:  # gone with its Job already, or never to be owned
+            logger.warning("the ConfigMap of {} will outlive its Job: {}", meta.get("name"),
+                           message_of(err))
     return True
 
 
