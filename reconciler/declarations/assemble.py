@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 
 from reconciler.declarations.checks import (
@@ -96,7 +97,7 @@ def assemble(
             invalid[doc.id].extend(doc.errors)
     unreadable = sorted(f.path for f in results if f.unreadable)
 
-    defaults, defaults_key, defaults_errors = _defaults(results, declared, locate, errors)
+    defaults = _defaults(results, declared, locate, errors)
     candidates: Candidates = {
         d.id: (f, d, d.model)
         for f, d in declared
@@ -119,24 +120,7 @@ def assemble(
         if problem.entry is not None:
             invalid[problem.entry].append(error)
 
-    entries: dict[EntryId, Entry] = {}
-    for ident in sorted(candidates):
-        if ident in invalid:
-            continue
-        if defaults_errors:
-            invalid[ident].extend(defaults_errors)
-            continue
-        file, doc, model = candidates[ident]
-        key: EntryKey = (
-            file.path, file.oid, doc.index, defaults_key, tuple(resolved[ident].sources.items())
-        )
-        entry = memo.get(key)
-        if entry is None:
-            location = Location(path=file.path, line=doc.line, column=1)
-            entry = _entry(ident, location, model, defaults, resolved[ident])
-            memo.put(key, entry)
-        entries[ident] = entry
-    memo.next_load()
+    entries = _entries(candidates, resolved, invalid, defaults, memo)
 
     # Everything here is validated already: constructing without validating 10,000 entries
     # a second time.
@@ -148,6 +132,35 @@ def assemble(
         files_with_errors=frozenset(unreadable),
         files=frozenset(f.path for f in results if f.declares),
     )
+
+
+def _entries(
+    candidates: Candidates,
+    resolved: dict[EntryId, Resolution],
+    invalid: dict[EntryId, list[LoadError]],
+    defaults: _Defaults,
+    memo: EntryMemo,
+) -> dict[EntryId, Entry]:
+    """Entries of the valid candidates, reusing those built from the same inputs before.
+    With unknown Defaults every candidate is invalid instead."""
+    entries: dict[EntryId, Entry] = {}
+    for ident in sorted(candidates):
+        if ident in invalid:
+            continue
+        if defaults.errors:
+            invalid[ident].extend(defaults.errors)
+            continue
+        file, doc, model = candidates[ident]
+        sources = tuple(resolved[ident].sources.items())
+        key: EntryKey = (file.path, file.oid, doc.index, defaults.key, sources)
+        entry = memo.get(key)
+        if entry is None:
+            location = Location(path=file.path, line=doc.line, column=1)
+            entry = _entry(ident, location, model, defaults.spec, resolved[ident])
+            memo.put(key, entry)
+        entries[ident] = entry
+    memo.next_load()
+    return entries
 
 
 def _resolve_all(
@@ -163,14 +176,22 @@ def _resolve_all(
     return resolved
 
 
+@dataclass(frozen=True, slots=True)
+class _Defaults:
+    spec: DefaultsSpec
+    key: tuple[str, str, int] | None
+    """Where they are declared (path, blob id, document), for reusing entries."""
+    errors: list[LoadError]
+    """What makes them unknown: then no entry can be trusted to run as declared."""
+
+
 def _defaults(
     results: Sequence[FileResult],
     declared: Sequence[Declared],
     locate: Locate,
     errors: list[LoadError],
-) -> tuple[DefaultsSpec, tuple[str, str, int] | None, list[LoadError]]:
-    """The repository's Defaults, where they are declared, and the errors that make them
-    unknown (then no entry can be trusted to run as declared)."""
+) -> _Defaults:
+    """The repository's Defaults (the built-in ones when there is no Defaults document)."""
     found = kinds_of(declared, Kind.DEFAULTS)
     unknown: list[LoadError] = [e for _, d in found for e in d.errors]
     for problem in extra_defaults(found):
@@ -180,9 +201,9 @@ def _defaults(
     unknown += [e for f in results if f.may_hold_defaults for e in f.errors]
     valid = [(f, d, d.model) for f, d in found if isinstance(d.model, DefaultsDocument)]
     if unknown or not valid:
-        return DefaultsSpec(), None, unknown
+        return _Defaults(DefaultsSpec(), None, unknown)
     file, doc, model = valid[0]
-    return model.spec, (file.path, file.oid, doc.index), []
+    return _Defaults(model.spec, (file.path, file.oid, doc.index), [])
 
 
 def _self_contained(model: TaskDocument | StackDocument) -> bool:
