@@ -28,6 +28,8 @@ from reconciler.declarations.files import (
 )
 
 _SKIPPED = frozenset({".git"})
+UNREADABLE = "0" * 40
+"""The id given to a file that cannot be read (Git's null id)."""
 _CHUNK = 1 << 20
 
 
@@ -112,7 +114,11 @@ class DirectorySource:
             return FileEntry(path=rel, kind=FileKind.SYMLINK, oid=blob_id(target))
         if stat.S_ISREG(info.st_mode):
             kind = FileKind.EXECUTABLE if info.st_mode & stat.S_IXUSR else FileKind.FILE
-            return FileEntry(path=rel, kind=kind, oid=_hash_file(self._full(rel), info.st_size))
+            try:
+                oid = _hash_file(self._full(rel), info.st_size)
+            except OSError:
+                oid = UNREADABLE  # listed all the same: reading it reports why it cannot be
+            return FileEntry(path=rel, kind=kind, oid=oid)
         return None  # sockets, fifos, devices: nothing Git would store
 
     def _list(self, rel: str) -> tuple[FileEntry, ...]:

@@ -25,7 +25,7 @@ from reconciler.declarations.checks import Pending
 from reconciler.declarations.documents import FileResult, analyse
 from reconciler.declarations.entries import DesiredState, LoadError, Location
 from reconciler.declarations.files import FileEntry, FileKind, FileSource, normalize
-from reconciler.declarations.parse import RawFile, parse_file
+from reconciler.declarations.parse import RawFile, SyntaxProblem, parse_file
 from reconciler.declarations.paths import ModuleScanner
 from reconciler.declarations.positions import SourceMap, field_path
 from reconciler.types import Revision
@@ -105,7 +105,7 @@ class DeclarationLoader:
                 key = (entry.path, entry.oid)
                 raw = self._raw.get(key)
                 if raw is None:
-                    raw = parse_file(files.read(entry.path))
+                    raw = _parse(files, entry.path)
                     parsed += 1
                     # Parsed data is kept only to be saved: validated models are what loads use.
                     if self.cache_file is not None:
@@ -152,6 +152,16 @@ class DeclarationLoader:
                 del self._raw[key]
             self._dirty = True
         self._modules.forget_unused()
+
+
+def _parse(files: FileSource, path: str) -> RawFile:
+    try:
+        data = files.read(path)
+    except (PermissionError, FileNotFoundError, IsADirectoryError) as err:
+        # A work tree can hold a file nobody may read, or lose one while it is read.
+        problem = SyntaxProblem(1, 1, f"cannot read the file: {err.strerror or err}")
+        return RawFile(problem=problem)
+    return parse_file(data)
 
 
 def _is_declaration_file(entry: FileEntry) -> bool:

@@ -183,3 +183,15 @@ def test_damaged_cache_is_ignored(repo: Repo, tmp_path: Path) -> None:
 def test_declarations_folder_outside_the_repository_is_refused() -> None:
     with pytest.raises(ValueError, match="inside the repository"):
         DeclarationLoader(path="../elsewhere")
+
+
+def test_a_file_that_vanishes_while_loading_is_reported(repo: Repo) -> None:
+    repo.write({"gone.yaml": task("gone"), "t.yaml": task("t")})
+    files = DirectorySource(repo.root)
+    list(files.walk())  # the folder as it was listed
+    (repo.root / "gone.yaml").unlink()
+    desired = DeclarationLoader().load(files)
+    assert list(desired.entries) == ["task/t"]
+    assert [str(e) for e in desired.errors] == [
+        "gone.yaml:1:1: cannot read the file: No such file or directory"]
+    assert desired.files_with_errors == {"gone.yaml"}
