@@ -180,7 +180,10 @@ class _Text:
         self._path = path
 
     def __call__(self) -> str:
-        return self._files.read(self._path).decode("utf-8-sig", "replace")
+        try:
+            return self._files.read(self._path).decode("utf-8-sig", "replace")
+        except OSError:
+            return ""  # positions fall back to the start of the document
 
 
 def load_declarations(

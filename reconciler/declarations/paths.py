@@ -65,7 +65,10 @@ def resolve(files: FileSource, path: str) -> FileEntry:
             hops += 1
             if hops > MAX_SYMLINKS:
                 raise PathProblem(f"goes through a symlink loop ({here})")
-            target = files.read(here).decode("utf-8", "surrogateescape")
+            try:
+                target = files.read(here).decode("utf-8", "surrogateescape")
+            except OSError as err:
+                raise PathProblem(f"cannot be read ({here}: {err.strerror or err})") from None
             if target.startswith("/"):
                 raise PathProblem(f"goes through symlink {here} pointing outside the repository")
             done.pop()
@@ -118,7 +121,10 @@ class ModuleScanner:
             found: list[tuple[str, str]] = []
             for entry in self.listing(files, folder):
                 if entry.path.endswith(".tf") and entry.kind is not FileKind.SYMLINK:
-                    text = files.read(entry.path).decode("utf-8", "replace")
+                    try:
+                        text = files.read(entry.path).decode("utf-8", "replace")
+                    except OSError:
+                        continue  # the engine reports it; nothing to learn here
                     found.extend((entry.path, m) for m in _MODULE_SOURCE.findall(text))
             self._calls[key] = tuple(found)
         return self._calls[key]
@@ -244,6 +250,9 @@ def task_files(files: FileSource, spec: TaskSpec) -> Resolution:
             out.files[name] = files.read(entry.path).decode("utf-8")
         except UnicodeDecodeError:
             out.problems.append(Problem(loc, f"{value.path} is not UTF-8 text"))
+            continue
+        except OSError as err:
+            out.problems.append(Problem(loc, f"{value.path} cannot be read: {err.strerror}"))
             continue
         out.sources[value.path] = entry.oid
     size = sum(len(text.encode()) for text in out.files.values())
