@@ -176,6 +176,8 @@ def test_committed_schemas_are_current(tmp_path: Path, capsys: pytest.CaptureFix
     stale = [n for n in written if (tmp_path / n).read_bytes() != (committed / n).read_bytes()]
     assert not stale, f"schemas/ is out of date; run `make schemas` ({stale})"
     assert out.splitlines() == [str(tmp_path / n) for n in schemas()]
+    for schema in schemas().values():
+        jsonschema.Draft202012Validator.check_schema(schema)
 
 
 def test_sample_files_carry_a_schema_modeline_and_match_it() -> None:
@@ -190,3 +192,7 @@ def test_sample_files_carry_a_schema_modeline_and_match_it() -> None:
         assert render(schema) == schema_path.read_text()
         for document in yaml.load_all(path):
             jsonschema.Draft202012Validator(schema).validate(document)
+            jsonschema.Draft202012Validator(schemas()["reconciler.json"]).validate(document)
+    typo = {"apiVersion": "reconciler.io/v1alpha1", "kind": "Task",
+            "metadata": {"name": "t"}, "spec": {"command": ["true"], "comand": ["x"]}}
+    assert not jsonschema.Draft202012Validator(schemas()["reconciler.json"]).is_valid(typo)
