@@ -91,13 +91,13 @@ def parse_file(data: bytes) -> RawFile:
 
 
 def _documents(text: str) -> list[RawDocument]:
-    loader = _new_loader(text)
+    loader, parser = _new_loader(text)
     found: list[RawDocument] = []
     try:
         # The loop of `load_all`, keeping each document's node so its first line is known.
         index = 0
-        while loader.check_node():
-            node = loader.get_node()
+        while loader.composer.check_node():
+            node = loader.composer.get_node()
             try:
                 data = loader.construct_document(node)
             except (ValueError, TypeError, OverflowError) as err:
@@ -109,7 +109,7 @@ def _documents(text: str) -> list[RawDocument]:
                 found.append(RawDocument(index, node.start_mark.line + 1, data))
             index += 1
     finally:
-        _dispose(loader)
+        _dispose(loader, parser)
     return found
 
 
@@ -186,17 +186,19 @@ if CParser is not None:
             _Resolver.__init__(self, version=None, loadumper=self)
 
 
-def _new_loader(text: str) -> Any:
+def _new_loader(text: str) -> tuple[Any, Any]:
+    """(constructor, parser) for `text`."""
     if CParser is not None:
-        return _FastLoader(text)
-    loader, _ = YAML(typ="safe", pure=True).get_constructor_parser(text)
-    return loader
+        loader = _FastLoader(text)
+        return loader, loader
+    constructor, parser = YAML(typ="safe", pure=True).get_constructor_parser(text)
+    return constructor, parser
 
 
-def _dispose(loader: Any) -> None:
+def _dispose(loader: Any, parser: Any) -> None:
     """Release the parser and break the loader's references to itself, so it is freed at
     once even while the garbage collector is paused for a bulk load."""
-    loader.dispose()
+    parser.dispose()
     for name in ("_parser", "_composer", "loader", "_constructor", "loadumper", "_resolver"):
         if getattr(loader, name, None) is loader:
             setattr(loader, name, None)
