@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO ?= .demo
 LISTEN ?= 127.0.0.1:9100
 
-.PHONY: run test lint typecheck imports unit bench schemas clean demo-remote
+.PHONY: run test lint typecheck imports unit bench schemas clean demo-remote demo-drift
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ run: $(STAMP) demo-remote
 
 demo-remote: $(STAMP)
 	bash scripts/demo-remote.sh "$(DEMO)"
+
+## demo-drift: while `make run` runs, change the demo network by hand (the next drift plan finds it)
+demo-drift:
+	bash scripts/demo-drift.sh "$(DEMO)"
 
 ## test: install what the tests need (Python and system packages), then run every check
 test: $(STAMP)
