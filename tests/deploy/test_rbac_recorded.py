@@ -29,13 +29,18 @@ def record_requests(workdir: Path) -> list[tuple[str, str]]:
     """Every request reconciler's code made while the Kubernetes tests ran."""
     record = workdir / "requests.jsonl"
     record.touch()
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-         "-p", "tests.deploy.apirecorder", "--basetemp", str(workdir / "tmp"),
-         "-k", "kubernetes", *SUITES],
-        cwd=REPO, env={**os.environ, ENV: str(record)},
-        capture_output=True, text=True, timeout=RECORD_TIMEOUT, check=False,
-    )
+    # Those tests also run on their own in the suite, where a failure is reported as theirs;
+    # here one more try keeps a timing hiccup under load from failing the RBAC check too.
+    for _ in range(2):
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+             "-p", "tests.deploy.apirecorder", "--basetemp", str(workdir / "tmp"),
+             "-k", "kubernetes", *SUITES],
+            cwd=REPO, env={**os.environ, ENV: str(record)},
+            capture_output=True, text=True, timeout=RECORD_TIMEOUT // 2, check=False,
+        )
+        if result.returncode == 0:
+            break
     summary = "\n".join(result.stdout.splitlines()[-15:])
     assert result.returncode == 0, (
         "the RBAC check needs a passing run of the Kubernetes tests, which drive the "
