@@ -179,6 +179,10 @@ class Daemon:
         for entry_id in desired.invalid:
             kind = split_entry_id(entry_id)[0]
             counts[(kind, False)] = counts.get((kind, False), 0) + 1
+        if desired.files_with_errors:
+            # Files whose entries could not even be named (a YAML syntax error): counted
+            # apart, so an alert can say "unreadable" rather than point at no entry.
+            counts[("unknown", False)] = len(desired.files_with_errors)
         self.metrics.set_declarations(counts)
         logger.info("loaded {} entries at {} ({} errors)", len(desired.entries), revision[:12],
                     len(desired.errors))

@@ -12,15 +12,14 @@ bytes changed and makes no commit at all when nothing did.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
-from ruamel.yaml.scalarstring import LiteralScalarString
 
+from reconciler import yamlout
 from reconciler.declarations.entries import LoadError
 from reconciler.records import EntryRecord
 from reconciler.redact import Redactor
@@ -40,30 +39,8 @@ def record_path(record: EntryRecord) -> str:
     return f"{ROOT}/{_FOLDERS[record.kind]}/{record.name}.yaml"
 
 
-def _yaml() -> YAML:
-    yaml = YAML(typ="rt")
-    yaml.default_flow_style = False
-    yaml.width = 4096  # one value per line: long messages stay greppable
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    return yaml
-
-
-def _literal(value: Any) -> Any:
-    """Multi-line strings (log tails) as YAML literal blocks, readable in a Git host's viewer."""
-    if isinstance(value, dict):
-        return {k: _literal(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_literal(v) for v in value]
-    if isinstance(value, str) and "\n" in value:
-        return LiteralScalarString(value.rstrip("\n") + "\n")
-    return value
-
-
-def _dump(header: str, data: Any) -> bytes:
-    out = io.StringIO()
-    out.write(header)
-    _yaml().dump(_literal(data), out)
-    return out.getvalue().encode()
+def _dump(header: str, data: Mapping[str, Any]) -> bytes:
+    return (header + yamlout.dump(data)).encode()
 
 
 def render_record(record: EntryRecord, *, branch: str, redact: Redactor) -> bytes:
@@ -175,13 +152,16 @@ def render(
     return Renderer(branch=branch, redact=redact).render(records, errors, revision=revision)
 
 
+_LOADER = YAML(typ="safe", pure=False)  # the C loader: a restart reads every record
+
+
 class StatusFileError(ValueError):
     """A status file that cannot be read back; the daemon logs it and starts that entry fresh."""
 
 
 def parse_record(path: str, data: bytes) -> EntryRecord:
     try:
-        loaded = YAML(typ="safe", pure=True).load(data)
+        loaded = _LOADER.load(data)
         return EntryRecord.model_validate(loaded)
     except (YAMLError, ValidationError, ValueError) as err:
         raise StatusFileError(f"{path}: not a status record: {err}") from None
