@@ -115,10 +115,6 @@ def test_alerts_fire_on_what_a_real_daemon_reports(scrape: Scrape, tmp_path: Pat
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the daemon counts in reconciler_declarations{valid=\"false\"} only declarations whose "
-    "kind and name could be read; a file with a YAML syntax error is not counted (metrics.py "
-    "provides kind `unknown` for it), so ReconcilerDeclarationsUnreadable cannot fire"))
 def test_a_file_that_cannot_be_read_raises_an_alert(scrape: Scrape, tmp_path: Path) -> None:
     result = alerts_on(scrape, {
         "ReconcilerDeclarationsUnreadable": [{"severity": "warning", "kind": "unknown"}],
