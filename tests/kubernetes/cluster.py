@@ -80,6 +80,8 @@ class LocalCluster:
         self.core = CoreV1Api(client)
         self._tick = tick
         self._runs: dict[str, PodRun] = {}
+        # startTime has whole seconds; deadlines count from when the Job really started.
+        self._started: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="local-cluster", daemon=True)
         self.errors: list[BaseException] = []
@@ -123,7 +125,11 @@ class LocalCluster:
             if job_name:
                 by_job.setdefault(job_name, []).append(pod)
         for job in jobs:
-            self._sync_job(job, by_job.get(job["metadata"]["name"], []))
+            try:
+                self._sync_job(job, by_job.get(job["metadata"]["name"], []))
+            except ApiException as err:
+                if err.status != 404:  # deleted while being worked on, as controllers see it
+                    raise
 
     def _sync_job(self, job: dict[str, Any], pods: list[dict[str, Any]]) -> None:
         name = job["metadata"]["name"]
@@ -142,7 +148,8 @@ class LocalCluster:
             return
         started = status.get("startTime")
         deadline = spec.get("activeDeadlineSeconds")
-        if started and deadline and time.time() - _epoch(started) > deadline:
+        began = self._started.get(job["metadata"]["uid"])
+        if began is not None and deadline and time.monotonic() - began > deadline:
             self._fail(job, pods, "DeadlineExceeded", "Job was active longer than specified "
                        "deadline")
             return
@@ -164,6 +171,7 @@ class LocalCluster:
                        "backoff limit")
             return
         if not any(phase in ("Pending", "Running") for phase in phases):
+            self._started.setdefault(job["metadata"]["uid"], time.monotonic())
             self._create_pod(job)
         self._job_status(name, {"startTime": started or now_rfc3339(), "failed": failed,
                                 "active": sum(ph in ("Pending", "Running") for ph in phases)})
@@ -395,7 +403,3 @@ class LocalCluster:
                 return mounts[mount_path] / path[len(mount_path):].lstrip("/")
         return None
 
-
-def _epoch(stamp: str) -> float:
-    from datetime import datetime
-    return datetime.fromisoformat(stamp).timestamp()

@@ -102,5 +102,7 @@ class LogTails:
         if run.withheld is not None:
             run.tail = f"(log withheld: {self._redact(run.withheld)})"
         else:
-            run.tail = self._logs.tail(run.namespace, pods)
+            # A Job past its deadline has its pods deleted, and their logs go with them:
+            # then the lines read while the run was running are the best there is.
+            run.tail = self._logs.tail(run.namespace, pods) or run.tail
         return run.tail
