@@ -16,6 +16,7 @@ from reconciler.declarations.entries import Entry, Location
 from reconciler.declarations.models import DefaultsSpec, StackSpec
 from reconciler.executors.base import RESULT_MARKER, RunRequest
 from reconciler.executors.kubernetes import labels as lbl
+from reconciler.executors.kubernetes.client import KubernetesConfigError, connect
 from reconciler.executors.kubernetes.executor import KubernetesExecutor, latest_log
 from reconciler.executors.kubernetes.jobs import Outcome, create_run
 from reconciler.executors.kubernetes.manifests import KubernetesOptions, build_manifests
@@ -364,3 +365,24 @@ def test_the_logs_command_reads_the_newest_run_of_an_entry(
                     f"{second.revision[:12]})\nrun 2\n")
     assert latest_log(entry_id(Kind.TASK, "never"), namespace=NAMESPACE,
                       api_client=apiserver.client()) is None
+
+
+def test_a_timed_out_run_keeps_the_lines_it_printed(
+        cluster: LocalCluster, make_executor: Make, driver: JobDriver) -> None:
+    executor = make_executor()
+    request = request_for(task_entry("too-slow", ["sh", "-c", "echo working; sleep 30"],
+                                     timeout="1s"))
+    executor.submit(request)
+    running(executor, request, "working")
+
+    report = wait_until(executor, request.run_id)
+
+    assert report.state is RunState.TIMED_OUT
+    assert report.message == "timed out after 1s"
+    assert driver.pods(request.run_id) == []  # deleted at the deadline, logs and all
+    assert report.log_tail == "working"
+
+
+def test_a_missing_kubeconfig_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(KubernetesConfigError, match=r"--kubeconfig .*/absent"):
+        connect(tmp_path / "absent")

@@ -25,6 +25,10 @@ asked for."""
 TRANSIENT_STATUSES = frozenset({0, 408, 429, 500, 502, 503, 504})
 
 
+class KubernetesConfigError(ValueError):
+    """No usable way to reach a cluster: the message says what was tried."""
+
+
 def connect(kubeconfig: Path | None = None, *, context: str | None = None) -> ApiClient:
     """An explicit kubeconfig wins; otherwise the pod's service account when running in a
     cluster, then `$KUBECONFIG` or `~/.kube/config`."""
@@ -37,9 +41,13 @@ def connect(kubeconfig: Path | None = None, *, context: str | None = None) -> Ap
             pass
         else:
             return ApiClient(configuration)
-    client: ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=str(kubeconfig) if kubeconfig is not None else None, context=context
-    )
+    try:
+        client: ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(kubeconfig) if kubeconfig is not None else None, context=context)
+    except (config.ConfigException, OSError) as err:
+        where = f"--kubeconfig {kubeconfig}" if kubeconfig is not None else (
+            "not running in a cluster, and no $KUBECONFIG or ~/.kube/config")
+        raise KubernetesConfigError(f"cannot reach Kubernetes: {where}: {err}") from None
     return client
 
 
