@@ -100,7 +100,6 @@ class KubernetesExecutor:
         self._clock = clock
         self._start_grace = timedelta(seconds=start_grace)
         self._retry_delay = timedelta(seconds=retry_delay)
-        self._watch_timeout = watch_timeout
         self._sync_timeout = sync_timeout
         self._redact = redact
         self._logs = PodLogs(self._core, redact=redact)
