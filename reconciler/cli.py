@@ -63,6 +63,12 @@ def _add_repo_flags(p: argparse.ArgumentParser, *, required: bool) -> None:
     _flag(p, "--tofu-bin", help="OpenTofu/Terraform binary; default: tofu or terraform on PATH.")
     _flag(p, "--namespace", default="default", help="Kubernetes namespace for runs.")
     _flag(p, "--kubeconfig", help="Kubeconfig file; default: in-cluster, then ~/.kube/config.")
+    _flag(p, "--source-credentials-secret",
+          help="Kubernetes: Secret (username/password or ssh-privatekey/known_hosts) that stack "
+          "pods clone the repository with.")
+    _flag(p, "--runner-image",
+          help="Kubernetes: image of stack pods (reconciler plus the engine) when Defaults "
+          "name none; default reconciler:<version>.")
     _flag(p, "--log-format", default="text", choices=["text", "json"], help="Log format.")
     _flag(p, "--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR.")
 

@@ -93,6 +93,7 @@ class Daemon:
         self._next_fetch: datetime | None = None
         self._lock = threading.Lock()
         self._restored = False
+        self._leading = False
         self._renderer = status_files.Renderer(branch=source.branch, redact=redact)
 
     # -- start ------------------------------------------------------------------------------
@@ -121,6 +122,11 @@ class Daemon:
         with self._lock:
             began = time.monotonic()
             result = CycleResult()
+            leading = self.is_leader()
+            if leading and not self._leading:
+                # Taking over: the previous leader wrote status since this replica read it.
+                self._restored = False
+            self._leading = leading
             finished: list[RunReport] = []
             stages: list[Callable[[], object]] = [
                 self._ensure_restored,
@@ -135,7 +141,8 @@ class Daemon:
                     logger.opt(exception=err).error("reconcile stage failed: {}", err)
                     result.errors.append(str(err))
                     break
-            self._write_status(finished, result)
+            if leading:
+                self._write_status(finished, result)
             self._export_state(result)
             self.metrics.observe_reconcile(time.monotonic() - began)
             return result
@@ -227,7 +234,7 @@ class Daemon:
         active = {r.entry_id: ActiveRun(run_id=r.run_id, operation=r.operation,
                                         spec_hash=r.spec_hash, attempt=r.attempt)
                   for r in self._reports if not r.state.finished}
-        if not self.is_leader() or self.revision is None:
+        if not self._leading or self.revision is None:
             result.active = len(active)
             return
         now = self.clock()
@@ -385,6 +392,7 @@ class Daemon:
         """Run one operation of one entry now, outside its schedule, wait for it and write its
         status; nothing else is started (`reconciler drift`)."""
         with self._lock:
+            self._leading = True
             self._ensure_restored()
             self._sync_source(True)
             finished = self._observe()

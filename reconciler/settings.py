@@ -45,6 +45,12 @@ class Settings(BaseModel):
     kubeconfig: Path | None = None
     leader_elect: bool = False
     leader_election_id: str = "reconciler"
+    source_credentials_secret: str | None = Field(
+        default=None, description="Kubernetes Secret stack pods clone the repository with."
+    )
+    runner_image: str | None = Field(
+        default=None, description="Image of stack pods whose Defaults name none."
+    )
 
     @property
     def listen_address(self) -> tuple[str, int] | None:

@@ -6,8 +6,10 @@ import argparse
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 from types import FrameType
+from typing import Protocol
 
 from loguru import logger
 
@@ -28,12 +30,25 @@ from reconciler.settings import Settings
 from reconciler.source.errors import SourceConfigurationError, SourceError
 
 
+class Elector(Protocol):
+    """The leader elector as `run` uses it (`executors.kubernetes.leader.LeaderElector`)."""
+
+    @property
+    def is_leader(self) -> bool: ...
+
+    @property
+    def holder(self) -> str | None: ...
+
+    def stop(self, *, release: bool = True) -> None: ...
+
+
 def _fail(message: str, code: int = EXIT_CONFIG) -> int:
     print(f"reconciler: {message}", file=sys.stderr)
     return code
 
 
-def build_daemon(settings: Settings, metrics: Metrics) -> Daemon:
+def build_daemon(settings: Settings, metrics: Metrics,
+                 is_leader: Callable[[], bool] = lambda: True) -> Daemon:
     """The daemon's parts from settings. Raises ConfigError or SourceError."""
     from reconciler.declarations.loader import DeclarationLoader
     from reconciler.source.gitsource import GitSource
@@ -50,7 +65,7 @@ def build_daemon(settings: Settings, metrics: Metrics) -> Daemon:
                                cache_file=settings.state_dir / "declarations.cache")
     executor = build_executor(settings, source)
     return Daemon(source=source, loader=loader, executor=executor, metrics=metrics,
-                  interval=timedelta(seconds=settings.interval_seconds))
+                  interval=timedelta(seconds=settings.interval_seconds), is_leader=is_leader)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,8 +75,11 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as err:
         return _fail(str(err))
     metrics = Metrics()
+    work = WorkQueue()
     try:
-        daemon = build_daemon(settings, metrics)
+        elector = _elector(settings, metrics, work)
+        daemon = build_daemon(settings, metrics,
+                              (lambda: elector.is_leader) if elector else (lambda: True))
     except (ConfigError, SourceConfigurationError) as err:
         return _fail(str(err))
     try:
@@ -79,8 +97,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         if settings.once:
             return _run_once(daemon)
-        return _serve(daemon, settings, metrics)
+        return _serve(daemon, settings, metrics, work, elector)
     finally:
+        if elector is not None:
+            elector.stop()
         daemon.executor.close()
 
 
@@ -95,16 +115,43 @@ def _run_once(daemon: Daemon) -> int:
     return code
 
 
-def _serve(daemon: Daemon, settings: Settings, metrics: Metrics) -> int:
+def _elector(settings: Settings, metrics: Metrics, work: WorkQueue) -> Elector | None:
+    """With --leader-elect, a Lease decides which replica runs cycles; otherwise this one."""
+    if not settings.leader_elect or settings.once:
+        metrics.set_leader(settings.leader_election_id, True)
+        return None
+    if settings.executor != "kubernetes":
+        raise ConfigError("--leader-elect needs --executor kubernetes (the Lease lives there)")
+    from reconciler.executors.kubernetes.client import KubernetesConfigError
+    from reconciler.executors.kubernetes.leader import LeaderElector
+
+    def changed(leading: bool) -> None:
+        metrics.set_leader(elector.identity, leading)
+        logger.info("{} leadership of {}", "took" if leading else "lost",
+                    settings.leader_election_id)
+        work.put(Wakeup("leadership", fetch=True))
+
+    try:
+        elector = LeaderElector.from_settings(settings, on_change=changed)
+    except KubernetesConfigError as err:
+        raise ConfigError(str(err)) from None
+    metrics.set_leader(elector.identity, False)
+    elector.start()
+    return elector
+
+
+def _serve(daemon: Daemon, settings: Settings, metrics: Metrics, work: WorkQueue,
+           elector: Elector | None) -> int:
     stop = threading.Event()
-    work = WorkQueue()
     scheduler = Scheduler(work, interval=timedelta(seconds=settings.interval_seconds))
-    metrics.set_leader(settings.leader_election_id, True)
 
     def ready() -> tuple[bool, str]:
         if not daemon.synced.is_set():
             return False, "waiting for the first successful sync"
-        return True, f"synced at {daemon.revision or 'unknown'}"
+        role = ""
+        if elector is not None:
+            role = "; leading" if elector.is_leader else f"; standby, leader {elector.holder}"
+        return True, f"synced at {daemon.revision or 'unknown'}{role}"
 
     server = Server.from_settings(
         settings, metrics=metrics, health=lambda: (not stop.is_set(), "alive"), ready=ready,

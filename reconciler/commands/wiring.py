@@ -92,6 +92,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             kubeconfig=_optional_path(args.kubeconfig),
             leader_elect=bool(getattr(args, "leader_elect", False)),
             leader_election_id=getattr(args, "leader_election_id", "reconciler"),
+            source_credentials_secret=args.source_credentials_secret or None,
+            runner_image=args.runner_image or None,
         )
     except ValidationError as err:
         first = err.errors()[0]
@@ -113,9 +115,13 @@ def state_dir_problem(path: Path) -> str | None:
 
 def build_executor(settings: Settings, workspace: Workspace) -> Executor:
     if settings.executor == "kubernetes":
+        from reconciler.executors.kubernetes.client import KubernetesConfigError
         from reconciler.executors.kubernetes.executor import KubernetesExecutor
 
-        return KubernetesExecutor.from_settings(settings)  # type: ignore[no-any-return]
+        try:
+            return KubernetesExecutor.from_settings(settings)
+        except KubernetesConfigError as err:
+            raise ConfigError(str(err)) from None
     from reconciler.executors.local import LocalExecutor, StateDirBusyError
 
     try:

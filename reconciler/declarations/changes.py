@@ -202,7 +202,8 @@ def view(entry: Entry) -> dict[str, Any]:
         "sources": dict(entry.sources),
     }
     if entry.kind is Kind.STACK:
-        shown["runnerImage"] = getattr(entry.defaults.runner_images, entry.stack.engine)
+        shown["runnerImage"] = (getattr(entry.defaults.runner_images, entry.stack.engine)
+                                or "(the daemon's --runner-image)")
     return shown
 
 

@@ -237,13 +237,18 @@ class StackSpec(Frozen):
 
 
 class RunnerImages(Frozen):
-    opentofu: str = Field(
-        default="ghcr.io/opentofu/opentofu:1.10", min_length=1,
-        description="Image that runs opentofu stacks on Kubernetes.",
+    """A stack pod runs reconciler's stack runner with the engine, so its image must hold
+    Python, reconciler and the engine: the daemon's own image does (`--runner-image`)."""
+
+    opentofu: str | None = Field(
+        default=None, min_length=1,
+        description="Image that runs opentofu stacks on Kubernetes; default: the daemon's "
+        "--runner-image.",
     )
-    terraform: str = Field(
-        default="hashicorp/terraform:1.13", min_length=1,
-        description="Image that runs terraform stacks on Kubernetes.",
+    terraform: str | None = Field(
+        default=None, min_length=1,
+        description="Image that runs terraform stacks on Kubernetes; default: the daemon's "
+        "--runner-image.",
     )
 
 

@@ -140,3 +140,27 @@ def test_a_typo_never_orphans_the_entry(world: Callable[..., World], bad: str) -
     w.settle()
     assert w.status("task/hello")["phase"] == "Invalid"
     assert w.status("task/other")["lastRun"]["trigger"] == "changed"
+
+
+def test_standby_runs_nothing_and_takes_over_without_repeating(
+        world: Callable[..., World], tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    w = world({"once.yaml": task("once", f"open({str(ledger)!r}, 'a').write('ran\\n')")})
+    standby_leads = [False]
+    standby = World.__new__(World)
+    standby.__dict__.update(w.__dict__)
+    standby.state = tmp_path / "standby-state"
+    standby.daemon = standby._daemon()
+    standby.daemon.is_leader = lambda: standby_leads[0]
+    try:
+        standby.settle()  # reads (empty) status, loads declarations, starts nothing
+        assert w.status_head() == ""  # and writes nothing
+        w.settle()  # the leader runs the task
+        assert ledger.read_text() == "ran\n"
+        w.daemon.is_leader = lambda: False  # the leader stops leading ...
+        standby_leads[0] = True  # ... and the standby takes over
+        standby.settle()
+        assert ledger.read_text() == "ran\n"  # not run twice
+        assert w.status("task/once")["phase"] == "Succeeded"
+    finally:
+        standby.daemon.executor.close()

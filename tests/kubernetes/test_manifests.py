@@ -13,6 +13,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from reconciler import __version__
 from reconciler.declarations.directory import DirectorySource
 from reconciler.declarations.entries import Entry
 from reconciler.declarations.loader import DeclarationLoader
@@ -378,7 +379,10 @@ def test_stacks_clone_the_exact_commit_and_run_the_runner(
     at_root = build_manifests(request(root), OPTIONS)
     main = main_container(at_root)
     assert main["workingDir"] == "/workspace"
-    assert main["image"] == root.defaults.runner_images.terraform
+    # No runner image in Defaults for terraform: the daemon's --runner-image (reconciler's own
+    # image, which holds the runner and the engine).
+    assert root.defaults.runner_images.terraform is None
+    assert main["image"] == OPTIONS.runner_image == f"reconciler:{__version__}"
     assert env_of(main)["TF_VAR_token"] == {"secretKeyRef": {"name": "cloud", "key": "token"}}
 
 

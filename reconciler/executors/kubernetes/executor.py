@@ -130,7 +130,10 @@ class KubernetesExecutor:
         anyway, so the id also keeps their runs apart); stack pods clone `--repo`."""
         options = KubernetesOptions(
             namespace=settings.namespace, instance=settings.leader_election_id,
-            source_url=settings.repo, source_credentials_secret=source_credentials_secret)
+            source_url=settings.repo,
+            source_credentials_secret=source_credentials_secret
+            or settings.source_credentials_secret,
+            **({"runner_image": settings.runner_image} if settings.runner_image else {}))
         return cls.connect(options, kubeconfig=settings.kubeconfig,
                            max_parallel=settings.max_parallel, **kwargs)
 

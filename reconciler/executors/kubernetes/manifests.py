@@ -33,6 +33,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from reconciler import __version__
 from reconciler.declarations.entries import Entry
 from reconciler.declarations.models import ResourceList, Resources, StackSpec, TaskSpec
 from reconciler.executors.base import RunRequest
@@ -60,6 +61,10 @@ class ManifestError(ValueError):
     """An entry that cannot run on Kubernetes as declared (no image, files too large)."""
 
 
+DEFAULT_RUNNER_IMAGE = f"reconciler:{__version__}"
+"""The image the Dockerfile builds: Python, reconciler and OpenTofu, what a stack pod runs."""
+
+
 class KubernetesOptions(BaseModel):
     """What the manifests need beyond the run itself; read once from the daemon's settings."""
 
@@ -79,6 +84,10 @@ class KubernetesOptions(BaseModel):
         default=None, description="Secret with the credentials stack pods clone with."
     )
     git_image: str = Field(default=DEFAULT_GIT_IMAGE, description="Image of clone containers.")
+    runner_image: str = Field(
+        default=DEFAULT_RUNNER_IMAGE,
+        description="Image of stack pods whose Defaults name none: reconciler and the engine.",
+    )
     ttl_seconds_after_finished: int = Field(default=86400, ge=0)
     run_as_user: int = Field(default=NOBODY, ge=1)
     run_as_group: int = Field(default=NOBODY, ge=1)
@@ -260,7 +269,7 @@ def _stack_pod(request: RunRequest, spec: StackSpec, options: KubernetesOptions)
         )
     _, security = _security(options)
     resources = _resources(spec.resources or entry.defaults.resources)
-    image = getattr(entry.defaults.runner_images, spec.engine)
+    image = getattr(entry.defaults.runner_images, spec.engine) or options.runner_image
     args = runner_args(entry, request.operation, state_dir=Path(STATE_DIR), engine_bin=None)
     suffix = f"{options.instance}-{entry.name}"
     workdir = WORKSPACE if spec.path == "." else f"{WORKSPACE}/{spec.path}"
