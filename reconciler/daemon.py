@@ -1,9 +1,9 @@
-"""The reconcile cycle and the loop that runs it (DESIGN §1).
+"""The reconcile cycle (DESIGN §1).
 
 One cycle = sync source → observe runs → plan → start runs → write status. The stages are small
 functions run in order by `Daemon.cycle`; status is written at the end whatever happened earlier,
-so a failed fetch still records finished runs. One worker thread runs cycles; everything else
-(the scheduler, webhooks, signals) only enqueues wake-ups.
+so a failed fetch still records finished runs. `loops` drives cycles from one worker thread;
+everything else (the scheduler, webhooks, signals) only enqueues wake-ups.
 """
 
 from __future__ import annotations
@@ -86,7 +86,6 @@ class Daemon:
         self.synced = threading.Event()
         self.unacked: set[RunId] = set()
         self.counted: set[RunId] = set()
-        self.last_plan = Plan()
         self._reports: list[RunReport] = []
         self._in_flight: set[RunId] = set()
         self._fetch_failures = 0
@@ -238,7 +237,7 @@ class Daemon:
             result.active = len(active)
             return
         now = self.clock()
-        self.last_plan = decided = plan(self.desired, self.records, active, now)
+        decided = plan(self.desired, self.records, active, now)
         self._apply_statuses(decided)
         for start in decided.starts:
             if self._start(start, now) is not None:
@@ -345,8 +344,9 @@ class Daemon:
             logger.error("status push failed (kept for the next cycle): {}", err)
             result.errors.append(f"status push failed: {err}")
             return
-        self.pushed = {p: d for p, d in files.items()} | {
-            p: d for p, d in self.pushed.items() if p not in files and p not in changes}
+        self.pushed.update(files)
+        for path in [p for p, data in changes.items() if data is None]:
+            del self.pushed[path]
         if self.unacked:
             self.executor.acknowledge(sorted(self.unacked))
             self.counted -= self.unacked
@@ -377,7 +377,7 @@ class Daemon:
             and r.entry in self.desired.entries
         })
 
-    # -- loops ------------------------------------------------------------------------------
+    # -- results and one-off runs -----------------------------------------------------------
 
     def exit_code(self) -> int:
         failed = [r for r in self.records.values()
@@ -416,6 +416,7 @@ class Daemon:
                 if run_id not in self._in_flight:
                     break
         return self.records[entry_id]
+
 
 def _is_stale(record: EntryRecord, report: RunReport) -> bool:
     """A report of a run older than the one the record already shows (an unacknowledged run
