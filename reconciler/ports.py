@@ -1,7 +1,8 @@
-"""What the daemon needs of its Git source and its declarations loader.
+"""What the daemon needs of its Git source, its declarations loader and its leader elector.
 
-Implemented by `reconciler.source.gitsource.GitSource` and
-`reconciler.declarations.loader.DeclarationLoader`; tests may pass anything that fits.
+Implemented by `reconciler.source.gitsource.GitSource`,
+`reconciler.declarations.loader.DeclarationLoader` and
+`reconciler.executors.kubernetes.leader.LeaderElector`; tests may pass anything that fits.
 """
 
 from __future__ import annotations
@@ -46,3 +47,15 @@ class LoaderPort(Protocol):
     def save_cache(self) -> None:
         """Persist parsed files so a restart does not parse them again."""
         ...
+
+
+class Elector(Protocol):
+    """The leader elector as `run` uses it (`executors.kubernetes.leader.LeaderElector`)."""
+
+    @property
+    def is_leader(self) -> bool: ...
+
+    @property
+    def holder(self) -> str | None: ...
+
+    def stop(self, *, release: bool = True) -> None: ...

@@ -9,7 +9,6 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 from types import FrameType
-from typing import Protocol
 
 from loguru import logger
 
@@ -24,22 +23,11 @@ from reconciler.daemon import Daemon
 from reconciler.logs import setup_logging
 from reconciler.loops import run_once, serve
 from reconciler.metrics import Metrics
+from reconciler.ports import Elector
 from reconciler.scheduler import Scheduler, Wakeup, WorkQueue
 from reconciler.server import Server
 from reconciler.settings import Settings
 from reconciler.source.errors import SourceConfigurationError, SourceError
-
-
-class Elector(Protocol):
-    """The leader elector as `run` uses it (`executors.kubernetes.leader.LeaderElector`)."""
-
-    @property
-    def is_leader(self) -> bool: ...
-
-    @property
-    def holder(self) -> str | None: ...
-
-    def stop(self, *, release: bool = True) -> None: ...
 
 
 def _fail(message: str, code: int = EXIT_CONFIG) -> int:
