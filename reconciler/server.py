@@ -2,47 +2,35 @@
 
 The server only reports and enqueues: a valid push webhook calls `on_trigger`, which the daemon
 turns into a cycle on its own worker. Webhooks need a shared secret; a request that does not
-prove it knows the secret gets 401 and triggers nothing:
-
-- GitHub: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>`.
-- Gitea, Forgejo, Gogs: `X-Gitea-Signature` (or `X-Forgejo-Signature`, `X-Gogs-Signature`),
-  the bare hex HMAC-SHA256; recent versions add `X-Hub-Signature-256` too. Every signature
-  present must match.
-- GitLab: `X-Gitlab-Token` equal to the secret.
+prove it knows the secret gets 401 and triggers nothing (`reconciler.webhooks` checks it).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
-import json
 import socket
 import sys
 import threading
 from collections.abc import Callable, Collection, Mapping
-from email.message import Message
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from loguru import logger
 from pydantic import SecretStr
 
 from reconciler import __version__
-from reconciler.metrics import Metrics, WebhookProvider, WebhookResult
+from reconciler.metrics import Metrics, WebhookResult
 from reconciler.redact import redactor
 from reconciler.settings import Settings
+from reconciler.webhooks import authenticate, classify, clean, delivery, identify
 
 HOOK_PATH: Final = "/hooks/git"
 MAX_BODY_BYTES: Final = 1 << 20
 CheckResult = bool | tuple[bool, str]
 Check = Callable[[], CheckResult]
 """A health or readiness probe: True/False, or (ok, reason) to explain a failure."""
-
-_GITEA_SIGNATURES = ("X-Gitea-Signature", "X-Forgejo-Signature", "X-Gogs-Signature")
-_GITEA_EVENTS = ("X-Gitea-Event", "X-Forgejo-Event", "X-Gogs-Event")
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -51,93 +39,6 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or int(port) > 65535:
         raise ValueError(f"--listen: expected HOST:PORT, got {value!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
-
-
-# -- webhook verification (pure) -----------------------------------------------------------
-
-
-def identify(headers: Message) -> WebhookProvider:
-    """Which forge sent a request, by its event header first (Gitea also sends GitHub's),
-    then by its signature header."""
-    if headers.get("X-Gitlab-Event") or headers.get("X-Gitlab-Token"):
-        return "gitlab"
-    if any(headers.get(h) for h in (*_GITEA_EVENTS, *_GITEA_SIGNATURES)):
-        return "gitea"
-    if headers.get("X-GitHub-Event") or headers.get("X-Hub-Signature-256"):
-        return "github"
-    return "unknown"
-
-
-def authenticate(provider: WebhookProvider, headers: Message, body: bytes, secret: bytes) -> str:
-    """'' when the request proves it knows `secret`, else why not (safe to return to the
-    caller: it never contains the secret or the signatures)."""
-    if provider == "gitlab":
-        # http.server decodes header bytes as Latin-1; encoding back gives the bytes sent.
-        token = headers.get("X-Gitlab-Token", "").encode("latin-1", "replace")
-        ok = hmac.compare_digest(token, secret)
-        return "" if ok else "X-Gitlab-Token does not match the webhook secret"
-    expected = hmac.new(secret, body, hashlib.sha256).hexdigest()
-    given: list[str] = []
-    hub = headers.get("X-Hub-Signature-256")
-    if hub is not None:
-        algorithm, _, digest = hub.strip().partition("=")
-        given.append(digest if algorithm.lower() == "sha256" else "")
-    given += [headers.get(h, "").strip() for h in _GITEA_SIGNATURES if headers.get(h) is not None]
-    if not given:
-        if headers.get("X-Hub-Signature"):
-            return "X-Hub-Signature (SHA-1) is not accepted; send X-Hub-Signature-256"
-        return "no signature: expected X-Hub-Signature-256, X-Gitea-Signature or X-Gitlab-Token"
-    # Every digest is compared (no early exit), so timing says nothing about which failed.
-    results = [hmac.compare_digest(d.lower().encode("ascii", "replace"), expected.encode())
-               for d in given]
-    return "" if all(results) else "signature does not match the webhook secret"
-
-
-def _payload(headers: Message, body: bytes) -> dict[str, Any]:
-    try:
-        if headers.get_content_type() == "application/x-www-form-urlencoded":
-            text = parse_qs(body.decode("utf-8"))["payload"][0]
-        else:
-            text = body.decode("utf-8")
-        value = json.loads(text)
-    except (ValueError, KeyError, IndexError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _clean(text: object, limit: int = 200) -> str:
-    """Untrusted text made safe for a log line: printable, bounded."""
-    return "".join(c if c.isprintable() else "?" for c in str(text))[:limit]
-
-
-def classify(
-    provider: WebhookProvider, headers: Message, body: bytes, refs: Collection[str]
-) -> tuple[bool, str]:
-    """(trigger a cycle?, what the request was). Only pushes to a watched ref trigger; a push
-    whose ref cannot be read triggers too, since an extra cycle is cheap and harmless."""
-    if provider == "gitlab":
-        event = headers.get("X-Gitlab-Event", "")
-        payload = _payload(headers, body)
-        # System hooks carry the event in the body.
-        kind = payload.get("event_name") or payload.get("object_kind") or ""
-        push = event == "Push Hook" or (event == "System Hook" and kind == "push")
-    else:
-        names = (*_GITEA_EVENTS, "X-GitHub-Event")
-        event = next((headers[h] for h in names if headers.get(h)), "")
-        if event.strip().lower() == "ping":
-            return False, "ping"
-        push = event.strip().lower() in ("push", "")
-        payload = _payload(headers, body) if push else {}
-    if not push:
-        return False, f"{_clean(event, 60) or 'unknown'} event"
-    ref = payload.get("ref")
-    if not isinstance(ref, str) or not ref:
-        return True, "push"
-    if refs and ref not in refs:
-        return False, f"push to {_clean(ref)}"
-    after = payload.get("after") or payload.get("checkout_sha")
-    commit = f" ({_clean(after, 12)})" if isinstance(after, str) and after else ""
-    return True, f"push to {_clean(ref)}{commit}"
 
 
 # -- the server -----------------------------------------------------------------------------
@@ -303,7 +204,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path.rstrip("/") or "/"
         methods = self.ROUTES.get(path)
         if methods is None:
-            self._send(HTTPStatus.NOT_FOUND, f"not found: {_clean(path, 100)}\n")
+            self._send(HTTPStatus.NOT_FOUND, f"not found: {clean(path, 100)}\n")
         elif self.command not in methods:
             allow = ", ".join(methods)
             self._send(HTTPStatus.METHOD_NOT_ALLOWED, f"use {allow}\n", {"Allow": allow})
@@ -356,11 +257,7 @@ class _Handler(BaseHTTPRequestHandler):
         app = self.server.app
         provider = identify(self.headers)
         log = logger.bind(
-            provider=provider,
-            client=self.client_address[0],
-            delivery=_clean(self.headers.get("X-GitHub-Delivery")
-                            or self.headers.get("X-Gitea-Delivery")
-                            or self.headers.get("X-Gitlab-Event-UUID") or "-", 64),
+            provider=provider, client=self.client_address[0], delivery=delivery(self.headers)
         )
 
         def answer(status: HTTPStatus, result: WebhookResult, message: str) -> None:
@@ -418,4 +315,4 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         # Requests and malformed request lines go to the debug log, not to raw stderr.
         # No format arguments: the request line is untrusted and may hold braces.
-        logger.bind(client=self.client_address[0]).debug(_clean("http: " + format % args, 400))
+        logger.bind(client=self.client_address[0]).debug(clean("http: " + format % args, 400))
