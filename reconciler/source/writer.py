@@ -84,21 +84,37 @@ def commit_files(
                 raise  # the branch did not move: the server refuses us for another reason
             if on_conflict is not None:
                 on_conflict()
-            logger.info(
-                "{branch} moved on {url} while pushing (attempt {attempt} of {attempts});"
-                " rebuilding the change on {head}",
-                branch=branch, url=remote.url, attempt=attempt, attempts=attempts,
-                head=(head or "nothing")[:12],
-            )
-            if attempt < attempts:
-                jitter = random.uniform(0.75, 1.25)  # noqa: S311 - not a secret
-                sleep(backoff * 2 ** (attempt - 1) * jitter)
-                remote.fetch([], optional=[branch])
+            _catch_up(remote, branch, head, attempt=attempt, attempts=attempts, backoff=backoff,
+                      sleep=sleep)
             continue
         return commit
     raise PushConflictError(
         f"{branch} on {remote.url} kept moving; gave up after {attempts} attempts to push"
     )
+
+
+def _catch_up(
+    remote: GitRemote,
+    branch: str,
+    head: Revision | None,
+    *,
+    attempt: int,
+    attempts: int,
+    backoff: float,
+    sleep: Callable[[float], None],
+) -> None:
+    """After losing the race for `branch` to `head`: say so and, unless that was the last
+    attempt, wait (growing pauses) and fetch the new head to rebuild on."""
+    logger.info(
+        "{branch} moved on {url} while pushing (attempt {attempt} of {attempts});"
+        " rebuilding the change on {head}",
+        branch=branch, url=remote.url, attempt=attempt, attempts=attempts,
+        head=(head or "nothing")[:12],
+    )
+    if attempt < attempts:
+        jitter = random.uniform(0.75, 1.25)  # noqa: S311 - not a secret
+        sleep(backoff * 2 ** (attempt - 1) * jitter)
+        remote.fetch([], optional=[branch])
 
 
 def _commit_on(
