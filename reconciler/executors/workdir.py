@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from reconciler.declarations.models import Repository, SecretRef
 from reconciler.executors.base import RunRequest
 from reconciler.executors.checkout import PASSWORD_VAR, SSH_KEY_VAR, USERNAME_VAR, is_ssh_url
+from reconciler.executors.identity import run_identity
 from reconciler.redact import redactor
 
 DEFAULT_PATH = "/usr/local/bin:/usr/local/sbin:/usr/bin:/usr/sbin:/bin:/sbin"
@@ -154,11 +155,5 @@ def run_environment(
         **entry.defaults.env,
         **entry.spec.env,
         **secrets,
-        "RECONCILER_RUN_ID": request.run_id,
-        "RECONCILER_ENTRY": entry.id,
-        "RECONCILER_OPERATION": request.operation.value,
-        "RECONCILER_TRIGGER": request.trigger.value,
-        "RECONCILER_ATTEMPT": str(request.attempt),
-        "RECONCILER_REVISION": request.revision,
-        "RECONCILER_SPEC_HASH": entry.spec_hash,
+        **run_identity(request),
     }

@@ -37,6 +37,7 @@ from reconciler import __version__
 from reconciler.declarations.entries import Entry
 from reconciler.declarations.models import ResourceList, Resources, StackSpec, TaskSpec
 from reconciler.executors.base import RunRequest
+from reconciler.executors.identity import run_identity
 from reconciler.executors.kubernetes import labels as lbl
 from reconciler.executors.kubernetes.clone import (
     DEFAULT_GIT_IMAGE,
@@ -313,16 +314,7 @@ def _env(
     for name, ref in secret_env.items():
         values[name] = {"name": name,
                         "valueFrom": {"secretKeyRef": {"name": ref.secret, "key": ref.key}}}
-    identity = {
-        "RECONCILER_RUN_ID": request.run_id,
-        "RECONCILER_ENTRY": entry.id,
-        "RECONCILER_OPERATION": request.operation.value,
-        "RECONCILER_TRIGGER": request.trigger.value,
-        "RECONCILER_ATTEMPT": str(request.attempt),
-        "RECONCILER_REVISION": request.revision,
-        "RECONCILER_SPEC_HASH": entry.spec_hash,
-    }
-    for name, value in identity.items():
+    for name, value in run_identity(request).items():
         values[name] = {"name": name, "value": value}
     return list(values.values())
 
