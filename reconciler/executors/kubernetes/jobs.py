@@ -12,6 +12,7 @@ be reached, for the executor to try again on its next poll.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -136,27 +137,27 @@ def mark_recorded(batch: Any, job: dict[str, Any]) -> bool:
     name, namespace = str(meta.get("name")), str(meta.get("namespace"))
     if lbl.ANNOTATION_FAILURE in (meta.get("annotations") or {}):
         return delete_job(batch, name, namespace)
-    try:
-        batch.patch_namespaced_job(
-            name, namespace, {"metadata": {"annotations": {lbl.ANNOTATION_ACKNOWLEDGED: "true"}}},
-            _content_type=MERGE_PATCH, _preload_content=False)
-    except Exception as err:
-        if status_of(err) == 404:
-            return True
-        logger.warning("cannot mark {} as recorded yet: {}", name, message_of(err))
-        return False
-    return True
+    return _settle(lambda: batch.patch_namespaced_job(
+        name, namespace, {"metadata": {"annotations": {lbl.ANNOTATION_ACKNOWLEDGED: "true"}}},
+        _content_type=MERGE_PATCH, _preload_content=False), f"mark {name} as recorded")
 
 
 def delete_job(batch: Any, name: str, namespace: str) -> bool:
     """Delete a Job; its pods and ConfigMap follow (background propagation)."""
+    return _settle(lambda: batch.delete_namespaced_job(
+        name, namespace, propagation_policy="Background", _preload_content=False),
+        f"delete the Job of {name}")
+
+
+def _settle(request: Callable[[], object], action: str) -> bool:
+    """Send a request that leaves a Job done with: True when it worked or the Job is gone
+    already (404), False (with a warning) when it is worth trying again."""
     try:
-        batch.delete_namespaced_job(
-            name, namespace, propagation_policy="Background", _preload_content=False)
+        request()
     except Exception as err:
         if status_of(err) == 404:
             return True
-        logger.warning("cannot delete the Job of {} yet: {}", name, message_of(err))
+        logger.warning("cannot {} yet: {}", action, message_of(err))
         return False
     return True
 
