@@ -219,17 +219,17 @@ class _Supervisor:
             if exited_at is None and _exited(proc.pid):
                 exited_at = now
                 # Whatever the command left behind in its group goes with it.
-                _kill_group(proc.pid, signal.SIGKILL)
+                kill_group(proc.pid, signal.SIGKILL)
             elif exited_at is not None and now - exited_at > _DRAIN_SECONDS:
                 break
             elif exited_at is None and kill_at is None and (
                 self.stopped or self._should_stop(now)
             ):
                 self.note(f"{self.reason}: stopping the run's processes")
-                _kill_group(proc.pid, signal.SIGTERM)
+                kill_group(proc.pid, signal.SIGTERM)
                 kill_at = now + self.spec.kill_grace_seconds
             elif kill_at is not None and exited_at is None and now >= kill_at:
-                _kill_group(proc.pid, signal.SIGKILL)
+                kill_group(proc.pid, signal.SIGKILL)
             if eof:
                 time.sleep(_TICK)
                 continue
@@ -251,7 +251,7 @@ class _Supervisor:
         try:
             returncode = self.watch(started)
         except BaseException:
-            _kill_group(started.pid, signal.SIGKILL)
+            kill_group(started.pid, signal.SIGKILL)
             raise
         code = 128 - returncode if returncode < 0 else returncode
         if self.stopped:
@@ -291,7 +291,8 @@ def _exited(pid: int) -> bool:
     return info is not None
 
 
-def _kill_group(pgid: int, sig: signal.Signals) -> None:
+def kill_group(pgid: int, sig: signal.Signals) -> None:
+    """Signal a process group that may be gone already."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
@@ -12,7 +11,13 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from reconciler.executors.runner import COMMAND_FILE, ERRORS_FILE, LOCK_FILE, process_start
+from reconciler.executors.runner import (
+    COMMAND_FILE,
+    ERRORS_FILE,
+    LOCK_FILE,
+    kill_group,
+    process_start,
+)
 
 # The supervisor is started isolated from the run's PYTHON* variables, which belong to the
 # command; the package's own folder is put first on its path instead.
@@ -56,5 +61,4 @@ def stop_orphans(folder: Path) -> None:
         return
     pid, started = command.get("pid"), command.get("pid_start")
     if isinstance(pid, int) and started is not None and process_start(pid) == started:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
+        kill_group(pid, signal.SIGKILL)
