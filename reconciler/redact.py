@@ -15,6 +15,24 @@ MASK = "****"
 MIN_SECRET_LENGTH = 4
 
 
+def masked_values(values: Iterable[str]) -> list[str]:
+    """What to mask for these secret values (each as given and stripped, when long enough),
+    longest first, so a secret that contains another is masked whole."""
+    found = {
+        candidate
+        for value in values
+        for candidate in (value, value.strip())
+        if len(candidate) >= MIN_SECRET_LENGTH
+    }
+    return sorted(found, key=len, reverse=True)
+
+
+def pattern_for(values: Iterable[str]) -> re.Pattern[str] | None:
+    """One regular expression matching any of `values` (from `masked_values`), or None."""
+    ordered = list(values)
+    return re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+
 class Redactor:
     def __init__(self, values: Iterable[str] = ()) -> None:
         self._lock = threading.Lock()
@@ -25,14 +43,9 @@ class Redactor:
     def add(self, *values: str) -> None:
         with self._lock:
             before = len(self._values)
-            for value in values:
-                for candidate in (value, value.strip()):
-                    if len(candidate) >= MIN_SECRET_LENGTH:
-                        self._values.add(candidate)
+            self._values.update(masked_values(values))
             if len(self._values) != before:
-                # Longest first, so a secret that contains another is masked whole.
-                ordered = sorted(self._values, key=len, reverse=True)
-                self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
+                self._pattern = pattern_for(masked_values(self._values))
 
     def __call__(self, text: str) -> str:
         pattern = self._pattern

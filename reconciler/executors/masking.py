@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import codecs
-import re
 from collections.abc import Iterable
 from typing import BinaryIO
 
-from reconciler.redact import MASK, MIN_SECRET_LENGTH
+from reconciler.redact import MASK, masked_values, pattern_for
 
 
 class MaskingWriter:
@@ -17,14 +16,8 @@ class MaskingWriter:
     across reads: that waits for the next read (or the end)."""
 
     def __init__(self, out: BinaryIO, secrets: Iterable[str]) -> None:
-        values = {
-            candidate
-            for value in secrets
-            for candidate in (value, value.strip())
-            if len(candidate) >= MIN_SECRET_LENGTH
-        }
-        self._values = sorted(values, key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, self._values))) if values else None
+        self._values = masked_values(secrets)
+        self._pattern = pattern_for(self._values)
         self._out = out
         self._pending = ""
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
