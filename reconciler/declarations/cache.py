@@ -6,6 +6,9 @@ validated models: a newer reconciler validates it with its own models and gets t
 result as parsing again. The file starts with a format version and the YAML library's
 version; any mismatch, or any damage, discards the cache.
 
+Each file's data is serialized on its own, and kept serialized in memory until it is
+needed: 600 bytes for a 26-line declaration, against 5 KB as Python objects.
+
 Unpickling is restricted to plain data and our own record types, so a tampered cache file
 cannot run code.
 """
@@ -24,7 +27,7 @@ from ruamel.yaml import __version__ as yaml_version
 
 from reconciler.declarations.parse import RawDocument, RawFile, SyntaxProblem
 
-FORMAT = 1
+FORMAT = 2
 Key = tuple[str, str]
 _ALLOWED = {
     ("reconciler.declarations.parse", "RawFile"): RawFile,
@@ -50,8 +53,22 @@ class _Unpickler(pickle.Unpickler):
         return allowed
 
 
-def read_cache(path: Path) -> dict[Key, RawFile]:
-    """The cached parse results, or {} when the file is missing, damaged or outdated."""
+def dump_raw(raw: RawFile) -> bytes:
+    return pickle.dumps(raw, protocol=5)
+
+
+def load_raw(blob: bytes) -> RawFile | None:
+    """One file's parsed data, or None when the bytes are damaged."""
+    try:
+        raw = _Unpickler(io.BytesIO(blob)).load()
+    except Exception:  # whatever damaged bytes raise, it is only a cache
+        return None
+    return raw if isinstance(raw, RawFile) else None
+
+
+def read_cache(path: Path) -> dict[Key, bytes]:
+    """The cached parse results (serialized, see `load_raw`), or {} when the file is
+    missing, damaged or outdated."""
     try:
         data = path.read_bytes()
         loaded = _Unpickler(io.BytesIO(data)).load()
@@ -65,11 +82,14 @@ def read_cache(path: Path) -> dict[Key, RawFile]:
     return {
         key: value
         for key, value in entries.items()
-        if isinstance(key, tuple) and len(key) == 2 and isinstance(value, RawFile)
+        if isinstance(key, tuple)
+        and len(key) == 2
+        and all(isinstance(k, str) for k in key)
+        and isinstance(value, bytes)
     }
 
 
-def write_cache(path: Path, entries: dict[Key, RawFile]) -> None:
+def write_cache(path: Path, entries: dict[Key, bytes]) -> None:
     """Replace the cache file atomically: a crash mid-write leaves the old one intact."""
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = pickle.dumps({"header": _header(), "entries": entries}, protocol=5)

@@ -8,7 +8,7 @@ YAML. Each returns `Pending` problems: what is wrong and where in which document
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from reconciler.declarations.documents import Document, FileResult
@@ -69,44 +69,67 @@ def extra_defaults(declared: Sequence[Declared]) -> list[Pending]:
 
 
 def missing_targets(
-    dependents: Mapping[EntryId, tuple[Declared, Sequence[str]]],
-    known: set[EntryId],
-    unreadable: Sequence[str],
+    declared: Declared, targets: Sequence[str], known: Container[str], unreadable: Sequence[str]
 ) -> list[Pending]:
-    """`dependsOn` items naming an entry declared nowhere."""
-    found: list[Pending] = []
+    """`dependsOn` items of one declaration naming an entry declared nowhere."""
+    file, doc = declared
     hint = f" (or in a file that failed to load: {', '.join(unreadable)})" if unreadable else ""
-    for (file, doc), targets in dependents.values():
-        for i, target in enumerate(targets):
-            if target not in known:
-                message = f"{target} is not declared anywhere{hint}"
-                found.append(Pending(file, doc, ("spec", "dependsOn", i), message))
-    return found
+    return [
+        Pending(file, doc, ("spec", "dependsOn", i), f"{target} is not declared anywhere{hint}")
+        for i, target in enumerate(targets)
+        if target not in known
+    ]
 
 
-def cycles(dependents: Mapping[EntryId, tuple[Declared, Sequence[str]]]) -> list[Pending]:
-    """An error on every entry that is part of a dependency cycle, at the `dependsOn` item
-    that leads into it, naming the shortest cycle through that entry."""
-    graph = {ident: [EntryId(t) for t in targets] for ident, (_, targets) in dependents.items()}
-    found: list[Pending] = []
-    if _acyclic(graph):
+@dataclass(frozen=True, slots=True)
+class Loop:
+    """A dependency cycle through one entry, as reported on it."""
+
+    members: frozenset[EntryId]
+    """Its strongly connected component: every entry in a cycle with it."""
+    index: int
+    """The `dependsOn` item that leads into the cycle."""
+    message: str
+
+
+def reachable(graph: Mapping[EntryId, Sequence[str]], start: Iterable[EntryId]) -> set[EntryId]:
+    """Every node of `graph` that `start` leads to through `dependsOn`, `start` included."""
+    seen = {node for node in start if node in graph}
+    stack = list(seen)
+    while stack:
+        for target in graph[stack.pop()]:
+            ident = EntryId(target)
+            if ident in graph and ident not in seen:
+                seen.add(ident)
+                stack.append(ident)
+    return seen
+
+
+def cycles(
+    graph: Mapping[EntryId, Sequence[str]], nodes: Collection[EntryId]
+) -> dict[EntryId, Loop]:
+    """The loop of every node of `nodes` that is part of a dependency cycle, naming the
+    shortest cycle through it. `nodes` must hold everything its nodes lead to (see
+    `reachable`): then the strongly connected components found are those of the whole
+    graph."""
+    sub = {n: [EntryId(t) for t in graph[n] if t in graph] for n in nodes}
+    found: dict[EntryId, Loop] = {}
+    if _acyclic(sub):
         return found
-    for component in _strongly_connected(graph):
-        members = set(component)
-        if len(component) == 1 and component[0] not in graph[component[0]]:
+    for component in _strongly_connected(sub):
+        members = frozenset(component)
+        if len(component) == 1 and component[0] not in sub[component[0]]:
             continue
         for ident in sorted(members):
-            loop = _cycle_through(graph, ident, members)
+            loop = _cycle_through(sub, ident, members)
             following = loop[1] if len(loop) > 1 else ident
-            (file, doc), targets = dependents[ident]
-            index = targets.index(following)
             message = "dependency cycle: " + " → ".join([*loop, ident])
-            found.append(Pending(file, doc, ("spec", "dependsOn", index), message))
+            found[ident] = Loop(members, list(graph[ident]).index(following), message)
     return found
 
 
 def _cycle_through(
-    graph: Mapping[EntryId, list[EntryId]], start: EntryId, members: set[EntryId]
+    graph: Mapping[EntryId, list[EntryId]], start: EntryId, members: frozenset[EntryId]
 ) -> list[EntryId]:
     """The shortest loop from `start` back to itself inside its component (breadth first,
     so what is shown is a real chain of `dependsOn`, not just the component)."""

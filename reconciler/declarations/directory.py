@@ -7,7 +7,8 @@ skipped, and folders holding no file do not exist, as in Git. Files ignored by `
 are not skipped: a work tree with untracked files under a Stack's folder hashes differently
 from the commit.
 
-The folder is read as a snapshot: ids are computed once per instance.
+The folder is read as a snapshot: ids are computed once per instance, and `stat(".")` reads
+the whole folder at once.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from reconciler.declarations.files import (
     FileEntry,
     FileKind,
+    Listing,
     blob_id,
     join,
     normalize,
@@ -38,6 +40,7 @@ class DirectorySource:
         self.root = Path(root)
         self._entries: dict[str, FileEntry | None] = {}
         self._children: dict[str, tuple[FileEntry, ...]] = {}
+        self._listings: dict[str, Listing] = {}
         self._folders: set[str] = set()
 
     def __repr__(self) -> str:
@@ -61,6 +64,20 @@ class DirectorySource:
         if rel is None or not self._reachable(rel):
             return None
         return self._entry(rel)
+
+    def children(self, path: str) -> Listing:
+        rel = normalize(path)
+        # What was read already is answered as it was read: the folder as of then.
+        top = self._entries[rel] if rel in self._entries else self.stat(path)
+        if top is None or top.kind is not FileKind.DIRECTORY:
+            return {}
+        listing = self._listings.get(top.path)
+        if listing is None:
+            listing = {
+                e.path.rpartition("/")[2]: (e.kind, e.oid) for e in self._list(top.path)
+            }
+            self._listings[top.path] = listing
+        return listing
 
     def read(self, path: str) -> bytes:
         entry = self.stat(path)

@@ -10,9 +10,9 @@ repository) is the loader's job, so both sources behave the same.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -59,6 +59,23 @@ class FileSource(Protocol):
 
     def read(self, path: str) -> bytes:
         """The content of a file (or a symlink's target). FileNotFoundError when absent."""
+        ...
+
+
+Listing = Mapping[str, tuple[FileKind, str]]
+"""The entries directly inside a folder: name → (kind, Git id). Not to be modified."""
+
+
+@runtime_checkable
+class ListingSource(FileSource, Protocol):
+    """A source that can also list one folder. Both sources here can; with it, the loader
+    compares two commits folder by folder, skipping folders whose Git ids are equal, instead
+    of walking every file of both."""
+
+    def children(self, path: str) -> Listing:
+        """The entries directly inside the folder at `path`; empty when no folder is there.
+        Once `stat(".")` has answered, the source answers as of that moment: two of them
+        can be compared later."""
         ...
 
 

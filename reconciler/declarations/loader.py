@@ -1,10 +1,10 @@
 """The declaration loader: every `*.yaml`/`*.yml` under a folder of a `FileSource` → the
 desired state of that commit, with every problem located as `path:line:col: field: message`.
 
-Loading is incremental. Per-file results are kept by (path, Git blob id), so after a
-commit that changes one file, one file is parsed; the cross-file checks, Defaults, hashing
-and path lookups then run over cached results and are cheap. The parsed data can be saved
-to a file in the state dir so a restart does not parse everything again:
+Loading is incremental. The loader compares the commit with the one it loaded before
+(folder by folder, skipping equal Git ids), parses and validates only the files that
+changed, and checks again only what those files can affect (see `assemble`). The parsed
+data can be saved to a file in the state dir so a restart does not parse everything again:
 
     loader = DeclarationLoader(path=".", cache_file=state_dir / "declarations.cache")
     desired = loader.load(files, revision=revision)   # files: any FileSource
@@ -16,26 +16,28 @@ One loader serves one repository from one thread.
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.declarations.assemble import EntryMemo, assemble
-from reconciler.declarations.cache import Key, read_cache, write_cache
+from reconciler.declarations.assemble import Assembly
+from reconciler.declarations.cache import Key, dump_raw, load_raw, read_cache, write_cache
 from reconciler.declarations.checks import Pending
 from reconciler.declarations.documents import FileResult, analyse
 from reconciler.declarations.entries import DesiredState, LoadError, Location
-from reconciler.declarations.files import FileEntry, FileKind, FileSource, normalize
+from reconciler.declarations.files import FileSource, ListingSource, normalize
 from reconciler.declarations.parse import RawFile, SyntaxProblem, parse_file
 from reconciler.declarations.paths import ModuleScanner
 from reconciler.declarations.positions import SourceMap, field_path
+from reconciler.declarations.scan import Changes, Scope, compare, full
 from reconciler.types import Revision
 
-SUFFIXES = (".yaml", ".yml")
 _BULK = 200
-"""Reading at least this many files at once runs with the garbage collector paused, and
-what was read is then moved out of its reach (`gc.freeze`): those objects are long-lived
-and acyclic (refcounting frees them when a later commit replaces them), and collections
-that scan a heap of 10,000 declarations again and again triple the time of a load."""
+"""Loading at least this many changed files at once runs with the garbage collector paused,
+and what was built is then moved out of its reach (`gc.freeze`): those objects are
+long-lived and acyclic (refcounting frees them when a later commit replaces them), and
+collections that scan a heap of 10,000 declarations again and again triple the time of a
+load."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +58,18 @@ class DeclarationLoader:
         self.path = folder
         self.cache_file = cache_file
         self.stats = LoadStats()
-        self._raw: dict[Key, RawFile] | None = None
-        self._results: dict[Key, FileResult] = {}
-        self._maps: dict[Key, SourceMap] = {}
-        self._previous: set[Key] = set()
+        self._scope = Scope(folder)
+        self._raw: dict[Key, bytes] | None = None
+        """Parsed data, serialized, of the files of the last two loads: what the persisted
+        cache holds. Only kept with a cache file."""
         self._dirty = False
+        self._maps: dict[Key, SourceMap] = {}
+        self._recent: tuple[dict[Key, FileResult], dict[Key, FileResult]] = ({}, {})
+        """Results of the files the last two loads replaced, to go back to them for free."""
         self._modules = ModuleScanner()
-        self._entries = EntryMemo()
+        self._assembly = Assembly(self._modules)
+        self._last: FileSource | None = None
+        """What the assembly holds was loaded from this source."""
 
     def load(self, files: FileSource, revision: Revision | None = None) -> DesiredState:
         """The desired state of what `files` holds. Never raises for anything wrong in the
@@ -70,18 +77,41 @@ class DeclarationLoader:
         database) propagates."""
         if self._raw is None:
             self._raw = read_cache(self.cache_file) if self.cache_file is not None else {}
-        candidates = [e for e in files.walk(self.path) if _is_declaration_file(e)]
-        results, parsed, validated = self._file_results(files, candidates)
-        desired = assemble(
-            results,
-            files,
-            revision=revision,
-            scanner=self._modules,
-            locate=lambda problem: self._locate(files, problem),
-            memo=self._entries,
+        if isinstance(files, ListingSource):
+            # The next load compares against this source: a folder on disk is read whole
+            # now, so that it still tells what it held then.
+            files.stat(".")
+        changes = self._changes(files)
+        paused = len(changes.files) >= _BULK and gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            results, parsed = self._file_results(files, changes.files)
+            desired = self._assembly.update(
+                results,
+                changes,
+                files,
+                revision=revision,
+                locate=lambda problem: self._locate(files, problem),
+            )
+        except BaseException:
+            # Halfway through, what the assembly holds matches no commit: start over.
+            self._assembly = Assembly(self._modules)
+            self._last = None
+            raise
+        finally:
+            if paused:
+                gc.freeze()
+                gc.enable()
+        first = self._last is None
+        self._last = files
+        self._retain(first)
+        self._modules.forget_unused()
+        self.stats = LoadStats(
+            files=len(self._assembly.index.files),
+            parsed=parsed,
+            validated=sum(1 for r in results.values() if r is not None),
         )
-        self._retain({(e.path, e.oid) for e in candidates})
-        self.stats = LoadStats(files=len(candidates), parsed=parsed, validated=validated)
         return desired
 
     def save_cache(self) -> None:
@@ -91,39 +121,62 @@ class DeclarationLoader:
         write_cache(self.cache_file, self._raw)
         self._dirty = False
 
+    def _changes(self, files: FileSource) -> Changes:
+        """What differs from the commit loaded before (everything, at first)."""
+        known = self._assembly.index.files
+        if self._last is None:
+            return Changes(files=dict(self._scope.files(files)), paths=None)
+        if isinstance(self._last, ListingSource) and isinstance(files, ListingSource):
+            try:
+                return compare(self._last, files, self._scope, known)
+            except Exception:  # noqa: S110 the old commit may be gone (pruned): compare whole
+                pass
+        return full({path: result.oid for path, result in known.items()}, self._scope.files(files))
+
     def _file_results(
-        self, files: FileSource, candidates: list[FileEntry]
-    ) -> tuple[list[FileResult], int, int]:
+        self, files: FileSource, changed: Mapping[str, str | None]
+    ) -> tuple[dict[str, FileResult | None], int]:
+        """The results of the changed files (None for those removed), and how many files
+        were parsed to get them."""
         assert self._raw is not None
-        missing = [e for e in candidates if (e.path, e.oid) not in self._results]
+        results: dict[str, FileResult | None] = {}
         parsed = 0
-        paused = len(missing) >= _BULK and gc.isenabled()
-        if paused:
-            gc.disable()
-        try:
-            for entry in missing:
-                key = (entry.path, entry.oid)
-                raw = self._raw.get(key)
+        current = self._assembly.index.files
+        for path, oid in changed.items():
+            old = current.get(path)
+            if old is not None:
+                self._recent[0][(path, old.oid)] = old
+            if oid is None:
+                results[path] = None
+                continue
+            key = (path, oid)
+            found = self._recent[0].get(key) or self._recent[1].get(key)
+            if found is None:
+                raw = self._cached(key)
                 if raw is None:
-                    raw = _parse(files, entry.path)
+                    raw = _parse(files, path)
                     parsed += 1
-                    # Parsed data is kept only to be saved: validated models are what loads use.
                     if self.cache_file is not None:
-                        self._raw[key] = raw
+                        self._raw[key] = dump_raw(raw)
                         self._dirty = True
-                self._results[key] = analyse(
-                    entry.path, entry.oid, raw, read_text=_reader(files, entry.path)
-                )
-        finally:
-            if paused:
-                gc.freeze()
-                gc.enable()
-        return [self._results[(e.path, e.oid)] for e in candidates], parsed, len(missing)
+                found = analyse(path, oid, raw, read_text=_Text(files, path))
+            results[path] = found
+        return results, parsed
+
+    def _cached(self, key: Key) -> RawFile | None:
+        assert self._raw is not None
+        blob = self._raw.get(key)
+        if blob is None:
+            return None
+        raw = load_raw(blob)
+        if raw is None:  # damaged: parse again
+            del self._raw[key]
+        return raw
 
     def _locate(self, files: FileSource, problem: Pending) -> LoadError:
         key = (problem.file.path, problem.file.oid)
         if key not in self._maps:
-            self._maps[key] = SourceMap(_reader(files, problem.file.path)())
+            self._maps[key] = SourceMap(_Text(files, problem.file.path)())
         (line, column), path = self._maps[key].locate(
             problem.document.index,
             problem.loc,
@@ -137,21 +190,22 @@ class DeclarationLoader:
             entry=problem.entry,
         )
 
-    def _retain(self, current: set[Key]) -> None:
+    def _retain(self, first: bool) -> None:
         """Keep what the last two loads used (the daemon also loads the commit an entry was
         last applied at), drop the rest."""
-        keep = current | self._previous
-        self._previous = current
-        for cache in (self._results, self._maps):
-            for key in cache.keys() - keep:
-                del cache[key]
         assert self._raw is not None
-        stale = self._raw.keys() - keep
-        if stale:
-            for key in stale:
-                del self._raw[key]
-            self._dirty = True
-        self._modules.forget_unused()
+        current = self._assembly.index.files
+        dropped: Iterable[Key] = self._recent[1]
+        if first:  # the persisted cache may hold files of any older commit
+            dropped = self._raw.keys() | self._maps.keys()
+        for key in list(dropped):
+            result = current.get(key[0])
+            if result is not None and result.oid == key[1]:
+                continue
+            self._maps.pop(key, None)
+            if self._raw.pop(key, None) is not None:
+                self._dirty = True
+        self._recent = ({}, self._recent[0])
 
 
 def _parse(files: FileSource, path: str) -> RawFile:
@@ -162,14 +216,6 @@ def _parse(files: FileSource, path: str) -> RawFile:
         problem = SyntaxProblem(1, 1, f"cannot read the file: {err.strerror or err}")
         return RawFile(problem=problem)
     return parse_file(data)
-
-
-def _is_declaration_file(entry: FileEntry) -> bool:
-    return entry.kind in (FileKind.FILE, FileKind.EXECUTABLE) and entry.path.endswith(SUFFIXES)
-
-
-def _reader(files: FileSource, path: str) -> _Text:
-    return _Text(files, path)
 
 
 class _Text:

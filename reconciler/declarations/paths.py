@@ -10,11 +10,17 @@ editing `main.tf` or a copied script counts as a change.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from reconciler.declarations.files import FileEntry, FileKind, FileSource, join, normalize
-from reconciler.declarations.models import RepositoryFile, StackSpec, TaskSpec
+from reconciler.declarations.models import (
+    RepositoryFile,
+    StackDocument,
+    StackSpec,
+    TaskDocument,
+    TaskSpec,
+)
 from reconciler.declarations.positions import Segment
 
 MAX_SYMLINKS = 40
@@ -40,6 +46,44 @@ class Resolution:
     sources: dict[str, str] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+
+
+class Recorder:
+    """A `FileSource` that notes every path looked up through it. What a declaration's paths
+    resolve to depends only on what those paths are (a folder's listing and a file's content
+    follow from their Git ids), so it needs resolving again only when one of them changes."""
+
+    __slots__ = ("_files", "seen")
+
+    def __init__(self, files: FileSource) -> None:
+        self._files = files
+        self.seen: set[str] = set()
+
+    def walk(self, prefix: str = ".") -> Iterator[FileEntry]:
+        self._note(prefix)
+        return self._files.walk(prefix)
+
+    def stat(self, path: str) -> FileEntry | None:
+        self._note(path)
+        return self._files.stat(path)
+
+    def read(self, path: str) -> bytes:
+        self._note(path)
+        return self._files.read(path)
+
+    def _note(self, path: str) -> None:
+        rel = normalize(path)
+        if rel is not None:  # a path outside the repository is never there
+            self.seen.add(rel)
+
+
+def resolve_paths(
+    files: FileSource, model: TaskDocument | StackDocument, scanner: ModuleScanner
+) -> Resolution:
+    """The repository paths an entry uses: a Stack's folders and files, a Task's files."""
+    if isinstance(model, StackDocument):
+        return stack_sources(files, model.spec, scanner)
+    return task_files(files, model.spec)
 
 
 def resolve(files: FileSource, path: str) -> FileEntry:

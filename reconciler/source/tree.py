@@ -18,7 +18,7 @@ from typing import Any
 import pygit2
 from pygit2.enums import FileMode
 
-from reconciler.declarations.files import FileEntry, FileKind, join, normalize
+from reconciler.declarations.files import FileEntry, FileKind, Listing, join, normalize
 from reconciler.types import Revision
 
 _KINDS = {
@@ -77,6 +77,15 @@ class GitTreeSource:
             yield top
             return
         yield from _CACHE.below(self.repo, top.path, top.oid)
+
+    def children(self, path: str) -> Listing:
+        rel = normalize(path)
+        if rel == ".":
+            return _CACHE.children(self.repo, self._root)
+        top = self.stat(path) if rel is not None else None
+        if top is None or top.kind is not FileKind.DIRECTORY:
+            return {}
+        return _CACHE.children(self.repo, top.oid)
 
     def stat(self, path: str) -> FileEntry | None:
         rel = normalize(path)
