@@ -42,6 +42,7 @@ from reconciler.declarations.models import (
 )
 from reconciler.declarations.paths import ModuleScanner, Recorder, Resolution, resolve_paths
 from reconciler.declarations.scan import Changes
+from reconciler.declarations.sharing import share_field_sets
 from reconciler.types import EntryId, Kind, Revision, SpecHash
 
 Locate = Callable[[Pending], LoadError]
@@ -49,6 +50,10 @@ EntryKey = tuple[str, str, int, tuple[str, str, int] | None, tuple[tuple[str, st
 """What an Entry is made from: its document (path, blob id, index), the Defaults document,
 and the ids of the repository paths it uses. Same key, same Entry."""
 _BUILT_IN = DefaultsSpec()
+_NOTHING: frozenset[str] = frozenset()
+_ENTRY_FIELDS = set(Entry.model_fields)
+_LOCATION_FIELDS = {"path", "line", "column"}
+"""What validating these would record as set, shared (see `sharing`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +282,7 @@ class Assembly:
                 work.files.add(file.path)
                 if old is not None:
                     work.files.add(old.declared[0].path)
-            watched = frozenset(recorder.seen)
+            watched = frozenset(recorder.seen) if recorder.seen else _NOTHING
             self._resolved[ident] = _Resolved(declared, resolution, problems, watched)
             for path in watched:
                 self._watchers.setdefault(path, set()).add(ident)
@@ -349,7 +354,9 @@ class Assembly:
             return self._entries[ident], key
         entry = self._spare[0].get(key) or self._spare[1].get(key)
         if entry is None:
-            location = Location(path=file.path, line=doc.line, column=1)
+            location = Location.model_construct(
+                _LOCATION_FIELDS, path=file.path, line=doc.line, column=1
+            )
             model = _model(self._candidates[ident])
             entry = _entry(ident, location, model, self._defaults.spec, resolved.resolution)
         return entry, key
@@ -430,11 +437,16 @@ def _entry(
     resolution: Resolution,
 ) -> Entry:
     spec = effective_spec(model.spec, defaults)
-    return Entry(
+    if spec is not model.spec:
+        share_field_sets(spec)
+    # Every part is validated already (and frozen): constructing shares them instead of
+    # validating and copying them again.
+    return Entry.model_construct(
+        _ENTRY_FIELDS,
         id=ident,
         kind=Kind(model.kind),
         name=model.metadata.name,
-        labels=dict(model.metadata.labels),
+        labels=model.metadata.labels,
         spec=spec,
         defaults=defaults,
         spec_hash=SpecHash(spec_hash(spec, defaults, resolution.sources)),

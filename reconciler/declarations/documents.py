@@ -28,6 +28,7 @@ from reconciler.declarations.positions import (
     error_message,
     field_path,
 )
+from reconciler.declarations.sharing import share_field_sets
 from reconciler.types import API_VERSION, EntryId, Kind, entry_id
 
 Model = TaskDocument | StackDocument | DefaultsDocument
@@ -138,6 +139,7 @@ def _document(doc: RawDocument, locator: _Locator) -> Document:
     except ValidationError as err:
         errors = tuple(_validation_errors(doc, err, kind, locator, ident))
         return Document(doc.index, doc.line, kind, name, None, errors, ident)
+    share_field_sets(model)
     return Document(doc.index, doc.line, kind, name, model, (), ident)
 
 

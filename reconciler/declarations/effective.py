@@ -40,6 +40,10 @@ def effective_spec(spec: Spec, defaults: DefaultsSpec) -> Spec:
     }
     if not isinstance(spec, StackSpec):
         update["image"] = spec.image or defaults.image
+    if all(getattr(spec, name) == value for name, value in update.items()):
+        # Defaults add nothing: the spec as declared is the effective one. Sharing it
+        # saves a copy of every spec of a repository that has no Defaults.
+        return spec
     return spec.model_copy(update=update)
 
 

@@ -64,12 +64,18 @@ class Index:
             if result is not None:
                 self.files[path] = result
                 self._remember(result, touched)
+            unreadable = result is not None and result.unreadable
+            if unreadable != (path in self._unreadable):
+                touched.unreadable = True
+                (self._unreadable.add if unreadable else self._unreadable.discard)(path)
+            declares = result is not None and result.declares
+            if declares != (path in self._declaring):
+                touched.declaring = True
+                (self._declaring.add if declares else self._declaring.discard)(path)
         if touched.unreadable:
-            unreadable = tuple(sorted(self._unreadable))
-            touched.unreadable, self.unreadable = unreadable != self.unreadable, unreadable
+            self.unreadable = tuple(sorted(self._unreadable))
         if touched.declaring:
-            declaring = frozenset(self._declaring)
-            touched.declaring, self.declaring = declaring != self.declaring, declaring
+            self.declaring = frozenset(self._declaring)
         return touched
 
     def candidate(self, ident: EntryId) -> Declared | None:
@@ -94,7 +100,6 @@ class Index:
         if old.may_hold_defaults and old.errors:
             self.broken.discard(old.path)
             touched.defaults = True
-        self._flags(old.path, False, False, touched)
 
     def _remember(self, new: FileResult, touched: Touched) -> None:
         for doc in new.documents:
@@ -108,12 +113,3 @@ class Index:
         if new.may_hold_defaults and new.errors:
             self.broken.add(new.path)
             touched.defaults = True
-        self._flags(new.path, new.unreadable, new.declares, touched)
-
-    def _flags(self, path: str, unreadable: bool, declares: bool, touched: Touched) -> None:
-        if unreadable != (path in self._unreadable):
-            touched.unreadable = True
-            (self._unreadable.add if unreadable else self._unreadable.discard)(path)
-        if declares != (path in self._declaring):
-            touched.declaring = True
-            (self._declaring.add if declares else self._declaring.discard)(path)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.declarations.assemble import Assembly
-from reconciler.declarations.cache import Key, dump_raw, load_raw, read_cache, write_cache
+from reconciler.declarations.cache import CacheFile, Key, dump_raw, load_raw
 from reconciler.declarations.checks import Pending
 from reconciler.declarations.documents import FileResult, analyse
 from reconciler.declarations.entries import DesiredState, LoadError, Location
@@ -59,10 +59,13 @@ class DeclarationLoader:
         self.cache_file = cache_file
         self.stats = LoadStats()
         self._scope = Scope(folder)
+        self._cache = CacheFile(cache_file) if cache_file is not None else None
         self._raw: dict[Key, bytes] | None = None
         """Parsed data, serialized, of the files of the last two loads: what the persisted
         cache holds. Only kept with a cache file."""
-        self._dirty = False
+        self._put: set[Key] = set()
+        self._dropped: set[Key] = set()
+        """What changed in `_raw` since the cache file was read or saved."""
         self._maps: dict[Key, SourceMap] = {}
         self._recent: tuple[dict[Key, FileResult], dict[Key, FileResult]] = ({}, {})
         """Results of the files the last two loads replaced, to go back to them for free."""
@@ -76,7 +79,7 @@ class DeclarationLoader:
         files: problems are in the result. A failure of `files` itself (an unreadable object
         database) propagates."""
         if self._raw is None:
-            self._raw = read_cache(self.cache_file) if self.cache_file is not None else {}
+            self._raw = self._cache.read() if self._cache is not None else {}
         if isinstance(files, ListingSource):
             # The next load compares against this source: a folder on disk is read whole
             # now, so that it still tells what it held then.
@@ -116,10 +119,10 @@ class DeclarationLoader:
 
     def save_cache(self) -> None:
         """Write the parsed data of the files of the last two loads to `cache_file`."""
-        if self.cache_file is None or self._raw is None or not self._dirty:
+        if self._cache is None or self._raw is None or not (self._put or self._dropped):
             return
-        write_cache(self.cache_file, self._raw)
-        self._dirty = False
+        self._cache.save(self._raw, self._put, self._dropped)
+        self._put, self._dropped = set(), set()
 
     def _changes(self, files: FileSource) -> Changes:
         """What differs from the commit loaded before (everything, at first)."""
@@ -156,9 +159,10 @@ class DeclarationLoader:
                 if raw is None:
                     raw = _parse(files, path)
                     parsed += 1
-                    if self.cache_file is not None:
+                    if self._cache is not None:
                         self._raw[key] = dump_raw(raw)
-                        self._dirty = True
+                        self._put.add(key)
+                        self._dropped.discard(key)
                 found = analyse(path, oid, raw, read_text=_Text(files, path))
             results[path] = found
         return results, parsed
@@ -170,7 +174,7 @@ class DeclarationLoader:
             return None
         raw = load_raw(blob)
         if raw is None:  # damaged: parse again
-            del self._raw[key]
+            self._forget(key)
         return raw
 
     def _locate(self, files: FileSource, problem: Pending) -> LoadError:
@@ -203,9 +207,14 @@ class DeclarationLoader:
             if result is not None and result.oid == key[1]:
                 continue
             self._maps.pop(key, None)
-            if self._raw.pop(key, None) is not None:
-                self._dirty = True
+            self._forget(key)
         self._recent = ({}, self._recent[0])
+
+    def _forget(self, key: Key) -> None:
+        assert self._raw is not None
+        if self._raw.pop(key, None) is not None:
+            self._put.discard(key)
+            self._dropped.add(key)
 
 
 def _parse(files: FileSource, path: str) -> RawFile:

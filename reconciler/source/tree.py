@@ -138,7 +138,7 @@ class _TreeCache:
         assert isinstance(tree, pygit2.Tree)
         listing: dict[str, tuple[FileKind, str]] = {}
         for obj in tree:
-            kind = _KINDS.get(FileMode(obj.filemode))
+            kind = _KINDS.get(obj.filemode)
             if obj.name is not None and kind is not None:  # submodules are not files here
                 listing[obj.name] = (kind, str(obj.id))
         self._store(self._children, tree_id, listing)
