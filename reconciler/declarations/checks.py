@@ -1,8 +1,10 @@
 """Checks across files: duplicate identities, Defaults, `dependsOn` targets, cycles.
 
-They run on every load over the cached per-file results, so they only touch models, never
-YAML. Each returns `Pending` problems: what is wrong and where in which document, located
-(line and column) by the loader afterwards.
+They only touch models, never YAML, and each looks at the part of the repository it needs
+(the declarations of one identity, one entry's targets, the part of the dependency graph a
+change reaches), so that a load checks again only what changed (see `assemble`). Each
+returns `Pending` problems: what is wrong and where in which document, located (line and
+column) by the loader afterwards.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -118,30 +119,57 @@ class GitTreeSource:
         return blob.data
 
 
+class _Recent:
+    """Values by key, the least recently used dropped first once the values together hold
+    more than `limit` items."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._values: OrderedDict[Any, Any] = OrderedDict()
+        self.held = 0
+
+    def get(self, key: Any) -> Any:
+        found = self._values.get(key)
+        if found is not None:
+            self._values.move_to_end(key)
+        return found
+
+    def put(self, key: Any, value: Any) -> None:
+        if key in self._values:  # read by another thread meanwhile
+            return
+        self._values[key] = value
+        self.held += len(value) + 1
+        while self.held > self._limit and len(self._values) > 1:
+            self.held -= len(self._values.popitem(last=False)[1]) + 1
+
+
 class _TreeCache:
     """What has been read from trees, by tree id: each tree's entries, and every file below
-    it. Bounded (least recently used go first); shared by threads."""
+    it. Shared by threads, and bounded by the entries it holds: every commit brings a new
+    root tree, which in a large repository lists thousands of entries, so a bound on the
+    number of trees would let a daemon grow for months. The default holds the trees of a
+    50,000-file repository (tens of MB)."""
 
-    def __init__(self, size: int = 4096) -> None:
-        self._size = size
+    def __init__(self, entries: int = 100_000) -> None:
         self._lock = threading.Lock()
-        self._children: OrderedDict[str, dict[str, tuple[FileKind, str]]] = OrderedDict()
-        self._below: OrderedDict[tuple[str, str], tuple[FileEntry, ...]] = OrderedDict()
+        self.trees = _Recent(entries)
+        self._below = _Recent(entries)
 
     def children(self, repo: pygit2.Repository, tree_id: str) -> dict[str, tuple[FileKind, str]]:
         with self._lock:
-            found = self._children.get(tree_id)
-            if found is not None:
-                self._children.move_to_end(tree_id)
-                return found
+            found: dict[str, tuple[FileKind, str]] | None = self.trees.get(tree_id)
+        if found is not None:
+            return found
         tree = repo[tree_id]
         assert isinstance(tree, pygit2.Tree)
         listing: dict[str, tuple[FileKind, str]] = {}
         for obj in tree:
             kind = _KINDS.get(obj.filemode)
             if obj.name is not None and kind is not None:  # submodules are not files here
-                listing[obj.name] = (kind, str(obj.id))
-        self._store(self._children, tree_id, listing)
+                # The same names come back in every version of a folder: one copy of each.
+                listing[sys.intern(obj.name)] = (kind, str(obj.id))
+        with self._lock:
+            self.trees.put(tree_id, listing)
         return listing
 
     def below(self, repo: pygit2.Repository, prefix: str, tree_id: str) -> tuple[FileEntry, ...]:
@@ -149,10 +177,9 @@ class _TreeCache:
         (Git sorts a folder as `name/`, which is what sorting full paths gives)."""
         key = (prefix, tree_id)
         with self._lock:
-            found = self._below.get(key)
-            if found is not None:
-                self._below.move_to_end(key)
-                return found
+            found: tuple[FileEntry, ...] | None = self._below.get(key)
+        if found is not None:
+            return found
         entries: list[FileEntry] = []
         for name, (kind, oid) in self.children(repo, tree_id).items():
             path = join(prefix, name)
@@ -161,14 +188,9 @@ class _TreeCache:
             else:
                 entries.append(FileEntry(path=path, kind=kind, oid=oid))
         result = tuple(entries)
-        self._store(self._below, key, result)
-        return result
-
-    def _store(self, cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
         with self._lock:
-            cache[key] = value
-            while len(cache) > self._size:
-                cache.popitem(last=False)
+            self._below.put(key, result)
+        return result
 
 
 _CACHE = _TreeCache()

@@ -13,6 +13,7 @@ from tempfile import TemporaryDirectory
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from reconciler.declarations.directory import DirectorySource
 from reconciler.declarations.entries import DesiredState
@@ -174,3 +175,18 @@ def test_a_failing_source_leaves_the_next_load_right(repo: Repo) -> None:
     desired = loader.load(DirectorySource(repo.root))
     assert_same(desired, DeclarationLoader().load(DirectorySource(repo.root)))
     assert sorted(desired.entries) == ["task/a", "task/b"]
+
+
+def test_entries_are_independent_values(repo: Repo) -> None:
+    """Entries and documents share what they hold alike (strings, field sets): copying one
+    with a change leaves the others as they were."""
+    repo.write({"a.yaml": task("a"), "b.yaml": task("b")})
+    desired = DeclarationLoader().load(DirectorySource(repo.root))
+    a, b = desired.entries[EntryId("task/a")], desired.entries[EntryId("task/b")]
+    assert a.spec.model_fields_set is b.spec.model_fields_set
+    before = set(b.spec.model_fields_set)
+    changed = a.spec.model_copy(update={"retries": 3})
+    assert "retries" in changed.model_fields_set
+    assert a.spec.model_fields_set == b.spec.model_fields_set == before
+    with pytest.raises(ValidationError, match="frozen"):
+        a.spec.retries = 1  # type: ignore[misc]

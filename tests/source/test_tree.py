@@ -14,6 +14,7 @@ from reconciler.declarations.directory import DirectorySource
 from reconciler.declarations.files import FileKind
 from reconciler.source.tree import (
     GitTreeSource,
+    _TreeCache,
     changed_paths,
     materialize,
     open_repository,
@@ -59,6 +60,32 @@ def test_a_commit_reads_like_its_checkout(repo: Repo) -> None:
         files.read("nope.txt")
     with pytest.raises(IsADirectoryError):
         files.read("stacks")
+
+
+def test_folders_list_like_their_checkout(repo: Repo) -> None:
+    files = GitTreeSource(open_repository(repo.root), "HEAD")
+    folder = DirectorySource(repo.root)
+    for path in (".", "stacks", "./stacks/net/", "stacks/net/vars"):
+        assert files.children(path) == folder.children(path), path
+    assert dict(files.children("stacks")) == {
+        "net": (FileKind.DIRECTORY, files.stat("stacks/net").oid)}  # type: ignore[union-attr]
+    for nothing in ("README.md", "current", "nope", "../x", "tools/run.sh/x"):
+        assert files.children(nothing) == folder.children(nothing) == {}, nothing
+
+
+def test_trees_read_stay_within_a_bound(repo: Repo) -> None:
+    """A daemon reads a new root tree with every commit, for months: what it keeps of them
+    is bounded by the entries held, not by the number of commits."""
+    git_repo = open_repository(repo.root)
+    cache = _TreeCache(entries=20)
+    roots = []
+    for i in range(6):
+        repo.write({"README.md": f"# version {i}\n"})
+        roots.append(repo.git("rev-parse", f"{repo.commit(f'v{i}')}^{{tree}}"))
+        cache.children(git_repo, roots[-1])
+    assert cache.trees.held <= 20
+    assert cache.trees.get(roots[-1]) is cache.children(git_repo, roots[-1])
+    assert cache.trees.get(roots[0]) is None
 
 
 def test_bare_repository_and_submodules(repo: Repo, tmp_path: Path) -> None:
