@@ -71,8 +71,11 @@ class DeclarationLoader:
         """Results of the files the last two loads replaced, to go back to them for free."""
         self._modules = ModuleScanner()
         self._assembly = Assembly(self._modules)
-        self._last: FileSource | None = None
-        """What the assembly holds was loaded from this source."""
+        self._fresh = True
+        """The assembly holds nothing yet: the next load is a full one."""
+        self._loads = 0
+        self._last: ListingSource | None = None
+        """The source of the last load, when the next one can be compared with it."""
 
     def load(self, files: FileSource, revision: Revision | None = None) -> DesiredState:
         """The desired state of what `files` holds. Never raises for anything wrong in the
@@ -80,9 +83,11 @@ class DeclarationLoader:
         database) propagates."""
         if self._raw is None:
             self._raw = self._cache.read() if self._cache is not None else {}
-        if isinstance(files, ListingSource):
+        comparable = self._loads > 0 and isinstance(files, ListingSource)
+        if comparable:
             # The next load compares against this source: a folder on disk is read whole
-            # now, so that it still tells what it held then.
+            # now, so that it still tells what it held then. (Not for a loader's first load:
+            # most load once, and `validate --path` need not hash the whole work tree.)
             files.stat(".")
         changes = self._changes(files)
         paused = len(changes.files) >= _BULK and gc.isenabled()
@@ -100,15 +105,16 @@ class DeclarationLoader:
         except BaseException:
             # Halfway through, what the assembly holds matches no commit: start over.
             self._assembly = Assembly(self._modules)
-            self._last = None
+            self._fresh, self._last = True, None
             raise
         finally:
             if paused:
                 gc.freeze()
                 gc.enable()
-        first = self._last is None
-        self._last = files
-        self._retain(first)
+        self._last = files if comparable and isinstance(files, ListingSource) else None
+        self._retain(everything=self._fresh)
+        self._fresh = False
+        self._loads += 1
         self._modules.forget_unused()
         self.stats = LoadStats(
             files=len(self._assembly.index.files),
@@ -127,9 +133,9 @@ class DeclarationLoader:
     def _changes(self, files: FileSource) -> Changes:
         """What differs from the commit loaded before (everything, at first)."""
         known = self._assembly.index.files
-        if self._last is None:
+        if self._fresh:
             return Changes(files=dict(self._scope.files(files)), paths=None)
-        if isinstance(self._last, ListingSource) and isinstance(files, ListingSource):
+        if self._last is not None and isinstance(files, ListingSource):
             try:
                 return compare(self._last, files, self._scope, known)
             except Exception:  # noqa: S110 the old commit may be gone (pruned): compare whole
@@ -194,13 +200,14 @@ class DeclarationLoader:
             entry=problem.entry,
         )
 
-    def _retain(self, first: bool) -> None:
+    def _retain(self, *, everything: bool) -> None:
         """Keep what the last two loads used (the daemon also loads the commit an entry was
-        last applied at), drop the rest."""
+        last applied at), drop the rest: what the load before replaced, or, after a full
+        load, whatever is not current (the persisted cache may hold files of any commit)."""
         assert self._raw is not None
         current = self._assembly.index.files
         dropped: Iterable[Key] = self._recent[1]
-        if first:  # the persisted cache may hold files of any older commit
+        if everything:
             dropped = self._raw.keys() | self._maps.keys()
         for key in list(dropped):
             result = current.get(key[0])

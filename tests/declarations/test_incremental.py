@@ -147,8 +147,9 @@ def test_a_commit_that_can_no_longer_be_read_is_compared_whole(
     old = tmp_path / "old"
     shutil.copytree(repo.root, old)
     loader = DeclarationLoader()
+    loader.load(DirectorySource(old))
     before = Pruned(old)
-    loader.load(before)
+    loader.load(before)  # the one the next load is compared with
     before.gone = True
     repo.remove("a.yaml").write({"c.yaml": task("c"), "b.yaml": task("b")})
     desired = loader.load(DirectorySource(repo.root))
