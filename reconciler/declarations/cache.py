@@ -30,7 +30,7 @@ import struct
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ruamel.yaml import __version__ as yaml_version
 
@@ -134,21 +134,29 @@ def write_cache(path: Path, entries: Mapping[Key, bytes]) -> int:
     """Replace the cache file atomically (a crash mid-write leaves the old one intact);
     returns its size."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = _frame(_header()) + _frame({"put": dict(entries), "drop": []})
+    whole = entries if isinstance(entries, dict) else dict(entries)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
+            size = _write(handle, _header()) + _write(handle, {"put": whole, "drop": []})
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return len(payload)
+    return size
 
 
 def _frame(value: Any) -> bytes:
     payload = pickle.dumps(value, protocol=5)
     return _FRAME.pack(len(payload), hashlib.sha256(payload).digest()) + payload
+
+
+def _write(handle: BinaryIO, value: Any) -> int:
+    """Write one record (without copying a large payload into a frame); its size."""
+    payload = pickle.dumps(value, protocol=5)
+    handle.write(_FRAME.pack(len(payload), hashlib.sha256(payload).digest()))
+    handle.write(payload)
+    return _FRAME.size + len(payload)
 
 
 def _records(data: bytes) -> tuple[list[Any], bool]:
