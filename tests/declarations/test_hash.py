@@ -5,6 +5,7 @@ a different hash."""
 from __future__ import annotations
 
 import pygit2
+import pytest
 
 from reconciler.declarations.directory import DirectorySource
 from reconciler.declarations.entries import DesiredState
@@ -140,3 +141,49 @@ def test_entries_of_a_reloaded_commit_are_identical(repo: Repo) -> None:
     again = loader.load(GitTreeSource(git_repo, commit))
     assert first == again
     assert first.entries[EntryId("task/report")].files["README"] == "Weekly report.\n"
+
+
+RICH_DEFAULTS = HEADER + """kind: Defaults
+metadata: {name: defaults}
+spec:
+  namespace: jobs
+  image: alpine:3
+  env: {TZ: UTC}
+  resources:
+    requests: {cpu: 50m}
+  runnerImages: {opentofu: "tofu:1"}
+  imagePullSecrets: [registry]
+"""
+
+
+@pytest.mark.parametrize(
+    ("defaults", "expected"),
+    [
+        pytest.param(DEFAULTS, {
+            "stack/warehouse": "c700a5911338c2efdaee1a30e866b989134785f38cafd1e298eaebcc572f6167",
+            "task/prepare": "8bcc6bc53b183d4517da9bb3cab1d3b7256f29894fee9d980829e411fd7df1cb",
+            "task/report": "f45eac7cb8e81e9c58b7e3cae5e1ccc7886f30c8fbb45c3e1e4acce8924b1c71",
+        }, id="defaults"),
+        pytest.param(None, {
+            "stack/warehouse": "dd8b8422195b7a6668fd3dff24268ffb658fc85512d25a448096ab7bc303e07e",
+            "task/prepare": "abb7b24d930f279cc75375183f46ec408d9415a9dac2830839521a8338773733",
+            "task/report": "ba8119f5b8dc41eccb48f4412a2411758dbbbf849be38896065a951f89897039",
+        }, id="no-defaults"),
+        pytest.param(RICH_DEFAULTS, {
+            "stack/warehouse": "ba2c0fa2995bc8593a4369b85789402e46805198f031b4aaad9afd2a7665250d",
+            "task/prepare": "b21e01da2d7d64501652c8db129d2efd37520859f23a1fc7d768d6534354c109",
+            "task/report": "fd639563fc4d5e5e9908cf77244c0201b6b2dfd50d884c104922268fda97b3f6",
+        }, id="rich-defaults"),
+    ],
+)
+def test_hashes_do_not_change_between_versions(
+    repo: Repo, defaults: str | None, expected: dict[str, str]
+) -> None:
+    """Every running daemon has recorded these: a new version of reconciler that hashed the
+    same declarations differently would run everything again on upgrade."""
+    files: dict[str, str | bytes] = {**FILES}
+    if defaults is None:
+        del files["reconciler.yaml"]
+    else:
+        files["reconciler.yaml"] = defaults
+    assert hashes(repo.write(files).load()) == expected
