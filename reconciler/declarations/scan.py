@@ -87,11 +87,14 @@ def compare(
     old: ListingSource, new: ListingSource, scope: Scope, known: Iterable[str]
 ) -> Changes:
     """What differs from `old` to `new`, both listing sources; `known` are the declaration
-    files of `old` (to find those below a folder that disappeared)."""
+    files of `old` (to find those below a folder that disappeared). Whatever `old` raises
+    (a commit pruned since) propagates: the caller compares whole instead."""
     changes = Changes()
     assert changes.paths is not None
     old_root, new_root = old.stat("."), new.stat(".")
-    if old_root is None or new_root is None or old_root.oid == new_root.oid:
+    if old_root is None or new_root is None:
+        raise LookupError("a repository without a root folder cannot be compared")
+    if old_root.oid == new_root.oid:
         return changes
     changes.paths.add(".")
     folders = ["."]
