@@ -57,6 +57,9 @@ def build_daemon(settings: Settings, metrics: Metrics,
 
 
 def run(args: argparse.Namespace) -> int:
+    # Handlers first: a SIGTERM while starting (a rollout) ends cleanly, never mid-write.
+    stop = threading.Event()
+    _on_signals(stop)
     try:
         settings = settings_from_args(args)
         setup_logging(settings.log_format, settings.log_level)
@@ -84,17 +87,15 @@ def run(args: argparse.Namespace) -> int:
         logger.warning("remote not reachable yet, retrying: {}", err)
     try:
         if settings.once:
-            return _run_once(daemon)
-        return _serve(daemon, settings, metrics, work, elector)
+            return _run_once(daemon, stop)
+        return _serve(daemon, settings, metrics, work=work, elector=elector, stop=stop)
     finally:
         if elector is not None:
             elector.stop()
         daemon.executor.close()
 
 
-def _run_once(daemon: Daemon) -> int:
-    stop = threading.Event()
-    _on_signals(stop)
+def _run_once(daemon: Daemon, stop: threading.Event) -> int:
     try:
         code = run_once(daemon, stop=stop)
     except RuntimeError as err:
@@ -128,9 +129,8 @@ def _elector(settings: Settings, metrics: Metrics, work: WorkQueue) -> Elector |
     return elector
 
 
-def _serve(daemon: Daemon, settings: Settings, metrics: Metrics, work: WorkQueue,
-           elector: Elector | None) -> int:
-    stop = threading.Event()
+def _serve(daemon: Daemon, settings: Settings, metrics: Metrics, *, work: WorkQueue,
+           elector: Elector | None, stop: threading.Event) -> int:
     scheduler = Scheduler(work, interval=timedelta(seconds=settings.interval_seconds))
 
     def ready() -> tuple[bool, str]:
@@ -150,7 +150,6 @@ def _serve(daemon: Daemon, settings: Settings, metrics: Metrics, work: WorkQueue
         except OSError as err:
             return _fail(f"--listen {settings.listen}: {err.strerror or err}")
         logger.info("serving metrics and webhooks on {}", server.url)
-    _on_signals(stop)
     logger.info("reconciling {} branch {} every {:g}s (status on {})", daemon.source.url,
                 settings.branch, settings.interval_seconds, settings.status_branch)
     try:
