@@ -178,6 +178,7 @@ class Daemon:
         desired = self.loader.load(self.source.files(revision), revision=revision)
         self.loader.save_cache()
         self.desired, self.revision = desired, revision
+        self.executor.expect(list(desired.entries.values()))
         self.metrics.set_revision(self.source.branch, revision)
         counts: dict[tuple[Kind | str, bool], int] = {}
         for entry in desired.entries.values():

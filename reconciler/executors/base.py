@@ -75,6 +75,12 @@ class Executor(Protocol):
         """How many more runs may start now (`--max-parallel` minus active runs)."""
         ...
 
+    def expect(self, entries: Sequence[Entry]) -> None:
+        """The entries now declared, before the next `poll`: an executor that observes runs
+        per place (Kubernetes namespaces) starts looking where their runs would be, so runs
+        started before a restart are found and not started again."""
+        ...
+
     def submit(self, request: RunRequest) -> None:
         """Start a run. Problems of the run itself (a missing secret, a bad image) are reported
         as a failed run through `poll`, never raised. Submitting a run id that already exists

@@ -148,6 +148,9 @@ class LocalExecutor:
 
     # The protocol.
 
+    def expect(self, entries: Sequence[Entry]) -> None:
+        """Every local run is in the journal already: nothing to prepare."""
+
     def free_slots(self) -> int:
         with self._lock:
             return max(0, self._max_parallel - len(self._refresh()))

@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 from kubernetes.client import BatchV1Api
 
+from reconciler.executors.kubernetes.executor import KubernetesExecutor
+from reconciler.executors.kubernetes.manifests import KubernetesOptions
 from tests.daemon.conftest import World, declaration
 from tests.kubernetes.harness import KubernetesHarness
+from tests.support.gitservers import refuse_pushes_to
 
 pytestmark = pytest.mark.kubernetes
 PY = sys.executable
@@ -45,3 +48,38 @@ def test_tasks_run_as_jobs_in_dependency_order(world: Callable[..., World],
     jobs = BatchV1Api(harness.api.client()).list_namespaced_job("runs").items
     names = {j.metadata.name for j in jobs}
     assert prepare["lastRun"]["id"] in names
+
+
+def test_restart_finds_runs_in_a_defaults_namespace(world: Callable[..., World],
+                                                    harness: KubernetesHarness,
+                                                    tmp_path: Path) -> None:
+    harness.api.call(harness.api.server.add_namespace, "default")
+    ledger = tmp_path / "ledger"
+    w = world({
+        "reconciler.yaml": declaration("Defaults", "defaults", namespace="runs"),
+        "once.yaml": declaration("Task", "once", image="python:3.12-slim", command=[
+            PY, "-c", f"open({str(ledger)!r}, 'a').write('ran\\n')"]),
+    })
+
+    def executor() -> KubernetesExecutor:
+        made = KubernetesExecutor(api_client=harness.api.client(),
+                                  options=KubernetesOptions(namespace="default"),
+                                  start_grace=0.2, log_interval=0.0, watch_timeout=30)
+        harness.executors.append(made)
+        return made
+
+    w.daemon.executor.close()
+    w.daemon.executor = executor()
+    result = w.daemon.cycle(fetch=True)  # the run starts; status says Running
+    assert w.status("task/once")["lastRun"]["state"] in ("Pending", "Running")
+    hook = refuse_pushes_to(w.bare, "reconciler-status")  # its end cannot be acknowledged
+    while result.active or result.started:
+        result = w.daemon.cycle(fetch=False)
+    assert ledger.read_text() == "ran\n"
+    w.restart()  # a new daemon, whose --namespace is not where the run is
+    w.daemon.executor.close()
+    w.daemon.executor = executor()
+    hook.unlink()
+    w.settle()
+    assert w.status("task/once")["phase"] == "Succeeded"
+    assert ledger.read_text() == "ran\n"  # found and reported, not run again

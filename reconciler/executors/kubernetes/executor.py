@@ -29,6 +29,7 @@ from typing import Any
 from kubernetes.client import ApiClient, BatchV1Api, CoreV1Api
 from loguru import logger
 
+from reconciler.declarations.entries import Entry
 from reconciler.executors.base import RunReport, RunRequest
 from reconciler.executors.kubernetes import labels as lbl
 from reconciler.executors.kubernetes.caches import KubernetesUnavailableError, RunCaches
@@ -146,6 +147,12 @@ class KubernetesExecutor:
         return self._caches.informers(namespace)
 
     # -- the protocol ----------------------------------------------------------------------
+
+    def expect(self, entries: Sequence[Entry]) -> None:
+        """Watch every namespace the declared entries run in (Defaults may name another than
+        --namespace), so their Jobs are found after a restart."""
+        for namespace in {run_namespace(entry, self.options) for entry in entries}:
+            self.watch_namespace(namespace)
 
     def free_slots(self) -> int:
         try:
