@@ -200,6 +200,9 @@ def test_sigkill_during_a_run_loses_and_repeats_nothing(remote: Path, git_daemon
 
 def test_sigterm_exits_cleanly(remote: Path, git_daemon: GitDaemon, tmp_path: Path) -> None:
     daemon = Daemon(git_daemon.url(remote.name), tmp_path / "state").start()
-    wait_for_status(remote, "status/tasks/hello.yaml", lambda d: d.get("phase") == "Succeeded",
-                    daemon=daemon)
-    assert daemon.stop(signal.SIGTERM) == 0
+    try:
+        wait_for_status(remote, "status/tasks/hello.yaml",
+                        lambda d: d.get("phase") == "Succeeded", daemon=daemon)
+        assert daemon.stop(signal.SIGTERM) == 0
+    finally:
+        daemon.stop()  # whatever failed above, no daemon outlives its test
