@@ -4,6 +4,7 @@ clock the test moves, so crons and backoffs are tested without waiting for them.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler.daemon import CycleResult, Daemon
 from reconciler.declarations.loader import DeclarationLoader
@@ -36,9 +38,17 @@ class Clock:
         self.now += timedelta(**delta)
 
 
+PY = sys.executable
+
+
 def declaration(kind: str, name: str, **spec: Any) -> str:
     return json.dumps({"apiVersion": "reconciler.io/v1alpha1", "kind": kind,
                        "metadata": {"name": name}, "spec": spec}, indent=2) + "\n"
+
+
+def task(name: str, code: str = "print('ok')", **spec: object) -> str:
+    """A Task running `code` with this Python."""
+    return declaration("Task", name, command=[PY, "-c", code], **spec)
 
 
 class World:
@@ -88,6 +98,16 @@ class World:
         data = status_file(self.bare, f"status/{kind}s/{name}.yaml", branch=self.status_branch)
         assert data is not None, f"no status file for {entry}"
         return data
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """The value of one series of the daemon's metrics, or None when it is not exported."""
+        body, _ = self.metrics.render()
+        for family in text_string_to_metric_families(body.decode()):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v
+                                               for k, v in labels.items()):
+                    return float(sample.value)
+        return None
 
     def status_head(self) -> str:
         from tests.support.gitservers import branch_head

@@ -4,33 +4,15 @@ secret printed by a task, declarations kept in a subfolder."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from reconciler.daemon import Daemon
 from reconciler.declarations.loader import DeclarationLoader
-from tests.daemon.conftest import World, declaration
+from tests.daemon.conftest import World, task
 from tests.support.gitservers import refuse_pushes_to
 
-PY = sys.executable
 CANARY = "canary-9f3KqZ-not-for-status"
-
-
-def task(name: str, code: str = "print('ok')", **spec: object) -> str:
-    return declaration("Task", name, command=[PY, "-c", code], **spec)
-
-
-def pushes(w: World, result: str) -> float:
-    body, _ = w.metrics.render()
-    for family in text_string_to_metric_families(body.decode()):
-        for sample in family.samples:
-            if sample.name == "reconciler_status_push_total" and \
-                    sample.labels.get("result") == result:
-                return float(sample.value)
-    return 0.0
 
 
 def test_refused_status_push_loses_nothing(world: Callable[..., World],
@@ -42,7 +24,7 @@ def test_refused_status_push_loses_nothing(world: Callable[..., World],
     while result.active or result.started:
         result = w.daemon.cycle(fetch=False)
     assert any("status push failed" in e for e in result.errors)
-    assert pushes(w, "error") >= 1
+    assert (w.metric("reconciler_status_push_total", result="error") or 0) >= 1
     assert w.status_head() == ""  # nothing could be written
     w.restart()  # and the daemon restarts before it could
     hook.unlink()

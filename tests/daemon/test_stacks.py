@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler.stacks import state_file
 from tests.daemon.conftest import World, declaration
@@ -62,15 +61,6 @@ def drift_state_by_hand(w: World, address: str, value: str, name: str = "web") -
     path.write_text(json.dumps(state))
 
 
-def metric(w: World, name: str, **labels: str) -> float | None:
-    body, _ = w.metrics.render()
-    for family in text_string_to_metric_families(body.decode()):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return None
-
-
 def test_apply_on_push_and_only_on_real_changes(world: Callable[..., World]) -> None:
     w = world({"web.yaml": stack(), **module()})
     w.settle()
@@ -111,8 +101,8 @@ def test_scheduled_drift_check_then_remediation(world: Callable[..., World]) -> 
     assert status["lastRun"]["trigger"] == "remediate"
     assert status["drift"]["remediatedBy"] == status["lastRun"]["id"]
     assert resources(w)["terraform_data.app"] == "small"
-    assert metric(w, "reconciler_drift_detected", stack="web") == 0
-    assert metric(w, "reconciler_drift_checks_total", result="Drifted") == 1
+    assert w.metric("reconciler_drift_detected", stack="web") == 0
+    assert w.metric("reconciler_drift_checks_total", result="Drifted") == 1
 
 
 def test_drift_is_reported_with_counts_and_addresses(world: Callable[..., World]) -> None:
@@ -126,7 +116,7 @@ def test_drift_is_reported_with_counts_and_addresses(world: Callable[..., World]
     assert drift["changes"] == {"add": 0, "change": 1, "destroy": 0}
     assert drift["addresses"] == ["terraform_data.app"]
     first = drift["firstDetectedAt"]
-    assert metric(w, "reconciler_drift_detected", stack="web") == 1
+    assert w.metric("reconciler_drift_detected", stack="web") == 1
     w.clock.advance(minutes=5)
     w.settle()
     again = w.status("stack/web")["drift"]

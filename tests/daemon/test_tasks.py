@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.daemon.conftest import World, declaration
-
-PY = sys.executable
-
-
-def task(name: str, code: str = "print('ok')", **spec: object) -> str:
-    return declaration("Task", name, command=[PY, "-c", code], **spec)
+from tests.daemon.conftest import World, task
 
 
 def test_cron_runs_again_when_it_fires(world: Callable[..., World]) -> None:
