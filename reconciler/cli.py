@@ -103,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(p, "--once", switch=True, help="Reconcile until nothing is due, wait, then exit.")
     _flag(p, "--leader-elect", switch=True, help="Kubernetes: run only while holding the Lease.")
     _flag(p, "--leader-election-id", default="reconciler", help="Name of the Lease.")
+    _flag(p, "--liveness-timeout", default="15m",
+          help="/healthz fails once one reconcile cycle has lasted longer than this.")
 
     p = sub.add_parser("status", help="The status table from the status branch.")
     p.add_argument("--repo", default=".", help="Repository URL or local folder.")

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from loguru import logger
 
 from reconciler import status as status_files
-from reconciler.declarations.entries import DesiredState, Entry
+from reconciler.declarations.entries import DesiredState, Entry, LoadError, Location
 from reconciler.executors.base import Executor, RunReport, RunRequest, run_id_for
 from reconciler.metrics import Metrics
 from reconciler.plan import ActiveRun, Plan, Start, plan
@@ -81,18 +81,23 @@ class Daemon:
         self.revision: Revision | None = None
         """The commit the declarations were last loaded from."""
         self._head: Revision | None = None
-        """The newest commit fetched (differs from `revision` only by our own status commits
-        when the status branch is the tracked branch)."""
+        """The newest commit whose declarations are in force (differs from `revision` only by
+        our own status commits when the status branch is the tracked branch)."""
+        self._fetched: Revision | None = None
+        """The newest commit fetched; ahead of `_head` while it has not loaded."""
+        self.load_failure: LoadError | None = None
+        """Why the newest commit could not be loaded, while it cannot (errors.yaml shows it)."""
         self.synced = threading.Event()
         self.unacked: set[RunId] = set()
         self.counted: set[RunId] = set()
         self._reports: list[RunReport] = []
         self._in_flight: set[RunId] = set()
-        self._fetch_failures = 0
-        self._next_fetch: datetime | None = None
+        self._fetch_backoff = _Backoff(interval)
+        self._load_backoff = _Backoff(interval)
         self._lock = threading.Lock()
         self._restored = False
         self._leading = False
+        self._busy_since: float | None = None
         self._renderer = status_files.Renderer(branch=source.branch, redact=redact)
 
     # -- start ------------------------------------------------------------------------------
@@ -115,9 +120,23 @@ class Daemon:
 
     # -- the cycle --------------------------------------------------------------------------
 
-    def cycle(self, *, fetch: bool = True) -> CycleResult:
+    def cycle(self, *, fetch: bool = True, urgent: bool = False) -> CycleResult:
         """One reconcile pass. Never raises for bad input, an unreachable remote or a failed
-        run: problems are logged, counted and retried on a later cycle."""
+        run: problems are logged, counted and retried on a later cycle. `urgent` (a webhook,
+        a request) fetches and loads at once, whatever the backoff after earlier failures."""
+        self._busy_since = time.monotonic()
+        try:
+            return self._cycle(fetch=fetch, urgent=urgent)
+        finally:
+            self._busy_since = None
+
+    def busy_seconds(self) -> float:
+        """How long the cycle in progress has lasted (0 between cycles): the liveness probe
+        fails when one never ends."""
+        since = self._busy_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def _cycle(self, *, fetch: bool, urgent: bool) -> CycleResult:
         with self._lock:
             began = time.monotonic()
             result = CycleResult()
@@ -129,7 +148,7 @@ class Daemon:
             finished: list[RunReport] = []
             stages: list[Callable[[], object]] = [
                 self._ensure_restored,
-                lambda: self._sync_source(fetch),
+                lambda: self._sync_source(fetch, urgent=urgent),
                 lambda: finished.extend(self._observe()),
                 lambda: self._plan_and_start(result),
             ]
@@ -146,37 +165,71 @@ class Daemon:
             self.metrics.observe_reconcile(time.monotonic() - began)
             return result
 
-    def _sync_source(self, fetch: bool) -> None:
+    def _sync_source(self, fetch: bool, *, urgent: bool = False) -> None:
         """Fetch when the remote head moved; load declarations when the revision changed.
-        Failures back off exponentially; the last good declarations stay in force."""
+        A failed fetch or load backs off exponentially and is retried; the last declarations
+        that loaded stay in force meanwhile. A commit counts as seen only once it loaded."""
         now = self.clock()
-        if not fetch or (self._next_fetch is not None and now < self._next_fetch):
+        if urgent:
+            self._fetch_backoff.clear()
+            self._load_backoff.clear()
+        if fetch and self._fetch_backoff.ready(now):
+            self._fetch(now)
+        head = self._fetched
+        if head is None or head == self._head or not self._load_backoff.ready(now):
             return
-        began = time.monotonic()
+        previous = self._head
         try:
-            head = self.source.head()
-            if head is not None and head != self._head:
-                head = self.source.fetch()
-        except Exception:
-            self.metrics.observe_fetch("error", time.monotonic() - began)
-            self._fetch_failures += 1
-            delay = min(self.interval * 2 ** (self._fetch_failures - 1), MAX_FETCH_BACKOFF)
-            self._next_fetch = now + timedelta(seconds=jittered(delay.total_seconds()))
-            raise
-        self.metrics.observe_fetch("success", time.monotonic() - began)
-        self._fetch_failures, self._next_fetch = 0, None
-        if head is None:
-            raise LookupError(f"branch {self.source.branch!r} does not exist on the remote")
-        if head != self._head:
-            previous, self._head = self._head, head
             if previous is None or not self.source.only_status_changed(previous, head):
                 self._load(head)
+        except Exception as err:
+            self._load_failed(head, err, now)
+            raise
+        self._head, self.load_failure = head, None
+        self._load_backoff.clear()
         self.metrics.mark_synced()
         self.synced.set()
 
+    def _fetch(self, now: datetime) -> None:
+        began = time.monotonic()
+        try:
+            head = self.source.head()
+            if head is not None and head != self._fetched:
+                head = self.source.fetch()
+        except Exception:
+            self.metrics.observe_fetch("error", time.monotonic() - began)
+            self._fetch_backoff.failed(now)
+            raise
+        self.metrics.observe_fetch("success", time.monotonic() - began)
+        self._fetch_backoff.clear()
+        if head is None:
+            raise LookupError(f"branch {self.source.branch!r} does not exist on the remote")
+        if head == self._head:
+            self.metrics.mark_synced()
+            self.synced.set()
+        self._fetched = head
+
+    def _load_failed(self, head: Revision, err: Exception, now: datetime) -> None:
+        """Whatever broke the load (the loader reports bad files as errors, so this is a
+        fault of ours or of the object database), the commit is not taken as seen: it is
+        loaded again after a backoff, and errors.yaml says why until it loads."""
+        self.metrics.observe_load("error")
+        retry_at = self._load_backoff.failed(now)
+        in_force = f"{self.revision[:12]} stay in force" if self.revision else "none are in force"
+        self.load_failure = LoadError(
+            location=Location(path="."),
+            message=self.redact(
+                f"commit {head[:12]} could not be loaded ({type(err).__name__}: {err}); "
+                f"the declarations of {in_force}; retrying at {retry_at:%Y-%m-%dT%H:%M:%SZ}"),
+        )
+
     def _load(self, revision: Revision) -> None:
         desired = self.loader.load(self.source.files(revision), revision=revision)
-        self.loader.save_cache()
+        self.metrics.observe_load("success")
+        try:
+            self.loader.save_cache()
+        except OSError as err:  # only a cache: the next restart parses again
+            logger.warning("cannot save the declarations cache: {}", err)
         self.desired, self.revision = desired, revision
         self.executor.expect(list(desired.entries.values()))
         self.metrics.set_revision(self.source.branch, revision)
@@ -332,8 +385,10 @@ class Daemon:
         self.unacked.update(r.run_id for r in finished)
         if not self._restored or (self.revision is None and not self.records):
             return  # never overwrite status files that could not be read first
-        files = self._renderer.render(self.records, self.desired.errors,
-                                      revision=self.revision)
+        errors = self.desired.errors
+        if self.load_failure is not None:
+            errors = (self.load_failure, *errors)
+        files = self._renderer.render(self.records, errors, revision=self.revision)
         changes = status_files.changed_files(self.pushed, files)
         try:
             if changes:
@@ -417,6 +472,28 @@ class Daemon:
                 if run_id not in self._in_flight:
                     break
         return self.records[entry_id]
+
+
+class _Backoff:
+    """Exponential backoff with jitter after consecutive failures, capped at five minutes."""
+
+    def __init__(self, interval: timedelta) -> None:
+        self._interval = interval
+        self._failures = 0
+        self._next: datetime | None = None
+
+    def ready(self, now: datetime) -> bool:
+        return self._next is None or now >= self._next
+
+    def failed(self, now: datetime) -> datetime:
+        """Count a failure; when to try again."""
+        self._failures += 1
+        delay = min(self._interval * 2 ** min(self._failures - 1, 30), MAX_FETCH_BACKOFF)
+        self._next = now + timedelta(seconds=jittered(delay.total_seconds()))
+        return self._next
+
+    def clear(self) -> None:
+        self._failures, self._next = 0, None
 
 
 def _is_stale(record: EntryRecord, report: RunReport) -> bool:

@@ -6,6 +6,7 @@ The daemon's single worker runs here; the scheduler, webhooks and signals only e
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from loguru import logger
 
@@ -42,9 +43,28 @@ def serve(daemon: Daemon, work: WorkQueue, scheduler: Scheduler, stop: threading
             if batch is None or stop.is_set():
                 continue
             logger.debug("cycle: {}", ", ".join(sorted({w.reason for w in batch})))
-            result = daemon.cycle(fetch=any(w.fetch for w in batch))
+            result = daemon.cycle(fetch=any(w.fetch for w in batch),
+                                  urgent=any(w.urgent for w in batch))
             scheduler.sync(daemon.desired)
             scheduler.wake_at(result.wake_at)
             scheduler.watch(result.active > 0)
     finally:
         scheduler.shutdown()
+
+
+def liveness(daemon: Daemon, *, limit_seconds: float,
+             stop: threading.Event) -> Callable[[], tuple[bool, str]]:
+    """The `/healthz` check: false once one cycle has lasted longer than `limit_seconds`, so
+    that Kubernetes restarts a worker that is wedged (bounded parsing should make that never
+    happen; if it does, a restart beats a daemon that answers probes and does nothing)."""
+
+    def check() -> tuple[bool, str]:
+        if stop.is_set():
+            return False, "stopping"
+        busy = daemon.busy_seconds()
+        if busy > limit_seconds:
+            return False, (f"one reconcile cycle has lasted {busy:.0f}s "
+                           f"(--liveness-timeout {limit_seconds:g}s)")
+        return True, "alive"
+
+    return check

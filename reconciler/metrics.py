@@ -192,6 +192,13 @@ class Metrics:
             ["kind", "valid"],
             registry=r,
         )
+        self.loads = Counter(
+            PREFIX + "declarations_load_total",
+            "Loads of a fetched commit's declarations; an error leaves the previous commit in "
+            "force and is retried (bad files are not errors here: they are reported per file).",
+            ["result"],
+            registry=r,
+        )
         self.reconcile_seconds = Histogram(
             PREFIX + "reconcile_duration_seconds",
             "Duration of one reconcile cycle.",
@@ -240,6 +247,8 @@ class Metrics:
         `absent()` alerts work from the first scrape instead of from the first event."""
         for result in FETCH_RESULTS:
             self.fetches.labels(result)
+        for load in FETCH_RESULTS:
+            self.loads.labels(load)
         for push in PUSH_RESULTS:
             self.status_pushes.labels(push)
         for drift in DRIFT_RESULTS:
@@ -272,6 +281,9 @@ class Metrics:
     def observe_fetch(self, result: FetchResult, seconds: float) -> None:
         self.fetches.labels(result).inc()
         self.fetch_seconds.observe(seconds)
+
+    def observe_load(self, result: FetchResult) -> None:
+        self.loads.labels(result).inc()
 
     def set_revision(self, branch: str, commit: str) -> None:
         """Replace the revision series: exactly one (branch, commit) pair is exported."""

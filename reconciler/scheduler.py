@@ -30,6 +30,8 @@ class Wakeup:
     reason: str
     fetch: bool = True
     """False for wake-ups that need no look at the remote (crons, retries, runs in flight)."""
+    urgent: bool = False
+    """Someone asked (a webhook, a new leader): fetch now, whatever the backoff."""
 
 
 class WorkQueue:

@@ -30,6 +30,9 @@ class Settings(BaseModel):
     path: str = "."
     executor: Literal["local", "kubernetes"] = "local"
     interval_seconds: float = 30.0
+    liveness_timeout_seconds: float = Field(
+        default=900.0, description="/healthz fails once one cycle has lasted longer than this."
+    )
     status_branch: str = "reconciler-status"
     state_dir: Path = Path(".reconciler")
     secrets_dir: Path | None = None

@@ -21,7 +21,7 @@ from reconciler.commands.wiring import (
 )
 from reconciler.daemon import Daemon
 from reconciler.logs import setup_logging
-from reconciler.loops import run_once, serve
+from reconciler.loops import liveness, run_once, serve
 from reconciler.metrics import Metrics
 from reconciler.ports import Elector
 from reconciler.scheduler import Scheduler, Wakeup, WorkQueue
@@ -118,7 +118,7 @@ def _elector(settings: Settings, metrics: Metrics, work: WorkQueue) -> Elector |
         metrics.set_leader(elector.identity, leading)
         logger.info("{} leadership of {}", "took" if leading else "lost",
                     settings.leader_election_id)
-        work.put(Wakeup("leadership", fetch=True))
+        work.put(Wakeup("leadership", fetch=True, urgent=True))
 
     try:
         elector = LeaderElector.from_settings(settings, on_change=changed)
@@ -141,9 +141,10 @@ def _serve(daemon: Daemon, settings: Settings, metrics: Metrics, *, work: WorkQu
             role = "; leading" if elector.is_leader else f"; standby, leader {elector.holder}"
         return True, f"synced at {daemon.revision or 'unknown'}{role}"
 
+    alive = liveness(daemon, limit_seconds=settings.liveness_timeout_seconds, stop=stop)
     server = Server.from_settings(
-        settings, metrics=metrics, health=lambda: (not stop.is_set(), "alive"), ready=ready,
-        on_trigger=lambda reason: work.put(Wakeup(reason)))
+        settings, metrics=metrics, health=alive, ready=ready,
+        on_trigger=lambda reason: work.put(Wakeup(reason, urgent=True)))
     if server is not None:
         try:
             server.start()

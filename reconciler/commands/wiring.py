@@ -66,6 +66,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     except ValueError as err:
         raise ConfigError(f"--interval: {err}") from None
     try:
+        liveness = parse_duration(getattr(args, "liveness_timeout", "15m")).total_seconds()
+    except ValueError as err:
+        raise ConfigError(f"--liveness-timeout: {err}") from None
+    try:
         max_parallel = int(args.max_parallel)
     except ValueError:
         raise ConfigError(f"--max-parallel: {args.max_parallel!r} is not a number") from None
@@ -77,6 +81,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             path=args.path,
             executor=args.executor,
             interval_seconds=interval,
+            liveness_timeout_seconds=liveness,
             status_branch=args.status_branch,
             state_dir=Path(args.state_dir),
             secrets_dir=_optional_path(args.secrets_dir),
