@@ -174,8 +174,10 @@ def _retry(entry: Entry, record: EntryRecord, now: datetime) -> Decision:
         return None, Status(phase=failed_phase, message=f"failed after {tries}{detail}"), None
     due = (last.finished_at or now) + backoff(last.attempt)
     if now < due:
-        msg = f"attempt {last.attempt} failed; retrying at {due.isoformat()}"
-        return None, Status(phase=failed_phase, message=msg), due
+        how = "timed out" if last.state is RunState.TIMED_OUT else "failed"
+        msg = (f"attempt {last.attempt} of {entry.spec.retries + 1} {how}; "
+               f"retrying at {due.isoformat()}")
+        return None, Status(phase=Phase.RETRYING, message=msg), due
     return Start(entry_id=entry.id, entry=entry, operation=op, trigger=Trigger.RETRY,
                  attempt=last.attempt + 1, message=f"retry {last.attempt + 1}"), None, None
 

@@ -99,7 +99,7 @@ class World:
         assert data is not None, f"no status file for {entry}"
         return data
 
-    def metric(self, name: str, **labels: str) -> float | None:
+    def metric(self, name: str, /, **labels: str) -> float | None:
         """The value of one series of the daemon's metrics, or None when it is not exported."""
         body, _ = self.metrics.render()
         for family in text_string_to_metric_families(body.decode()):

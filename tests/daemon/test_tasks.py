@@ -33,6 +33,9 @@ def test_failed_run_is_retried_with_backoff_then_given_up(world: Callable[..., W
     w.settle()
     assert w.status("task/flaky")["lastRun"]["attempt"] == 1
     assert "retrying at" in w.status("task/flaky")["message"]
+    assert w.status("task/flaky")["phase"] == "Retrying"
+    assert w.metric("reconciler_entry_phase", name="flaky", phase="Retrying") == 1
+    assert w.metric("reconciler_entry_phase", name="flaky", phase="Failed") is None
     w.clock.advance(seconds=3)
     w.settle()
     assert w.status("task/flaky")["lastRun"]["attempt"] == 1  # backoff of 10 s not over

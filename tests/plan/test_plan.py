@@ -106,7 +106,7 @@ CASES: list[tuple[str, DesiredState, dict[EntryId, EntryRecord], dict[EntryId, A
     ("failed with retries: waits for the backoff",
      desired(task("a", retries=2)),
      records(record(A, last_run=run("h1", RunState.FAILED, ago=timedelta(seconds=3)))), {},
-     None, Phase.FAILED),
+     None, Phase.RETRYING),
     ("failed with retries: retries after the backoff",
      desired(task("a", retries=2)),
      records(record(A, last_run=run("h1", RunState.FAILED, ago=timedelta(seconds=11)))), {},
@@ -161,6 +161,15 @@ def test_retry_wake_time_is_reported() -> None:
     p = plan(desired(task("a", retries=1)), records(record(A, last_run=failed)), {}, NOW)
     assert p.wake_at == failed.finished_at + timedelta(seconds=10)
     assert "retrying at" in p.statuses[A.id].message
+    assert p.statuses[A.id].phase is Phase.RETRYING  # not Failed: retries remain
+    assert p.statuses[A.id].message.startswith("attempt 1 of 2 failed;")
+
+
+def test_a_timed_out_attempt_with_retries_left_is_retrying() -> None:
+    timed_out = run("h1", RunState.TIMED_OUT, ago=timedelta(seconds=3))
+    p = plan(desired(task("a", retries=2)), records(record(A, last_run=timed_out)), {}, NOW)
+    assert p.statuses[A.id].phase is Phase.RETRYING
+    assert p.statuses[A.id].message.startswith("attempt 1 of 3 timed out;")
 
 
 def test_backoff_doubles_and_caps() -> None:
