@@ -143,8 +143,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     module = importlib.import_module(f"reconciler.commands.{args.command.replace('-', '_')}")
     try:
         code: int = module.run(args)
+        sys.stdout.flush()
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:
+        # `reconciler render … | head`: the reader is gone, which is not an error of ours.
+        # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 141
     sys.exit(code)
 
 

@@ -23,7 +23,7 @@ from reconciler import yamlout
 from reconciler.declarations.entries import LoadError
 from reconciler.records import EntryRecord
 from reconciler.redact import Redactor
-from reconciler.types import EntryId, Kind, Phase, Revision
+from reconciler.types import DriftState, EntryId, Kind, Phase, Revision
 
 ROOT = "status"
 README = f"{ROOT}/README.md"
@@ -70,6 +70,24 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ").strip()
 
 
+def shorten(text: str, width: int) -> str:
+    """`text` on one line, cut to `width` characters with an ellipsis when longer."""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1].rstrip() + "…"
+
+
+def drift_summary(record: EntryRecord) -> str:
+    """What the last drift plan of a stack found, for tables: `Drifted (+1 ~4 -0)`, `InSync`;
+    empty for tasks and stacks without drift checks."""
+    drift = record.drift
+    if drift is None:
+        return ""
+    if drift.state is DriftState.DRIFTED:
+        c = drift.changes
+        return f"{drift.state.value} (+{c.add} ~{c.change} -{c.destroy})"
+    return drift.state.value
+
+
 def render_readme(
     records: Iterable[EntryRecord], *, branch: str, revision: Revision | None, errors: int
 ) -> bytes:
@@ -78,6 +96,9 @@ def render_readme(
     for r in rows:
         counts[r.phase] = counts.get(r.phase, 0) + 1
     summary = ", ".join(f"{n} {p.value}" for p, n in sorted(counts.items())) or "no entries"
+    drifted = sum(1 for r in rows if r.drift is not None and r.drift.state is DriftState.DRIFTED)
+    if drifted:
+        summary += f" ({drifted} drifted)"
     lines = [
         "# Reconciler status",
         "",
@@ -85,8 +106,8 @@ def render_readme(
         f"{summary}; {errors} load error{'s' if errors != 1 else ''}"
         + (" (see [errors.yaml](errors.yaml))" if errors else "") + ".",
         "",
-        "| Entry | Phase | Last run | Finished | Commit | Message |",
-        "|---|---|---|---|---|---|",
+        "| Entry | Phase | Drift | Last run | Finished | Commit | Message |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         run = r.last_run
@@ -95,10 +116,11 @@ def render_readme(
         cells = [
             link,
             r.phase.value,
+            drift_summary(r),
             f"{run.id} ({run.state.value})" if run else "",
             finished,
             f"`{r.commit[:12]}`" if r.commit else "",
-            _cell(r.message)[:200],
+            _cell(shorten(r.message, 200)),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")

@@ -24,17 +24,19 @@ def run(args: argparse.Namespace) -> int:
         data = [r.model_dump(mode="json", exclude_none=True) for r in records.values()]
         print(json.dumps(data, indent=2, sort_keys=True))
         return 0
-    rows = [("ENTRY", "PHASE", "LAST RUN", "FINISHED", "MESSAGE")]
+    rows = [("ENTRY", "PHASE", "DRIFT", "LAST RUN", "FINISHED", "MESSAGE")]
     for record in sorted(records.values(), key=lambda r: r.entry):
         run_ = record.last_run
         finished = ""
         if run_ is not None and run_.finished_at is not None:
             finished = run_.finished_at.strftime("%Y-%m-%d %H:%M:%S")
-        rows.append((record.entry, record.phase.value, run_.id if run_ else "", finished,
-                     record.message.replace("\n", " ")[:80]))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        rows.append((record.entry, record.phase.value, status_files.drift_summary(record),
+                     run_.id if run_ else "", finished, status_files.shorten(record.message, 80)))
+    last = len(rows[0]) - 1
+    widths = [max(len(row[i]) for row in rows) for i in range(last)]
     for row in rows:
-        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:last])]
+        print("  ".join(cells) + "  " + row[last])
     errors = files.get(status_files.ERRORS)
     if errors and b"errors: []" not in errors:
         print("\nload errors: see status/errors.yaml", file=sys.stderr)

@@ -45,7 +45,7 @@ def test_once_succeeds_and_status_and_logs_read_it_back(remote: Path, tmp_path: 
     assert done.returncode == 0, done.stderr
     table = reconciler("status", "--repo", str(remote))
     assert table.returncode == 0, table.stderr
-    assert table.stdout.splitlines()[0].split() == ["ENTRY", "PHASE", "LAST", "RUN",
+    assert table.stdout.splitlines()[0].split() == ["ENTRY", "PHASE", "DRIFT", "LAST", "RUN",
                                                      "FINISHED", "MESSAGE"]
     assert "task/ok" in table.stdout
     assert "Succeeded" in table.stdout

@@ -10,7 +10,7 @@ from ruamel.yaml import YAML
 from reconciler import status
 from reconciler.declarations.entries import LoadError, Location
 from reconciler.executors.base import RunReport
-from reconciler.records import DriftInfo, EntryRecord, fold_report, new_record
+from reconciler.records import Changes, DriftInfo, EntryRecord, fold_report, new_record
 from reconciler.redact import Redactor
 from reconciler.types import (
     DriftState,
@@ -70,6 +70,21 @@ def test_rendering_is_deterministic_and_round_trips() -> None:
     back, problems = status.parse(once)
     assert problems == []
     assert back == {rec.entry: rec}
+
+
+def test_drift_and_long_messages_show_in_the_table() -> None:
+    stack = new_record(EntryId("stack/network"), Kind.STACK, "network").model_copy(update={
+        "phase": Phase.SUCCEEDED, "message": "word " * 100,
+        "drift": DriftInfo(state=DriftState.DRIFTED, changes=Changes(change=4))})
+    files = status.render({stack.entry: stack}, [], branch="main", revision=REV,
+                          redact=Redactor())
+    readme = files["status/README.md"].decode()
+    row = next(line for line in readme.splitlines() if "stack/network" in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:3] == ["Succeeded", "Drifted (+0 ~4 -0)"]
+    assert cells[-1].endswith("word\u2026")
+    assert len(cells[-1]) == 200
+    assert "1 Succeeded (1 drifted)" in readme
 
 
 def test_errors_file_names_path_line_and_column() -> None:
