@@ -15,8 +15,24 @@ from reconciler.commands.run import build_daemon
 from reconciler.commands.wiring import EXIT_CONFIG, ConfigError, settings_from_args
 from reconciler.logs import setup_logging
 from reconciler.metrics import Metrics
+from reconciler.settings import Settings
 from reconciler.source.errors import SourceError
 from reconciler.types import DriftState, EntryId, Kind, Operation, split_entry_id
+
+
+def _not_a_daemon_state_dir(settings: Settings) -> str | None:
+    """Why the state dir cannot be the daemon's, or None. A plan against a state dir that is
+    not the daemon's compares the stack with an empty state and would publish a false drift
+    result on the status branch, so the command refuses rather than guess."""
+    if settings.executor != "local":
+        return None
+    from reconciler.executors.journal import JOURNAL_FILE
+
+    if (settings.state_dir / JOURNAL_FILE).is_file():
+        return None
+    return (f"--state-dir {settings.state_dir} is not a daemon's state dir (it has no "
+            f"{JOURNAL_FILE}); pass the state dir of the daemon that reconciles this "
+            "repository, while that daemon is stopped")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"drift plans are for stacks; {args.entry} is a task")
         settings = settings_from_args(args)
         setup_logging(settings.log_format, settings.log_level)
+        problem = _not_a_daemon_state_dir(settings)
+        if problem:
+            raise ConfigError(problem)
         daemon = build_daemon(settings, Metrics(process_metrics=False))
     except (ConfigError, ValueError, SourceError) as err:
         print(f"reconciler: {err}", file=sys.stderr)

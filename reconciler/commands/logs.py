@@ -20,10 +20,17 @@ def run(args: argparse.Namespace) -> int:
         from reconciler.executors.kubernetes.executor import latest_log
 
         text: str | None = latest_log(entry, namespace=args.namespace, kubeconfig=args.kubeconfig)
+        where = f"namespace {args.namespace}"
     else:
-        text = _local_log(entry, Path(args.state_dir))
+        state_dir = Path(args.state_dir)
+        if not state_dir.is_dir():
+            print(f"reconciler: --state-dir {state_dir} does not exist; pass the state dir of "
+                  "the daemon that ran it", file=sys.stderr)
+            return 1
+        text = _local_log(entry, state_dir)
+        where = f"state dir {state_dir}"
     if text is None:
-        print(f"reconciler: no run of {entry} is recorded", file=sys.stderr)
+        print(f"reconciler: no run of {entry} is recorded in {where}", file=sys.stderr)
         return 1
     sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
     return 0

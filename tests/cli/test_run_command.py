@@ -14,7 +14,13 @@ import pytest
 from tests.e2e.harness import task_yaml
 from tests.support.fixtures import HTTP_PASSWORD, HTTP_USER
 from tests.support.githttp import GitHTTPServer
-from tests.support.gitservers import GitDaemon, GitUser, git_env, make_bare_remote
+from tests.support.gitservers import (
+    GitDaemon,
+    GitUser,
+    branch_head,
+    git_env,
+    make_bare_remote,
+)
 
 PY = sys.executable
 
@@ -54,7 +60,21 @@ def test_once_succeeds_and_status_and_logs_read_it_back(remote: Path, tmp_path: 
     assert "fine" in log.stdout
     missing = reconciler("logs", "task/nope", "--state-dir", str(state))
     assert (missing.returncode, one_line(missing.stderr)) == (
-        1, "reconciler: no run of task/nope is recorded")
+        1, f"reconciler: no run of task/nope is recorded in state dir {state}")
+    nowhere = reconciler("logs", "task/ok", "--state-dir", str(tmp_path / "nowhere"))
+    assert nowhere.returncode == 1
+    assert f"--state-dir {tmp_path / 'nowhere'} does not exist" in one_line(nowhere.stderr)
+
+
+def test_drift_refuses_a_state_dir_that_is_not_the_daemons(remote: Path, tmp_path: Path) -> None:
+    """Planning against an empty state would publish a false drift result: refused, and
+    nothing is pushed."""
+    empty = tmp_path / "not-the-daemons"
+    done = reconciler("drift", "--repo", f"file://{remote}", "--state-dir", str(empty),
+                      "stack/network")
+    assert done.returncode == 2
+    assert "is not a daemon's state dir" in one_line(done.stderr)
+    assert branch_head(remote, "reconciler-status") is None
 
 
 def test_once_exits_1_when_a_run_fails(remote: Path, tmp_path: Path,
