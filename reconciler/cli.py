@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from reconciler import __version__
+
 ENV_PREFIX = "RECONCILER_"
 
 
@@ -28,7 +30,9 @@ class _EnvDefault(argparse.Action):
             else:
                 kwargs["default"] = value
             kwargs["required"] = False
-        kwargs["help"] = (kwargs.get("help") or "") + f" [env {env}]"
+        default = kwargs.get("default")
+        shown = f" (default: {default})" if default not in (None, False, "") else ""
+        kwargs["help"] = (kwargs.get("help") or "") + f"{shown} [env {env}]"
         super().__init__(option_strings, dest, **kwargs)
 
     def __call__(
@@ -78,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="reconciler",
         description="Run the Tasks and OpenTofu/Terraform Stacks declared in a Git repository.",
     )
+    parser.add_argument("--version", action="version", version=f"reconciler {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("validate", help="Check declarations; exit 1 on any problem.")
@@ -128,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--path", default=".", help="Folder of the declarations.")
     p.add_argument("--namespace", default=None, help="Override the Defaults namespace.")
 
-    p = sub.add_parser("stack-run", help=argparse.SUPPRESS)  # inside runs: the stack runner
+    p = sub.add_parser("stack-run")  # inside runs: the stack runner; no help, so not listed
     p.add_argument("runner_args", nargs=argparse.REMAINDER)
     return parser
 
