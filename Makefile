@@ -3,26 +3,33 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 DEMO ?= .demo
 LISTEN ?= 127.0.0.1:9100
 
 .PHONY: run test lint typecheck imports unit bench schemas clean demo-remote demo-drift
 
-$(STAMP): pyproject.toml
+# `make run` installs what the daemon needs; `make test` adds the test tools on top.
+$(RUN_STAMP): pyproject.toml
+	@echo "installing reconciler into $(VENV) (the first time takes a minute or two)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[engine]'
+	touch $@
+
+$(STAMP): $(RUN_STAMP)
 	$(PY) -m pip install --quiet -e '.[engine,test]'
 	touch $@
 
 ## run: start the daemon on the local executor, reconciling a demo remote made from sample-repo/
-run: $(STAMP) demo-remote
+run: $(RUN_STAMP) demo-remote
 	$(VENV)/bin/reconciler run \
 	  --repo "file://$(CURDIR)/$(DEMO)/remote.git" --branch main \
 	  --executor local --state-dir "$(DEMO)/state" --secrets-dir "$(DEMO)/secrets" \
 	  --interval 10s --listen $(LISTEN)
 
-demo-remote: $(STAMP)
+demo-remote: $(RUN_STAMP)
 	bash scripts/demo-remote.sh "$(DEMO)"
 
 ## demo-drift: while `make run` runs, change the demo network by hand (the next drift plan finds it)

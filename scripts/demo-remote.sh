@@ -20,7 +20,7 @@ if [ ! -d "$remote" ]; then
   git -C "$seed" -c user.name="Demo" -c user.email="demo@example.invalid" \
     commit --quiet -m "Sample declarations"
   git -C "$seed" push --quiet "$(cd "$remote" && pwd)" main
-  echo "demo remote: $remote (clone it with: git clone $remote demo-checkout)"
+  echo "demo remote: $remote (clone it with: git clone $remote demo)"
 fi
 
 # Local secrets: <secrets-dir>/<secret>/<key>, as the sample tasks' secretEnv expects.
