@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -78,6 +78,9 @@ class Daemon:
         self.desired = DesiredState()
         self.records: dict[EntryId, EntryRecord] = {}
         self.pushed: dict[str, bytes] = {}
+        self._pushed_records: dict[EntryId, EntryRecord] = {}
+        """The records as the last status commit (or the status branch read back) has them."""
+        self._pushed_revision: Revision | None = None
         self.revision: Revision | None = None
         """The commit the declarations were last loaded from."""
         self._head: Revision | None = None
@@ -110,6 +113,7 @@ class Daemon:
         for problem in problems:
             logger.warning("ignoring unreadable status file: {}", problem)
         self.pushed = {p: d for p, d in files.items() if p.startswith(status_files.ROOT + "/")}
+        self._pushed_records, self._pushed_revision = dict(self.records), self.revision
         self._restored = True
         logger.info("restored {} status records from branch {}", len(self.records),
                     self.source.status_branch)
@@ -390,31 +394,53 @@ class Daemon:
             errors = (self.load_failure, *errors)
         files = self._renderer.render(self.records, errors, revision=self.revision)
         changes = status_files.changed_files(self.pushed, files)
-        try:
-            if changes:
-                message = self._commit_message(finished, result)
-                self.source.write_status(changes, message)
+        # Only the progress of runs in flight changed: it goes with the next change that does.
+        if changes and (finished or self._worth_a_commit(changes)):
+            try:
+                self.source.write_status(changes, self._commit_message(finished, result))
                 self.metrics.observe_status_push("success")
-        except Exception as err:  # kept, pushed next cycle
-            self.metrics.observe_status_push("error")
-            logger.error("status push failed (kept for the next cycle): {}", err)
-            result.errors.append(f"status push failed: {err}")
-            return
-        self.pushed.update(files)
-        for path in [p for p, data in changes.items() if data is None]:
-            del self.pushed[path]
+            except Exception as err:  # kept, pushed next cycle
+                self.metrics.observe_status_push("error")
+                logger.error("status push failed (kept for the next cycle): {}", err)
+                result.errors.append(f"status push failed: {err}")
+                return
+            self.pushed.update(files)
+            for path in [p for p, data in changes.items() if data is None]:
+                del self.pushed[path]
+            self._pushed_records, self._pushed_revision = dict(self.records), self.revision
         if self.unacked:
             self.executor.acknowledge(sorted(self.unacked))
             self.counted -= self.unacked
             self.unacked.clear()
 
+    def _worth_a_commit(self, changes: Mapping[str, bytes | None]) -> bool:
+        """Whether a status commit of `changes` tells anything: a record that changed more than
+        the progress of its run in flight, an error, another commit read. The README only
+        summarises those."""
+        for path in changes:
+            if path == status_files.README:
+                if self.revision != self._pushed_revision:
+                    return True
+                continue
+            entry = status_files.entry_of(path)
+            if entry is None or status_files.worth_committing(
+                    self.records.get(entry), self._pushed_records.get(entry)):
+                return True
+        return False
+
     def _commit_message(self, finished: list[RunReport], result: CycleResult) -> str:
-        parts = []
-        if finished:
-            parts.append(f"{len(finished)} run{'s' if len(finished) != 1 else ''} finished")
-        if result.started:
-            parts.append(f"{result.started} started")
-        summary = ", ".join(parts) or "phases updated"
+        """`status: task/a Succeeded, stack/b Drifted` (what changed phase or drift since the
+        last push), then a line per finished run."""
+        moved = [f"{record.entry} {_headline(record)}"
+                 for entry, record in sorted(self.records.items())
+                 if _headline(record) != _headline(self._pushed_records.get(entry))]
+        summary = ", ".join(moved[:_SUBJECT_ENTRIES])
+        if len(moved) > _SUBJECT_ENTRIES:
+            summary += f" and {len(moved) - _SUBJECT_ENTRIES} more"
+        if not summary:
+            counts = [f"{len(finished)} run{'s' if len(finished) != 1 else ''} finished"
+                      if finished else "", f"{result.started} started" if result.started else ""]
+            summary = ", ".join(c for c in counts if c) or "records updated"
         source = f" at {self.revision[:12]}" if self.revision else ""
         lines = [f"status: {summary}{source}", ""]
         lines += [f"{r.entry_id}: {r.state.value} ({r.run_id})" for r in finished]
@@ -472,6 +498,20 @@ class Daemon:
                 if run_id not in self._in_flight:
                     break
         return self.records[entry_id]
+
+
+_SUBJECT_ENTRIES = 4
+"""Entries named in a status commit's subject; the rest are counted."""
+
+
+def _headline(record: EntryRecord | None) -> str:
+    """A record's phase as a person scanning the status history wants it: `Succeeded`,
+    `Drifted` for a stack whose last drift plan found changes."""
+    if record is None:
+        return ""
+    if record.drift is not None and record.drift.state is DriftState.DRIFTED:
+        return DriftState.DRIFTED.value
+    return record.phase.value
 
 
 class _Backoff:

@@ -19,11 +19,11 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from reconciler import yamlout
+from reconciler import types, yamlout
 from reconciler.declarations.entries import LoadError
 from reconciler.records import EntryRecord
 from reconciler.redact import Redactor
-from reconciler.types import DriftState, EntryId, Kind, Phase, Revision
+from reconciler.types import DriftState, EntryId, Kind, Phase, Revision, RunState
 
 ROOT = "status"
 README = f"{ROOT}/README.md"
@@ -37,6 +37,34 @@ _FOLDERS = {Kind.TASK: "tasks", Kind.STACK: "stacks"}
 
 def record_path(record: EntryRecord) -> str:
     return f"{ROOT}/{_FOLDERS[record.kind]}/{record.name}.yaml"
+
+
+def entry_of(path: str) -> EntryId | None:
+    """The entry whose record file `path` is, or None for any other file."""
+    parts = path.split("/")
+    if len(parts) != 3 or parts[0] != ROOT or not parts[2].endswith(".yaml"):
+        return None
+    kind = next((k for k, folder in _FOLDERS.items() if folder == parts[1]), None)
+    return types.entry_id(kind, parts[2].removesuffix(".yaml")) if kind is not None else None
+
+
+def worth_committing(record: EntryRecord | None, pushed: EntryRecord | None) -> bool:
+    """Whether `record` differs from the `pushed` one by more than the progress of a run in
+    flight (its log tail growing, Pending turning Running): that is published with the next
+    change that matters (a phase, a run starting or ending, an error), not in a commit of
+    its own every poll."""
+    if record is None or pushed is None:
+        return record != pushed
+    return _settled(record) != _settled(pushed)
+
+
+def _settled(record: EntryRecord) -> EntryRecord:
+    run = record.last_run
+    if run is None or run.state.finished:
+        return record
+    quiet = run.model_copy(update={"log_tail": "", "state": RunState.RUNNING,
+                                   "started_at": None, "message": ""})
+    return record.model_copy(update={"last_run": quiet, "message": ""})
 
 
 def _dump(header: str, data: Mapping[str, Any]) -> bytes:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.types import EntryId
 from tests.daemon.conftest import World, task
+from tests.e2e.harness import wait_for
 
 
 def test_cron_runs_again_when_it_fires(world: Callable[..., World]) -> None:
@@ -160,3 +162,36 @@ def test_standby_runs_nothing_and_takes_over_without_repeating(
         assert w.status("task/once")["phase"] == "Succeeded"
     finally:
         standby.daemon.executor.close()
+
+
+def test_a_running_task_that_prints_makes_no_status_commit_of_its_own(
+        world: Callable[..., World], tmp_path: Path) -> None:
+    """Status history records changes of phase, runs and errors; a log tail that grows while
+    a run lasts is published with the next of those, not in a commit per poll."""
+    go = [tmp_path / "go-1", tmp_path / "go-2"]
+    code = ("import pathlib, time\n"
+            + "".join(f"print('step {i}', flush=True)\n"
+                      f"while not pathlib.Path({str(path)!r}).exists(): time.sleep(0.05)\n"
+                      for i, path in enumerate(go)))
+    w = world({"chatty.yaml": task("chatty", code)})
+    w.daemon.cycle(fetch=True)
+    started = _status_commits(w)
+    assert w.status("task/chatty")["phase"] == "Running"
+    for i, path in enumerate(go):
+        wait_for(lambda i=i: f"step {i}" in _live_tail(w), what=f"step {i} in the live tail")
+        path.touch()
+    w.settle()
+    assert _status_commits(w) == started + 1  # only the run's end
+    assert w.user.git("--git-dir", str(w.bare), "log", "-1", "--format=%s",
+                      w.status_branch).startswith("status: task/chatty Succeeded at ")
+    assert "step 1" in w.status("task/chatty")["lastRun"]["logTail"]
+
+
+def _live_tail(w: World) -> str:
+    w.daemon.cycle(fetch=False)
+    run = w.daemon.records[EntryId("task/chatty")].last_run
+    return run.log_tail if run is not None else ""
+
+
+def _status_commits(w: World) -> int:
+    return int(w.user.git("--git-dir", str(w.bare), "rev-list", "--count", w.status_branch))
