@@ -78,23 +78,25 @@ def _read_secret(where: str, secret: str, key: str, secrets_dir: Path | None) ->
         raise RunSetupError(f"{where}, key {key!r}: no --secrets-dir is set to read it from")
     folder = secrets_dir / secret
     path = folder / key
+    # Messages reach the status branch: name the file under --secrets-dir, not the host path.
+    shown = f"<secrets-dir>/{secret}/{key}"
     if key in (".", ".."):
         raise RunSetupError(f"{where}: {key!r} is not a key")
     if not folder.is_dir():
-        raise RunSetupError(f"{where} not found: there is no folder {folder}")
+        raise RunSetupError(f"{where} not found: there is no folder <secrets-dir>/{secret}")
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise _NoSuchKeyError(f"{where} has no key {key!r}: there is no file {path}") from None
+        raise _NoSuchKeyError(f"{where} has no key {key!r}: there is no file {shown}") from None
     except OSError as err:
-        raise RunSetupError(f"{where}, key {key!r}: cannot read {path}: {err.strerror}") from None
+        raise RunSetupError(f"{where}, key {key!r}: cannot read {shown}: {err.strerror}") from None
     try:
         value = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise RunSetupError(f"{where}, key {key!r}: {path} is not UTF-8 text") from None
+        raise RunSetupError(f"{where}, key {key!r}: {shown} is not UTF-8 text") from None
     if "\0" in value:
         raise RunSetupError(
-            f"{where}, key {key!r}: {path} holds a NUL byte, which an environment "
+            f"{where}, key {key!r}: {shown} holds a NUL byte, which an environment "
             "variable cannot carry"
         )
     return value

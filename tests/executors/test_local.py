@@ -307,3 +307,23 @@ def test_log_files_are_written_as_output_arrives(local: LocalHarness) -> None:
 
     assert report.state is RunState.RUNNING
     executor.cancel(request.run_id)
+
+
+@pytest.mark.parametrize("make_secret", [False, True], ids=["no folder", "no key"])
+def test_a_missing_secret_is_named_without_the_hosts_paths(local: LocalHarness,
+                                                           make_secret: bool) -> None:
+    """The message goes to the status branch: it names the secret and key, and the file under
+    --secrets-dir, never where that folder is on the daemon's machine."""
+    if make_secret:
+        local.add_secret("report-creds", "other", "x")
+    executor = local.make()
+    request = request_for(task_entry("needs", ["true"],
+                                     secret_env={"TOKEN": ("report-creds", "token")}))
+    executor.submit(request)
+
+    report = wait_until(executor, request.run_id)
+
+    assert report.state is RunState.FAILED
+    assert "'report-creds'" in report.message
+    assert "<secrets-dir>/report-creds" in report.message
+    assert str(local.secrets_dir) not in report.message
