@@ -89,13 +89,13 @@ class Limits(_Frozen):
     retries: int | None = Field(default=None, ge=0, description="Most retries an entry may ask.")
     cpu: Annotated[Quantity, AfterValidator(_bounded_quantity)] | None = Field(
         default=None,
-        description="Largest CPU request or limit of a run; when set, every run must set a "
-        "CPU limit (itself or through Defaults).",
+        description="Largest CPU request or limit of a run; when set, every run on "
+        "Kubernetes must set a CPU limit (itself or through Defaults).",
     )
     memory: Annotated[Quantity, AfterValidator(_bounded_quantity)] | None = Field(
         default=None,
-        description="Largest memory request or limit of a run; when set, every run must "
-        "set a memory limit.",
+        description="Largest memory request or limit of a run; when set, every run on "
+        "Kubernetes must set a memory limit.",
     )
 
 

@@ -42,10 +42,11 @@ class DaemonIdentity(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     namespace: str = Field(default="default", description="The daemon's --namespace.")
-    namespaced: bool = Field(
+    kubernetes: bool = Field(
         default=True,
-        description="Runs go to Kubernetes namespaces (the kubernetes executor); with the "
-        "local executor they run on this machine and namespaces are not evaluated.",
+        description="Runs are Kubernetes pods. With the local executor they are processes of "
+        "this machine: namespaces mean nothing and resources are not enforced, so neither "
+        "the namespace rule nor the requirement to set a limit applies.",
     )
     service_accounts: frozenset[str] = Field(
         default=frozenset({"reconciler"}),
@@ -79,7 +80,7 @@ def evaluate(entry: Entry, policy: Policy, identity: DaemonIdentity) -> list[Den
     """Everything `entry` asks for that `policy` (and the daemon's identity) refuses."""
     spec = policy.spec
     found: list[Denial] = []
-    if identity.namespaced:
+    if identity.kubernetes:
         found.extend(_namespace(entry.defaults, spec.namespaces, identity))
     found.extend(_service_account(entry, spec.service_accounts, identity))
     found.extend(_secrets(entry, spec.secrets, identity))
@@ -89,7 +90,7 @@ def evaluate(entry: Entry, policy: Policy, identity: DaemonIdentity) -> list[Den
         found.extend(_repository(entry.spec, _repository_prefixes(tuple(spec.repositories))))
     if isinstance(entry.spec, StackSpec):
         found.extend(_stack(entry.spec, policy))
-    found.extend(_limits(entry, policy))
+    found.extend(_limits(entry, policy, require=identity.kubernetes))
     return found
 
 
@@ -205,7 +206,7 @@ def _stack(spec: StackSpec, policy: Policy) -> Iterator[Denial]:
                      f"({_listing(rule.engines)})")
 
 
-def _limits(entry: Entry, policy: Policy) -> Iterator[Denial]:
+def _limits(entry: Entry, policy: Policy, *, require: bool) -> Iterator[Denial]:
     limits = policy.spec.limits
     spec = entry.spec
     if limits.timeout is not None:
@@ -223,10 +224,11 @@ def _limits(entry: Entry, policy: Policy) -> Iterator[Denial]:
                      f"{spec.retries} retries are over the limit of {limits.retries}")
     for resource, bound_text in (("cpu", limits.cpu), ("memory", limits.memory)):
         if bound_text is not None:
-            yield from _resource(entry, resource, bound_text)
+            yield from _resource(entry, resource, bound_text, require=require)
 
 
-def _resource(entry: Entry, resource: str, bound_text: str) -> Iterator[Denial]:
+def _resource(entry: Entry, resource: str, bound_text: str, *, require: bool
+              ) -> Iterator[Denial]:
     bound = quantity(bound_text) or Decimal(0)
     resources = entry.spec.resources
     under = entry.defaults.resources
@@ -235,7 +237,7 @@ def _resource(entry: Entry, resource: str, bound_text: str) -> Iterator[Denial]:
         declared = getattr(getattr(under, section), resource) if under else None
         loc = ("spec", "resources", section, resource)
         if value is None:
-            if section == "limits":
+            if section == "limits" and require:
                 yield Denial(loc, f"no {resource} limit is set; the policy requires one of at "
                              f"most {bound_text}", "entry")
             continue
