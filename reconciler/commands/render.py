@@ -39,6 +39,7 @@ from reconciler.executors.kubernetes.manifests import (
     build_manifests,
 )
 from reconciler.policy.file import PolicyError
+from reconciler.policy.rules import namespace_allowed
 from reconciler.types import EntryId, Kind, Operation, Revision, Trigger, entry_id, split_entry_id
 
 UNKNOWN_REVISION = Revision("0" * 40)
@@ -61,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
     except PolicyError as err:
         print("\n".join(err.lines), file=sys.stderr)
         return 2
+    if check is not None and args.namespace and not namespace_allowed(
+            check.policy, check.identity, args.namespace):
+        return _fail(f"--namespace {args.namespace}: denied by policy: namespace "
+                     f"{args.namespace} is not allowed", 1)
     files = DirectorySource(root)
     desired = loader.load(files)
     if check is not None:

@@ -94,6 +94,11 @@ def evaluate(entry: Entry, policy: Policy, identity: DaemonIdentity) -> list[Den
     return found
 
 
+def namespace_allowed(policy: Policy, identity: DaemonIdentity, namespace: str) -> bool:
+    allowed = policy.spec.namespaces
+    return any_glob([identity.namespace] if allowed is None else allowed, namespace)
+
+
 def _listing(patterns: Sequence[str]) -> str:
     return f"allowed: {', '.join(patterns)}" if patterns else "the policy allows none"
 
