@@ -43,9 +43,9 @@ _HOST = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?
 _IMAGE = re.compile(
     rf"^(?P<name>(?:(?P<host>{_HOST})/)?{_COMPONENT}(?:/{_COMPONENT})*)"
     r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
-    r"(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?$"
+    r"(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?\Z"
 )
-_PREFIX_PATH = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+_PREFIX_PATH = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*\Z")
 DOCKER_HUB = "docker.io"
 
 
@@ -130,8 +130,8 @@ def image_allowed(reference: str, prefixes: Iterable[ImageName]) -> bool:
 _SCHEMES = {"https": "https", "http": "http", "ssh": "ssh", "git+ssh": "ssh",
             "ssh+git": "ssh", "git": "git", "file": "file"}
 _PORTS = {"https": 443, "http": 80, "ssh": 22, "git": 9418}
-_SCP_LIKE = re.compile(r"^(?:(?P<user>[^@/:\s]+)@)?(?P<host>[^@/:\s\[\]]+):(?P<path>.+)$")
-_ASCII_HOST = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+_SCP_LIKE = re.compile(r"^(?:(?P<user>[^@/:\s]+)@)?(?P<host>[^@/:\s\[\]]+):(?P<path>.+)\Z")
+_ASCII_HOST = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\Z")
 _ENCODED_SEPARATOR = re.compile(r"%(2[eEfF]|5[cC]|25|0[0-9a-fA-F]|1[0-9a-fA-F]|7[fF])")
 
 
@@ -232,7 +232,7 @@ _SUFFIXES = {
     "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30,
     "Ti": Decimal(2) ** 40, "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
 }
-_QUANTITY = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+))([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?$")
+_QUANTITY = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+))([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?\Z")
 
 
 def quantity(value: str) -> Decimal | None:

@@ -19,7 +19,7 @@ from reconciler.declarations.fields import Duration, Quantity
 from reconciler.policy.match import parse_image_prefix, parse_repository, quantity
 from reconciler.types import API_VERSION
 
-_GLOB = re.compile(r"^[a-z0-9*]([-a-z0-9.*]*[a-z0-9*])?$")
+_GLOB = re.compile(r"^[a-z0-9*]([-a-z0-9.*]*[a-z0-9*])?\Z")
 
 
 class _Frozen(BaseModel):
