@@ -12,7 +12,7 @@ identity: a load that changes one file evaluates one entry again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from itertools import groupby
 
 from reconciler.declarations.entries import DesiredState, Entry, LoadError, Location
@@ -23,7 +23,9 @@ from reconciler.policy.rules import DaemonIdentity, Denial, evaluate
 from reconciler.ports import LoaderPort
 from reconciler.types import EntryId, Revision
 
-Results = dict[EntryId, tuple[Entry, tuple[LoadError, ...]]]
+Denied = dict[EntryId, tuple[LoadError, ...]]
+Generation = tuple[Mapping[EntryId, Entry], Denied]
+"""The entries of one load, and the errors of those denied."""
 
 
 class PolicyCheck:
@@ -32,33 +34,51 @@ class PolicyCheck:
     def __init__(self, policy: Policy, identity: DaemonIdentity) -> None:
         self.policy = policy
         self.identity = identity
-        self._results: tuple[Results, Results] = ({}, {})
-        """Denials of the entries of the last load and the one before."""
+        self._generations: tuple[Generation, Generation] = (({}, {}), ({}, {}))
+        """The last load and the one before (the daemon also loads the commit an entry was
+        last applied at)."""
+        self._last: tuple[DesiredState, DesiredState] | None = None
+        """The last state given and what it became."""
 
     def apply(self, desired: DesiredState, files: FileSource) -> DesiredState:
         """`desired` with every entry the policy denies moved to `invalid`."""
-        current: Results = {}
+        if self._last is not None and _same(self._last[0], desired):
+            # The loader shares what did not change: nothing to evaluate again.
+            given, result = self._last
+            return result if given is desired else result.model_copy(
+                update={"revision": desired.revision})
+        denied = self._denied(desired, files)
+        result = _with_denials(desired, denied) if denied else desired
+        self._last = (desired, result)
+        return result
+
+    def _denied(self, desired: DesiredState, files: FileSource) -> Denied:
+        entries = desired.entries
+        (last, last_denied), (older, older_denied) = self._generations
+        changed = [i for i, e in entries.items() if last.get(i) is not e]
+        denied = {i: errors for i, errors in last_denied.items() if entries.get(i) is last[i]}
         locator = _Locator(files, desired.defaults_location)
-        denied: dict[EntryId, tuple[LoadError, ...]] = {}
-        for ident, entry in desired.entries.items():
-            known = self._results[0].get(ident) or self._results[1].get(ident)
-            if known is not None and known[0] is entry:
-                errors = known[1]
+        for ident in changed:
+            entry = entries[ident]
+            if older.get(ident) is entry:
+                errors = older_denied.get(ident, ())
             else:
-                errors = tuple(locator.error(entry, d) for d in
-                               evaluate(entry, self.policy, self.identity))
-            current[ident] = (entry, errors)
+                errors = tuple(locator.error(entry, d)
+                               for d in evaluate(entry, self.policy, self.identity))
             if errors:
                 denied[ident] = errors
-        self._results = (current, self._results[0])
-        if not denied:
-            return desired
-        return _with_denials(desired, denied)
+        self._generations = ((entries, denied), self._generations[0])
+        return denied
 
 
-def _with_denials(
-    desired: DesiredState, denied: dict[EntryId, tuple[LoadError, ...]]
-) -> DesiredState:
+def _same(old: DesiredState, new: DesiredState) -> bool:
+    """Whether two loads hold the very same values (everything but the revision)."""
+    return all(getattr(old, name) is getattr(new, name) for name in DesiredState.model_fields
+               if name not in ("revision", "defaults_location")) and (
+        old.defaults_location == new.defaults_location)
+
+
+def _with_denials(desired: DesiredState, denied: Denied) -> DesiredState:
     entries = {i: e for i, e in desired.entries.items() if i not in denied}
     invalid = dict(sorted({**desired.invalid, **denied}.items()))
     errors = _merged(desired.errors, (e for errors in denied.values() for e in errors))
@@ -94,6 +114,8 @@ class _Locator:
         self._defaults = defaults
         self._texts: dict[str, str] = {}
         self._maps: dict[str, SourceMap] = {}
+        self._positions: dict[tuple[str, int, tuple[object, ...]], tuple[int, int]] = {}
+        """A Defaults value denied for every entry is located once."""
 
     def error(self, entry: Entry, denial: Denial) -> LoadError:
         place = entry.location
@@ -103,8 +125,9 @@ class _Locator:
         ):
             place = self._defaults
         line, column = self._position(place, denial)
-        return LoadError(
-            location=Location(path=place.path, line=line, column=column),
+        # Built from values that are valid already: constructing skips validating them again.
+        return LoadError.model_construct(
+            location=Location.model_construct(path=place.path, line=line, column=column),
             field=denial.field, message=denial.message, entry=entry.id,
         )
 
@@ -120,12 +143,15 @@ class _Locator:
         return len(found) == len(denial.loc)
 
     def _position(self, place: Location, denial: Denial) -> tuple[int, int]:
-        index = self._index(place)
-        if index is None:
-            return place.line, place.column
-        (line, column), _ = self._map(place.path).locate(
-            index, denial.loc, document_line=place.line)
-        return line, column
+        key = (place.path, place.line, denial.loc)
+        if key not in self._positions:
+            index = self._index(place)
+            if index is None:
+                self._positions[key] = place.line, place.column
+            else:
+                self._positions[key] = self._map(place.path).locate(
+                    index, denial.loc, document_line=place.line)[0]
+        return self._positions[key]
 
     def _index(self, place: Location) -> int | None:
         """Which document of the file starts at `place.line`."""

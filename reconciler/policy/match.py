@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from urllib.parse import unquote, urlsplit
 
 _GLOB_CACHE: dict[str, re.Pattern[str]] = {}
@@ -235,6 +236,7 @@ _SUFFIXES = {
 _QUANTITY = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+))([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?\Z")
 
 
+@lru_cache(maxsize=1024)
 def quantity(value: str) -> Decimal | None:
     """A Kubernetes resource quantity (`100m`, `1.5`, `512Mi`, `1e3`) as a number; None when
     it is not one."""

@@ -169,17 +169,33 @@ def _repository_prefixes(prefixes: tuple[str, ...]) -> tuple[RepositoryURL, ...]
     return tuple(p for p in map(parse_repository, prefixes) if p is not None)
 
 
+@lru_cache(maxsize=8192)
+def _image_ok(image: str, prefixes: tuple[ImageName, ...]) -> bool:
+    # Most entries of a repository share a few images and clone URLs: check each once.
+    return image_allowed(image, prefixes)
+
+
+@lru_cache(maxsize=8192)
+def _repository_ok(url: str, prefixes: tuple[RepositoryURL, ...]) -> bool:
+    return repository_allowed(url, prefixes)
+
+
+@lru_cache(maxsize=64)
+def _seconds(duration: str) -> int:
+    return int(parse_duration(duration).total_seconds())
+
+
 def _images(entry: Entry, prefixes: tuple[ImageName, ...]) -> Iterator[Denial]:
     shown = ", ".join(_shown_prefixes(prefixes))
     if isinstance(entry.spec, TaskSpec):
         image = entry.spec.image
-        if image and not image_allowed(image, prefixes):
+        if image and not _image_ok(image, prefixes):
             yield Denial(("spec", "image"), f"image {image} is not under an allowed prefix "
                          f"({shown or 'the policy allows none'})",
                          _origin(image, entry.defaults.image))
         return
     runner = getattr(entry.defaults.runner_images, entry.spec.engine)
-    if runner and not image_allowed(runner, prefixes):
+    if runner and not _image_ok(runner, prefixes):
         yield Denial(("spec", "runnerImages", entry.spec.engine),
                      f"runner image {runner} is not under an allowed prefix "
                      f"({shown or 'the policy allows none'})", "defaults")
@@ -193,7 +209,7 @@ def _shown_prefixes(prefixes: Iterable[ImageName]) -> Iterator[str]:
 
 def _repository(spec: TaskSpec, prefixes: tuple[RepositoryURL, ...]) -> Iterator[Denial]:
     repository = spec.repository
-    if repository is None or repository_allowed(repository.url, prefixes):
+    if repository is None or _repository_ok(repository.url, prefixes):
         return
     reason = ("repository URL is not under an allowed prefix" if parse_repository(
         repository.url) else "repository URL cannot be compared safely with the allowed "
@@ -215,7 +231,7 @@ def _limits(entry: Entry, policy: Policy, *, require: bool) -> Iterator[Denial]:
     limits = policy.spec.limits
     spec = entry.spec
     if limits.timeout is not None:
-        bound = int(parse_duration(limits.timeout).total_seconds())
+        bound = _seconds(limits.timeout)
         if entry.timeout_seconds > bound:
             if spec.timeout is None:
                 reason = (f"no timeout is set, so runs may take {entry.timeout_seconds}s (the "
