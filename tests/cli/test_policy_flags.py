@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.harness import status_file, task_yaml
 from tests.policy.support import cli, defaults, policy, task, write_repo
+from tests.support.gitservers import make_bare_remote
 
 
 def _validate(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -82,3 +84,27 @@ def test_render_refuses_a_denied_entry(
                          "other", "--policy", str(tmp_path / "policy.yaml"))
     assert (code, out) == (1, "")
     assert "--namespace other: denied by policy: namespace other is not allowed" in err
+
+
+def test_run_once_leaves_a_denied_task_invalid_and_runs_the_others(tmp_path: Path) -> None:
+    remote = make_bare_remote(tmp_path / "cli.git", {
+        "ok.yaml": task_yaml("ok", [sys.executable, "-c", "print('fine')"]),
+        "steal.yaml": task_yaml("steal", [sys.executable, "-c", "print('stolen')"],
+                                serviceAccountName="reconciler-runner"),
+    })
+    (tmp_path / "policy.yaml").write_text(policy('serviceAccounts: ["*"]'))
+    done = subprocess.run(
+        [sys.executable, "-m", "reconciler", "run", "--once", "--repo", f"file://{remote}",
+         "--state-dir", str(tmp_path / "state"), "--listen", "",
+         "--policy", str(tmp_path / "policy.yaml")],
+        capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1, done.stderr  # a declaration failed to load
+    assert "spec.serviceAccountName: denied by policy: service account reconciler-runner " \
+           "is reserved for the daemon" in done.stderr
+    ok = status_file(remote, "status/tasks/ok.yaml")
+    steal = status_file(remote, "status/tasks/steal.yaml")
+    assert ok is not None
+    assert ok["phase"] == "Succeeded"
+    assert steal is not None
+    assert steal["phase"] == "Invalid"
+    assert "denied by policy" in steal["message"]
