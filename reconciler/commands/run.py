@@ -47,6 +47,11 @@ def build_daemon(settings: Settings, metrics: Metrics,
     if problem:
         raise ConfigError(problem)
     check = policy_check(settings)
+    verify = check.policy.spec.commits.verify
+    if verify != "none":
+        # Fail closed: a policy asking for signed commits is never run without the check.
+        raise ConfigError(f"--policy {settings.policy_file}: spec.commits.verify: {verify}: "
+                          "this daemon cannot verify commit signatures")
     source = GitSource(
         settings.repo, settings.state_dir, branch=settings.branch,
         status_branch=settings.status_branch, credentials=settings.credentials,
