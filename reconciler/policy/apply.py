@@ -115,6 +115,8 @@ class _Locator:
         self._texts: dict[str, str] = {}
         self._maps: dict[str, SourceMap] = {}
         self._positions: dict[tuple[str, int, tuple[object, ...]], tuple[int, int]] = {}
+        self._starts: dict[str, dict[int, int]] = {}
+        """Per file: the line each document starts at → its index."""
         """A Defaults value denied for every entry is located once."""
 
     def error(self, entry: Entry, denial: Denial) -> LoadError:
@@ -155,12 +157,15 @@ class _Locator:
 
     def _index(self, place: Location) -> int | None:
         """Which document of the file starts at `place.line`."""
-        positions = self._map(place.path)
-        for index in range(self._text(place.path).count("---") + 1):
-            (line, _), _ = positions.locate(index, (), document_line=0)
-            if line == place.line:
-                return index
-        return None
+        if place.path not in self._starts:
+            positions = self._map(place.path)
+            starts: dict[int, int] = {}
+            # Every document after the first begins with `---`: that bounds how many to ask.
+            for index in range(self._text(place.path).count("---") + 1):
+                (line, _), _ = positions.locate(index, (), document_line=0)
+                starts.setdefault(line, index)
+            self._starts[place.path] = starts
+        return self._starts[place.path].get(place.line)
 
     def _text(self, path: str) -> str:
         if path not in self._texts:
