@@ -13,7 +13,6 @@ identity: a load that changes one file evaluates one entry again.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from itertools import groupby
 
 from reconciler.declarations.entries import DesiredState, Entry, LoadError, Location
 from reconciler.declarations.files import FileSource
@@ -91,17 +90,16 @@ def _merged(existing: tuple[LoadError, ...], added: Iterable[LoadError]) -> tupl
     order, each distinct line once."""
     seen: set[str] = set()
     unique: list[LoadError] = []
-    for error in (*existing, *sorted(added, key=_position)):
+    for error in (*existing, *sorted(added, key=_place)):
         line = f"{error.location}: {error.field}: {error.message}"
         if line not in seen:
             seen.add(line)
             unique.append(error)
-    ordered = sorted(unique, key=lambda e: e.location.path)  # stable: keeps order in a file
-    return tuple(e for _, group in groupby(ordered, key=lambda e: e.location.path)
-                 for e in group)
+    # A stable sort: within a file, the loader's order, then the denials in line order.
+    return tuple(sorted(unique, key=lambda e: e.location.path))
 
 
-def _position(error: LoadError) -> tuple[str, int, int]:
+def _place(error: LoadError) -> tuple[str, int, int]:
     return error.location.path, error.location.line, error.location.column
 
 
@@ -115,9 +113,9 @@ class _Locator:
         self._texts: dict[str, str] = {}
         self._maps: dict[str, SourceMap] = {}
         self._positions: dict[tuple[str, int, tuple[object, ...]], tuple[int, int]] = {}
+        """A Defaults value denied for every entry is located once."""
         self._starts: dict[str, dict[int, int]] = {}
         """Per file: the line each document starts at → its index."""
-        """A Defaults value denied for every entry is located once."""
 
     def error(self, entry: Entry, denial: Denial) -> LoadError:
         place = entry.location
