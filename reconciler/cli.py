@@ -75,6 +75,22 @@ def _add_repo_flags(p: argparse.ArgumentParser, *, required: bool) -> None:
           "name none; default reconciler:<version>.")
     _flag(p, "--log-format", default="text", choices=["text", "json"], help="Log format.")
     _flag(p, "--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR.")
+    _add_policy_flags(p)
+
+
+def _add_policy_flags(p: argparse.ArgumentParser) -> None:
+    """The operator's guardrails (docs/policy.md): the same on `run`, `validate` and `render`,
+    so a pull request check shows what the daemon would deny."""
+    _flag(p, "--policy", help="Policy file: what declarations may ask for (docs/policy.md).")
+    _flag(p, "--service-account", default="reconciler",
+          help="The daemon's own service account; no declaration may name it.")
+    _flag(p, "--reserved-service-accounts", default="reconciler-runner",
+          help="Comma-separated privileged service accounts no declaration may name.")
+    _flag(p, "--credentials-secret", default="reconciler-credentials",
+          help="Secret the daemon's Git credentials and webhook secret come from; no "
+          "declaration may use it.")
+    _flag(p, "--reserved-secrets", default="",
+          help="Comma-separated Secret names or globs no declaration may use.")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", nargs="?", default=".", help="Repository folder (default: .).")
     p.add_argument("--path", default=".", help="Folder of the declarations inside DIR.")
     p.add_argument("--format", choices=["text", "json"], default="text")
+    _add_policy_flags(p)
+    _flag(p, "--executor", default="local", choices=["local", "kubernetes"],
+          help="With --policy: the daemon's executor (namespaces count only on Kubernetes).")
+    _flag(p, "--namespace", default="default", help="With --policy: the daemon's --namespace.")
+    _flag(p, "--source-credentials-secret", help="With --policy: the daemon's flag of that name.")
 
     p = sub.add_parser("diff", help="What merging HEAD into BASE would change.")
     p.add_argument("--repo", default=".", help="Local Git repository (default: .).")
@@ -131,7 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("entry", metavar="KIND/NAME")
     p.add_argument("--repo", default=".", help="Repository folder (default: .).")
     p.add_argument("--path", default=".", help="Folder of the declarations.")
-    p.add_argument("--namespace", default=None, help="Override the Defaults namespace.")
+    p.add_argument("--namespace", default=None, help="Override the Defaults namespace "
+                   "(with --policy, also the daemon's --namespace).")
+    _add_policy_flags(p)
+    _flag(p, "--source-credentials-secret", help="With --policy: the daemon's flag of that name.")
 
     p = sub.add_parser("stack-run")  # inside runs: the stack runner; no help, so not listed
     p.add_argument("runner_args", nargs=argparse.REMAINDER)

@@ -54,6 +54,22 @@ class Settings(BaseModel):
     runner_image: str | None = Field(
         default=None, description="Image of stack pods whose Defaults name none."
     )
+    policy_file: Path | None = Field(
+        default=None, description="The operator's Policy; none: the safe defaults."
+    )
+    service_account: str | None = Field(
+        default="reconciler", description="The daemon's own service account."
+    )
+    reserved_service_accounts: tuple[str, ...] = Field(
+        default=("reconciler-runner",), description="Accounts no declaration may name."
+    )
+    credentials_secret: str | None = Field(
+        default="reconciler-credentials",
+        description="Secret the daemon's Git credentials and webhook secret come from.",
+    )
+    reserved_secrets: tuple[str, ...] = Field(
+        default=(), description="More Secret names or globs no declaration may use."
+    )
 
     @property
     def listen_address(self) -> tuple[str, int] | None:

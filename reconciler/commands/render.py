@@ -10,8 +10,12 @@ at that commit). The namespace is `--namespace`, else the Defaults namespace, el
 Two things only the API server fills in are left out: the ConfigMap's `ownerReferences`
 (the Job's uid) and the pods' own names.
 
-Exit status: 0 when printed; 1 when the entry does not exist, is invalid, or cannot run on
-Kubernetes; 2 when DIR cannot be read or KIND/NAME is not one.
+With `--policy FILE`, an entry the policy denies is not rendered (it is invalid, with the
+located reasons), as the daemon would not run it.
+
+Exit status: 0 when printed; 1 when the entry does not exist, is invalid, is denied by the
+policy, or cannot run on Kubernetes; 2 when DIR or the policy cannot be read or KIND/NAME is
+not one.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from reconciler.commands.policyflags import check_from_args
 from reconciler.declarations.directory import DirectorySource
 from reconciler.declarations.entries import DesiredState, Entry
 from reconciler.declarations.loader import DeclarationLoader
@@ -33,6 +38,8 @@ from reconciler.executors.kubernetes.manifests import (
     ManifestError,
     build_manifests,
 )
+from reconciler.policy.file import PolicyError
+from reconciler.policy.rules import namespace_allowed
 from reconciler.types import EntryId, Kind, Operation, Revision, Trigger, entry_id, split_entry_id
 
 UNKNOWN_REVISION = Revision("0" * 40)
@@ -50,7 +57,19 @@ def run(args: argparse.Namespace) -> int:
         loader = DeclarationLoader(path=args.path)
     except ValueError as err:
         return _fail(f"--path {err}", 2)
-    desired = loader.load(DirectorySource(root))
+    try:
+        check = check_from_args(args, executor="kubernetes")
+    except PolicyError as err:
+        print("\n".join(err.lines), file=sys.stderr)
+        return 2
+    if check is not None and args.namespace and not namespace_allowed(
+            check.policy, check.identity, args.namespace):
+        return _fail(f"--namespace {args.namespace}: denied by policy: namespace "
+                     f"{args.namespace} is not allowed", 1)
+    files = DirectorySource(root)
+    desired = loader.load(files)
+    if check is not None:
+        desired = check.apply(desired, files)
     wanted = entry_id(kind, name)
     entry = _entry(desired, wanted)
     if entry is None:

@@ -16,6 +16,7 @@ from reconciler.commands.wiring import (
     EXIT_CONFIG,
     ConfigError,
     build_executor,
+    policy_check,
     settings_from_args,
     state_dir_problem,
 )
@@ -39,18 +40,26 @@ def build_daemon(settings: Settings, metrics: Metrics,
                  is_leader: Callable[[], bool] = lambda: True) -> Daemon:
     """The daemon's parts from settings. Raises ConfigError or SourceError."""
     from reconciler.declarations.loader import DeclarationLoader
+    from reconciler.policy.apply import PolicyLoader
     from reconciler.source.gitsource import GitSource
 
     problem = state_dir_problem(settings.state_dir)
     if problem:
         raise ConfigError(problem)
+    check = policy_check(settings)
+    verify = check.policy.spec.commits.verify
+    if verify != "none":
+        # Fail closed: a policy asking for signed commits is never run without the check.
+        raise ConfigError(f"--policy {settings.policy_file}: spec.commits.verify: {verify}: "
+                          "this daemon cannot verify commit signatures")
     source = GitSource(
         settings.repo, settings.state_dir, branch=settings.branch,
         status_branch=settings.status_branch, credentials=settings.credentials,
         on_push_conflict=lambda: metrics.observe_status_push("conflict"),
     )
-    loader = DeclarationLoader(path=settings.path,
-                               cache_file=settings.state_dir / "declarations.cache")
+    loader = PolicyLoader(DeclarationLoader(path=settings.path,
+                                            cache_file=settings.state_dir / "declarations.cache"),
+                          check)
     executor = build_executor(settings, source)
     return Daemon(source=source, loader=loader, executor=executor, metrics=metrics,
                   interval=timedelta(seconds=settings.interval_seconds), is_leader=is_leader)

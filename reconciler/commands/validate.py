@@ -1,8 +1,11 @@
-"""`reconciler validate [DIR]`: check the declarations of a folder (a work tree, in a PR
-check or a pre-commit hook).
+"""`reconciler validate [DIR] [--policy FILE]`: check the declarations of a folder (a work
+tree, in a PR check or a pre-commit hook).
 
-Exit 0 when every declaration is valid, 1 when anything is wrong, 2 when DIR cannot be
-read. Text output is one line per problem on stdout, `path:line:col: field: message` with
+Exit 0 when every declaration is valid, 1 when anything is wrong, 2 when DIR or the policy
+file cannot be read. With `--policy`, what the policy denies is wrong too, reported as the
+daemon reports it (`path:line:col: field: denied by policy: ...`).
+
+Text output is one line per problem on stdout, `path:line:col: field: message` with
 paths as reachable from the current directory, and a summary on stderr. `--format json`
 prints one object:
 
@@ -24,9 +27,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from reconciler.commands.policyflags import check_from_args
 from reconciler.declarations.directory import DirectorySource
 from reconciler.declarations.entries import DesiredState, LoadError
 from reconciler.declarations.loader import DeclarationLoader
+from reconciler.policy.file import PolicyError
 from reconciler.types import Kind
 
 
@@ -40,7 +45,15 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"reconciler validate: --path {err}", file=sys.stderr)
         return 2
-    desired = loader.load(DirectorySource(root))
+    try:
+        check = check_from_args(args)
+    except PolicyError as err:
+        print("\n".join(err.lines), file=sys.stderr)
+        return 2
+    files = DirectorySource(root)
+    desired = loader.load(files)
+    if check is not None:
+        desired = check.apply(desired, files)
     if args.format == "json":
         print(json.dumps(report(desired, str(root)), indent=2))
     else:

@@ -14,6 +14,7 @@ from pydantic import SecretStr, ValidationError
 
 from reconciler.declarations.fields import parse_duration
 from reconciler.executors.base import Executor, Workspace
+from reconciler.policy.apply import PolicyCheck
 from reconciler.redact import redactor
 from reconciler.settings import GitCredentials, Settings
 
@@ -99,11 +100,50 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             leader_election_id=getattr(args, "leader_election_id", "reconciler"),
             source_credentials_secret=args.source_credentials_secret or None,
             runner_image=args.runner_image or None,
+            **_policy_settings(args),
         )
     except ValidationError as err:
         first = err.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"--{field.replace('_', '-')}: {first['msg']}") from None
+
+
+def _policy_settings(args: argparse.Namespace) -> dict[str, object]:
+    from reconciler.commands.policyflags import names
+
+    return {
+        "policy_file": _optional_path(getattr(args, "policy", None)),
+        "service_account": getattr(args, "service_account", "reconciler") or None,
+        "reserved_service_accounts": names(getattr(args, "reserved_service_accounts",
+                                                   "reconciler-runner")),
+        "credentials_secret": getattr(args, "credentials_secret", "reconciler-credentials")
+        or None,
+        "reserved_secrets": names(getattr(args, "reserved_secrets", "")),
+    }
+
+
+def policy_check(settings: Settings, *, token_file: Path | None = None) -> PolicyCheck:
+    """The policy (the safe defaults without a file) and what of the daemon's own no
+    declaration may have. In a pod, the account its token names is the daemon's too.
+    Raises ConfigError with every problem of the policy file."""
+    from reconciler.commands.policyflags import IN_CLUSTER_TOKEN, daemon_identity
+    from reconciler.policy.file import PolicyError, load_policy
+    from reconciler.policy.model import DEFAULT_POLICY
+
+    try:
+        policy = load_policy(settings.policy_file) if settings.policy_file else DEFAULT_POLICY
+    except PolicyError as err:
+        raise ConfigError("\n".join(err.lines)) from None
+    identity = daemon_identity(
+        executor=settings.executor,
+        namespace=settings.namespace,
+        service_account=settings.service_account,
+        reserved_service_accounts=settings.reserved_service_accounts,
+        secrets=(settings.credentials_secret, settings.source_credentials_secret,
+                 *settings.reserved_secrets),
+        token_file=IN_CLUSTER_TOKEN if token_file is None else token_file,
+    )
+    return PolicyCheck(policy, identity)
 
 
 def state_dir_problem(path: Path) -> str | None:

@@ -136,7 +136,8 @@ class Assembly:
         if self._unsorted:
             self._entries = dict(sorted(self._entries.items()))
             self._unsorted = False
-        update: dict[str, object] = {"revision": revision}
+        update: dict[str, object] = {"revision": revision,
+                                     "defaults_location": self._defaults_location()}
         for name in self._changed:
             update[name] = self._field(name)
         self._changed.clear()
@@ -145,6 +146,14 @@ class Assembly:
         self._state = DesiredState.model_construct(**{**dict(self._state), **update})
         self._spare = ({}, self._spare[0])
         return self._state
+
+    def _defaults_location(self) -> Location | None:
+        if self._checks.defaults.key is None:
+            return None
+        path, _, index = self._checks.defaults.key
+        file = self.index.files.get(path)
+        lines = [d.line for d in file.documents if d.index == index] if file else []
+        return Location(path=path, line=lines[0] if lines else 1)
 
     def _field(self, name: str) -> object:
         if name == "entries":

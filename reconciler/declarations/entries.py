@@ -102,6 +102,9 @@ class DesiredState(_Value):
     files: frozenset[str] = Field(
         default=frozenset(), description="Every declaration file that was read."
     )
+    defaults_location: Location | None = Field(
+        default=None, description="Where the Defaults in force are declared, if anywhere."
+    )
 
     @property
     def clean(self) -> bool:
