@@ -25,6 +25,7 @@ from reconciler.ports import LoaderPort, SourcePort
 from reconciler.records import DriftInfo, EntryRecord, fold_report, new_record
 from reconciler.redact import Redactor, redactor
 from reconciler.scheduler import jittered
+from reconciler.source.signatures import CommitGate, SignatureCheck
 from reconciler.types import (
     DriftState,
     EntryId,
@@ -66,6 +67,7 @@ class Daemon:
         clock: Callable[[], datetime] = utcnow,
         redact: Redactor = redactor,
         is_leader: Callable[[], bool] = lambda: True,
+        signatures: SignatureCheck | None = None,
     ) -> None:
         self.source = source
         self.loader = loader
@@ -94,6 +96,11 @@ class Daemon:
         self._restored = False
         self._leading = False
         self._renderer = status_files.Renderer(branch=source.branch, redact=redact)
+        self.gate = None if signatures is None or not signatures.enabled else CommitGate(
+            signatures, branch=source.branch, status_branch=source.status_branch,
+            metrics=metrics)
+        self.refusal: status_files.CommitRefusal | None = None
+        """The newest commit, when commit verification refused it."""
 
     # -- start ------------------------------------------------------------------------------
 
@@ -170,9 +177,25 @@ class Daemon:
         if head != self._head:
             previous, self._head = self._head, head
             if previous is None or not self.source.only_status_changed(previous, head):
-                self._load(head)
+                target = self._verified(head)
+                if target is not None and target != self.revision:
+                    self._load(target)
         self.metrics.mark_synced()
         self.synced.set()
+
+    def _verified(self, head: Revision) -> Revision | None:
+        """The commit whose declarations are in force for `head`: itself, unless commit
+        verification refuses it; then the last verified commit, or None (`source.signatures`)."""
+        if self.gate is None:
+            return head
+        decision = self.gate.decide(head, self.source.signed_commit)
+        verdict = decision.verdict
+        self.refusal = None if verdict.verified else status_files.CommitRefusal(
+            commit=head, branch=self.source.branch, result=verdict.result,
+            reason=self.redact(verdict.reason), in_force=decision.in_force)
+        if verdict.result == "error":
+            self._head = None  # the verifier could not run: look at this head again next poll
+        return decision.in_force
 
     def _load(self, revision: Revision) -> None:
         desired = self.loader.load(self.source.files(revision), revision=revision)
@@ -330,10 +353,11 @@ class Daemon:
         """One status commit for everything this cycle changed; none when nothing did. Finished
         runs are acknowledged to the executor only once their status is pushed."""
         self.unacked.update(r.run_id for r in finished)
-        if not self._restored or (self.revision is None and not self.records):
+        if not self._restored or (self.revision is None and not self.records
+                                  and self.refusal is None):
             return  # never overwrite status files that could not be read first
         files = self._renderer.render(self.records, self.desired.errors,
-                                      revision=self.revision)
+                                      revision=self.revision, refusal=self.refusal)
         changes = status_files.changed_files(self.pushed, files)
         try:
             if changes:
@@ -383,7 +407,7 @@ class Daemon:
     def exit_code(self) -> int:
         failed = [r for r in self.records.values()
                   if r.phase in FAILED_PHASES and r.entry in self._current_ids()]
-        return 1 if failed or self.desired.errors else 0
+        return 1 if failed or self.desired.errors or self.refusal else 0
 
     def _current_ids(self) -> set[EntryId]:
         return set(self.desired.entries) | set(self.desired.invalid)
