@@ -142,11 +142,27 @@ def _split_options(options: str) -> list[str]:
 
 def _check_key(key_type: str, column: int, key: str) -> tuple[int, str] | None:
     try:
-        blob = base64.b64decode(key, validate=True)
-        (size,) = struct.unpack_from(">I", blob)
-        embedded = blob[4:4 + size].decode()
-    except (binascii.Error, struct.error, UnicodeDecodeError):
+        fields = _wire_strings(base64.b64decode(key, validate=True))
+        embedded = fields[0].decode()
+    except (binascii.Error, ValueError, IndexError, UnicodeDecodeError):
         return column, "the key is not valid base64 of an SSH public key"
     if embedded != key_type:
         return column, f"the key is a {embedded} key, not {key_type}"
+    if len(fields) < 2:
+        return column, "the key is truncated"
     return None
+
+
+def _wire_strings(blob: bytes) -> list[bytes]:
+    """The length-prefixed strings a public key blob is made of; ValueError unless they fill
+    it exactly (a truncated or padded key)."""
+    fields, offset = [], 0
+    while offset < len(blob):
+        if offset + 4 > len(blob):
+            raise ValueError("truncated")
+        (size,) = struct.unpack_from(">I", blob, offset)
+        offset += 4 + size
+        if offset > len(blob):
+            raise ValueError("truncated")
+        fields.append(blob[offset - size:offset])
+    return fields

@@ -39,16 +39,17 @@ _VERDICTS_KEPT = 10_000
 
 
 class SignatureCheck(BaseModel):
-    """How commits are verified, from the Policy's `spec.commits` block."""
+    """How commits are verified: the Policy's `spec.commits` block (`verify`, `allowedSigners`,
+    `keyring`) validates into it as it is; Python names work too."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
-    mode: Literal["none", "ssh", "gpg"] = "none"
-    allowed_signers: Path | None = None
+    mode: Literal["none", "ssh", "gpg"] = Field(default="none", alias="verify")
+    allowed_signers: Path | None = Field(default=None, alias="allowedSigners")
     """ssh: an `allowed_signers` file as `ssh-keygen -Y verify` reads it."""
     keyring: Path | None = None
     """gpg: the public keys allowed to sign (armored or binary, as `gpg --export` writes)."""
-    search_depth: int = Field(default=100, ge=1, le=100_000)
+    search_depth: int = Field(default=100, ge=1, le=100_000, alias="searchDepth")
     """How many first-parent commits below a refused head to look at for the one in force."""
 
     @model_validator(mode="after")
