@@ -187,6 +187,7 @@ class Daemon:
         """The commit whose declarations are in force for `head`: itself, unless commit
         verification refuses it; then the last verified commit, or None (`source.signatures`)."""
         if self.gate is None:
+            self.metrics.set_head(self.source.branch, head, "none")
             return head
         decision = self.gate.decide(head, self.source.signed_commit)
         verdict = decision.verdict

@@ -207,10 +207,11 @@ class Metrics:
             ["result"],
             registry=r,
         )
-        self.refused_revision = Gauge(
-            PREFIX + "source_refused_revision_info",
-            "1 for the newest commit of the branch while its signature is refused.",
-            ["branch", "commit", "result"],
+        self.head = Gauge(
+            PREFIX + "source_head_info",
+            "1 for the newest commit of the branch and its verification result (none: "
+            "commits are not verified; anything but verified: refused, not reconciled).",
+            ["branch", "commit", "verification"],
             registry=r,
         )
         self.reconcile_seconds = Histogram(
@@ -317,14 +318,11 @@ class Metrics:
     def observe_commit_verification(self, result: CommitVerificationResult) -> None:
         self.commit_verifications.labels(result).inc()
 
-    def set_refused_revision(
-        self, branch: str, commit: str | None, result: CommitVerificationResult | None = None
+    def set_head(
+        self, branch: str, commit: str, verification: CommitVerificationResult | Literal["none"]
     ) -> None:
-        """The head refused now (one series), or none when `commit` is None."""
-        refused: dict[tuple[str, ...], float] = {}
-        if commit is not None:
-            refused[(_label(branch), _label(commit), str(result))] = 1.0
-        self._replace(self.refused_revision, refused)
+        """Replace the head series: exactly one (branch, commit, verification) is exported."""
+        self._replace(self.head, {(_label(branch), _label(commit), verification): 1})
 
     def observe_reconcile(self, seconds: float) -> None:
         self.reconcile_seconds.observe(seconds)

@@ -93,8 +93,8 @@ def make_verifier(check: SignatureCheck) -> Verifier:
 
 class CommitGate:
     """Decides, for each head of the tracked branch, which commit's declarations are in force;
-    counts each new head in `reconciler_commit_verification_total`, exports the refused one and
-    logs a refusal once per head."""
+    counts each new head in `reconciler_commit_verification_total`, exports it with its result
+    in `reconciler_source_head_info` and logs a refusal once per head."""
 
     def __init__(self, check: SignatureCheck, *, branch: str, status_branch: str,
                  metrics: Metrics, verifier: Verifier | None = None) -> None:
@@ -154,12 +154,11 @@ class CommitGate:
     def _report(self, decision: Decision) -> None:
         verdict = decision.verdict
         self.metrics.observe_commit_verification(verdict.result)
+        self.metrics.set_head(self.branch, decision.head, verdict.result)
         if verdict.verified:
-            self.metrics.set_refused_revision(self.branch, None)
             logger.info("commit {} on {} verified: {}", decision.head[:12], self.branch,
                         verdict.reason)
             return
-        self.metrics.set_refused_revision(self.branch, decision.head, verdict.result)
         logger.warning("commit {} on {} refused ({}): {}; {}", decision.head[:12], self.branch,
                        verdict.result, verdict.reason, in_force_text(decision.in_force))
 

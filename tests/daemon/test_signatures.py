@@ -108,8 +108,8 @@ def test_only_signed_heads_run_and_an_unsigned_one_is_refused_and_reported(
                 f"commit {signed} stays in force"}
     assert w.metric("reconciler_commit_verification_total", result="unsigned") == 1
     assert w.metric("reconciler_commit_verification_total", result="verified") == 1
-    assert w.metric("reconciler_source_refused_revision_info", branch="main",
-                    commit=unsigned, result="unsigned") == 1
+    assert w.metric("reconciler_source_head_info", branch="main", commit=unsigned,
+                    verification="unsigned") == 1
     assert w.metric("reconciler_source_revision_info", commit=signed) == 1
     refusals = [line for line in warnings if "refused" in line]
     assert refusals == [f"commit {unsigned[:12]} on main refused (unsigned): the commit is not "
@@ -123,7 +123,8 @@ def test_only_signed_heads_run_and_an_unsigned_one_is_refused_and_reported(
     assert w.daemon.revision == fixed
     assert "Refused commit" not in readme(w)
     assert "refusedCommit" not in errors_file(w)
-    assert w.metric("reconciler_source_refused_revision_info", commit=unsigned) is None
+    assert w.metric("reconciler_source_head_info", commit=unsigned) is None
+    assert w.metric("reconciler_source_head_info", commit=fixed, verification="verified") == 1
     assert w.metric("reconciler_commit_verification_total", result="verified") == 2
 
 

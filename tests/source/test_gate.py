@@ -88,7 +88,8 @@ def test_a_refused_head_leaves_the_newest_verified_first_parent_in_force(
     assert (decision.head, decision.verdict.result, decision.in_force) == (
         unsigned, "unsigned", signed)
     assert setup.metric("reconciler_commit_verification_total", result="unsigned") == 1
-    assert setup.metric("reconciler_source_refused_revision_info", commit=unsigned) == 1
+    assert setup.metric("reconciler_source_head_info", commit=unsigned,
+                        verification="unsigned") == 1
 
 
 def test_each_commit_is_verified_once_and_each_head_counted_once(
@@ -106,7 +107,9 @@ def test_each_commit_is_verified_once_and_each_head_counted_once(
     assert len(setup.verifier.asked) == 2
     assert setup.metric("reconciler_commit_verification_total", result="unsigned") == 1
     assert setup.metric("reconciler_commit_verification_total", result="verified") == 1
-    assert setup.metric("reconciler_source_refused_revision_info") is None
+    assert setup.metric("reconciler_source_head_info", verification="unsigned") is None
+    assert setup.metric("reconciler_source_head_info", commit=signed,
+                        verification="verified") == 1
 
 
 def test_nothing_is_in_force_when_no_verified_commit_is_within_reach(
