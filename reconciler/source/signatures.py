@@ -9,8 +9,9 @@ When the head is refused, the commit in force is the newest verified commit on t
 first-parent chain, looking back at most `SignatureCheck.search_depth` commits. The rule is a
 function of the branch and the trust files alone, so a restart finds the same commit again,
 with or without a state dir; while the daemon runs, the commit it had in force is verified
-already, so the walk stops there. Nothing verified within reach: nothing is in force, and
-nothing runs or is pruned until a signed commit arrives.
+already, so the walk stops there. Nothing verified within reach: a running daemon keeps the
+commit it had in force; a starting one has none, and nothing runs or is pruned until a signed
+commit arrives.
 
 Trust files are read once, when the gate is made: a change to them takes effect on restart.
 Verdicts are kept per commit (an `error` verdict is not kept: the verifier is asked again).
@@ -115,6 +116,8 @@ class CommitGate:
     def decide(self, head: Revision, read: Callable[[Revision], SignedCommit]) -> Decision:
         verdict, parent = self._verdict(head, read)
         in_force = head if verdict.verified else self._last_verified(parent, read)
+        if in_force is None and self._last is not None:
+            in_force = self._last.in_force  # nothing verified within reach: keep what is in force
         decision = Decision(head=head, verdict=verdict, in_force=in_force)
         if self._last is None or (self._last.head, self._last.verdict) != (head, verdict):
             self._report(decision)

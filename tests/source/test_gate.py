@@ -154,3 +154,21 @@ def test_verification_needs_its_trust_file_and_a_separate_status_branch(
     with pytest.raises(SignatureConfigError, match="needs a status branch other than 'main'"):
         CommitGate(check, branch="main", status_branch="main",
                    metrics=Metrics(process_metrics=False))
+
+
+def test_a_running_gate_keeps_its_commit_when_history_is_replaced_by_unsigned_commits(
+        setup: Setup, alice: SSHKey, check: SignatureCheck) -> None:
+    signed = ssh_commit(setup.user, alice, {"a.yaml": "a: 1\n"})
+    setup.gate.decide(setup.head(), setup.source.signed_commit)
+    setup.user.checkout("rewritten", orphan=True)
+    setup.user.commit({"x.yaml": "x: 1\n"}, "Unsigned history")
+    setup.user.push(force=True)
+    head = setup.source.fetch()
+
+    kept = setup.gate.decide(head, setup.source.signed_commit)
+    fresh = CommitGate(check, branch="main", status_branch="reconciler-status",
+                       metrics=Metrics(process_metrics=False), verifier=setup.verifier)
+    restarted = fresh.decide(head, setup.source.signed_commit)
+
+    assert (kept.verdict.result, kept.in_force) == ("unsigned", signed)
+    assert restarted.in_force is None
