@@ -120,7 +120,7 @@ def render_readme(
         f"Declarations from branch `{branch}` at commit `{revision or 'unknown'}`.",
         f"{summary}; {errors} load error{'s' if errors != 1 else ''}"
         + (" (see [errors.yaml](errors.yaml))" if errors else "") + ".",
-        *([_refusal_line(refusal), ""] if refusal is not None else [""]),
+        *(["", _refusal_line(refusal), ""] if refusal is not None else [""]),
         "| Entry | Phase | Last run | Finished | Commit | Message |",
         "|---|---|---|---|---|---|",
     ]
