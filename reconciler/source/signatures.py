@@ -19,6 +19,7 @@ Verdicts are kept per commit (an `error` verdict is not kept: the verifier is as
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,7 +133,7 @@ class CommitGate:
         signed = read(commit)
         try:
             verdict = self.verifier.verify(signed) if signed.signature else UNSIGNED
-        except (OSError, RuntimeError) as err:  # a verifier that cannot run refuses, for now
+        except (OSError, subprocess.SubprocessError) as err:  # cannot run: refuse, for now
             verdict = Verdict("error", f"cannot verify the signature: {err}")
         if verdict.result != "error":
             if len(self._verdicts) >= _VERDICTS_KEPT:

@@ -4,6 +4,7 @@ verified and counted once."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -172,3 +173,26 @@ def test_a_running_gate_keeps_its_commit_when_history_is_replaced_by_unsigned_co
 
     assert (kept.verdict.result, kept.in_force) == ("unsigned", signed)
     assert restarted.in_force is None
+
+
+def test_a_verifier_that_cannot_run_refuses_for_now_and_is_asked_again(
+        setup: Setup, alice: SSHKey, check: SignatureCheck, tmp_path: Path) -> None:
+    signed = ssh_commit(setup.user, alice, {"a.yaml": "a: 1\n"})
+    head = setup.head()
+    program = tmp_path / "bin" / "ssh-keygen"  # not installed yet
+    assert check.allowed_signers is not None
+    verifier = SSHVerifier(check.allowed_signers, ssh_keygen=str(program))
+    gate = CommitGate(check, branch="main", status_branch="reconciler-status",
+                      metrics=setup.metrics, verifier=verifier)
+
+    failed = [gate.decide(head, setup.source.signed_commit) for _ in range(2)]
+    program.parent.mkdir()
+    program.symlink_to(shutil.which("ssh-keygen") or "/usr/bin/ssh-keygen")
+    fixed = gate.decide(head, setup.source.signed_commit)
+    verifier.close()
+
+    assert [d.verdict.result for d in failed] == ["error", "error"]
+    assert failed[0].verdict.reason.startswith("cannot verify the signature: ")
+    assert failed[0].in_force is None
+    assert (fixed.verdict.result, fixed.in_force) == ("verified", signed)
+    assert setup.metric("reconciler_commit_verification_total", result="error") == 1
