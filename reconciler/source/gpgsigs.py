@@ -35,14 +35,16 @@ class GPGVerifier:
         if found is None:
             raise SignatureConfigError("commits.verify: gpg needs GnuPG (gpg) on PATH")
         self._gpg = found
-        if not keyring.is_file():
-            raise SignatureConfigError(f"{keyring}: keyring: no such file")
+        try:
+            self._keys = keyring.read_bytes()
+        except OSError as err:
+            raise SignatureConfigError(
+                f"{keyring}: keyring: cannot read the keyring: {err.strerror}") from None
         # Short and private: gpg refuses a home others can read, and socket paths are short.
         self._dir = TemporaryDirectory(prefix="reconciler-gpg-")
         self._home = Path(self._dir.name)
-        self._home.chmod(0o700)
         try:
-            self.fingerprints = self._import(keyring)
+            self.fingerprints = self._import()
         except BaseException:
             self._dir.cleanup()
             raise
@@ -50,8 +52,10 @@ class GPGVerifier:
     def close(self) -> None:
         self._dir.cleanup()
 
-    def _import(self, keyring: Path) -> frozenset[str]:
-        imported = self._run(["--import", str(keyring)], b"")
+    def _import(self) -> frozenset[str]:
+        self._home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._home.chmod(0o700)
+        imported = self._run(["--import"], self._keys)
         listed = self._run(["--with-colons", "--fixed-list-mode", "--list-keys"], b"")
         fingerprints: set[str] = set()
         primary = False
@@ -65,7 +69,7 @@ class GPGVerifier:
         if not fingerprints:
             problem = imported.stderr.strip().splitlines()[-1:] or ["nothing imported"]
             raise SignatureConfigError(
-                f"{keyring}: keyring: holds no OpenPGP public key ({problem[0]})")
+                f"{self.path}: keyring: holds no OpenPGP public key ({problem[0]})")
         return frozenset(fingerprints)
 
     def verify(self, commit: SignedCommit) -> Verdict:
@@ -76,6 +80,8 @@ class GPGVerifier:
                 return Verdict("invalid", "the commit has an SSH signature; commits are "
                                           "verified with GPG")
             return Verdict("invalid", "the commit's signature is not an OpenPGP signature")
+        if not (self._home / "pubring.kbx").is_file():
+            self._import()  # a temp cleaner removed the home of a long run
         with NamedTemporaryFile(dir=self._home, suffix=".asc") as sig:
             sig.write(commit.signature)
             sig.flush()

@@ -41,9 +41,16 @@ class SSHVerifier:
             raise SignatureConfigError("commits.verify: ssh needs ssh-keygen (OpenSSH 8.2 or "
                                        "later) on PATH")
         self._ssh_keygen = found
+        self._text = text
         self._dir = TemporaryDirectory(prefix="reconciler-ssh-")
         self._folder = Path(self._dir.name)
-        (self._folder / _COPY).write_text(text)
+        self._place_copy()
+
+    def _place_copy(self) -> None:
+        # Again before each check: a temp cleaner may have removed the folder of a long run.
+        if not (self._folder / _COPY).is_file():
+            self._folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            (self._folder / _COPY).write_text(self._text)
 
     def close(self) -> None:
         self._dir.cleanup()
@@ -59,6 +66,7 @@ class SSHVerifier:
         if namespace != NAMESPACE:
             return Verdict("invalid", f"the SSH signature (key {fingerprint}) is for namespace "
                                       f"{namespace!r}, not {NAMESPACE!r}")
+        self._place_copy()
         with NamedTemporaryFile(dir=self._folder, suffix=".sig") as sig:
             sig.write(commit.signature)
             sig.flush()

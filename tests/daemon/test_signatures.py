@@ -19,7 +19,7 @@ from reconciler.source.signatures import SignatureCheck
 from tests.daemon.conftest import World, task
 from tests.e2e.harness import status_file
 from tests.support.gitservers import git
-from tests.support.signing import SSHKey, ssh_commit, ssh_key
+from tests.support.signing import GPGHome, SSHKey, gpg_commit, ssh_commit, ssh_key
 
 
 def verifying(w: World, check: SignatureCheck) -> Daemon:
@@ -163,3 +163,25 @@ def test_with_no_verified_commit_nothing_runs_and_the_refusal_is_still_reported(
     assert "no verified commit is in force, so nothing is reconciled" in readme(w)
     assert errors_file(w)["refusedCommit"]["inForce"] is None
     assert daemon.exit_code() == 1
+
+
+def test_gpg_signed_heads_run_and_an_unsigned_one_does_not(
+        world: Callable[..., World], tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    home = GPGHome("Alice Example", "alice@example.com")
+    try:
+        check = SignatureCheck(mode="gpg", keyring=home.export(tmp_path / "keyring.asc"))
+        w = world({"README.md": "# declarations\n"})
+        verifying(w, check)
+        signed = gpg_commit(w.user, home, {"a.yaml": marking("a", marks)})
+        w.user.push()
+        w.settle()
+        unsigned = w.push({"b.yaml": marking("b", marks)}, "Unsigned change")
+        w.settle()
+    finally:
+        home.close()
+
+    assert (runs(marks, "a"), runs(marks, "b")) == (1, 0)
+    assert w.daemon.revision == signed
+    assert errors_file(w)["refusedCommit"]["commit"] == unsigned

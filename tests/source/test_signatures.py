@@ -296,7 +296,7 @@ def test_an_ssh_signature_is_invalid_when_commits_are_verified_with_gpg(
 
 def test_a_keyring_without_keys_is_refused(tmp_path: Path) -> None:
     keyring = tmp_path / "keyring.asc"
-    with pytest.raises(SignatureConfigError, match="no such file"):
+    with pytest.raises(SignatureConfigError, match="cannot read the keyring: No such file"):
         GPGVerifier(keyring)
     keyring.write_text("not a key\n")
     with pytest.raises(SignatureConfigError, match="holds no OpenPGP public key"):
