@@ -221,6 +221,18 @@ def parse(files: Mapping[str, bytes]) -> tuple[dict[EntryId, EntryRecord], list[
     return records, problems
 
 
+def refusal_text(files: Mapping[str, bytes]) -> str | None:
+    """The line errors.yaml gives a refused newest commit (`refusedCommit.text`), if any."""
+    data = files.get(ERRORS)
+    try:
+        loaded = _LOADER.load(data) if data else None
+    except YAMLError:
+        return None
+    refused = loaded.get("refusedCommit") if isinstance(loaded, dict) else None
+    text = refused.get("text") if isinstance(refused, dict) else None
+    return text if isinstance(text, str) else None
+
+
 def changed_files(previous: Mapping[str, bytes],
                   current: Mapping[str, bytes]) -> dict[str, bytes | None]:
     """What to write: new or different files, and `None` for record files no longer rendered.

@@ -4,6 +4,8 @@ status/errors.yaml, the metrics and the log (once), across restarts too."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from reconciler.source.gitsource import GitSource
 from reconciler.source.signatures import SignatureCheck
 from tests.daemon.conftest import World, task
 from tests.e2e.harness import status_file
-from tests.support.gitservers import git
+from tests.support.gitservers import git, git_env
 from tests.support.signing import GPGHome, SSHKey, gpg_commit, ssh_commit, ssh_key
 
 
@@ -111,6 +113,11 @@ def test_only_signed_heads_run_and_an_unsigned_one_is_refused_and_reported(
     assert w.metric("reconciler_source_head_info", branch="main", commit=unsigned,
                     verification="unsigned") == 1
     assert w.metric("reconciler_source_revision_info", commit=signed) == 1
+    shown = subprocess.run([sys.executable, "-m", "reconciler", "status", "--repo", str(w.bare)],
+                           capture_output=True, text=True, timeout=120, check=False,
+                           env=git_env())
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stderr.splitlines()[-1] == f"refused: {errors['refusedCommit']['text']}"
     refusals = [line for line in warnings if "refused" in line]
     assert refusals == [f"commit {unsigned[:12]} on main refused (unsigned): the commit is not "
                         f"signed; commit {signed[:12]} stays in force"]
