@@ -21,6 +21,7 @@ from tests.support.signing import (
     commit_object,
     gpg_commit,
     split_signature,
+    ssh_certificate,
     ssh_commit,
     ssh_key,
     ssh_sign,
@@ -154,6 +155,24 @@ def test_the_options_of_a_key_limit_what_it_verifies(
         assert verdict.result == "untrusted", verdict
         assert f"{tmp_path / 'allowed_signers'}:2: " in verdict.reason
         assert why in verdict.reason
+
+
+def test_a_certificate_from_an_allowed_authority_signs_for_its_own_principals(
+        repo: Repo, tmp_path: Path) -> None:
+    folder = tmp_path / "keys"
+    ca, key = ssh_key(folder, "ca"), ssh_key(folder, "laptop")
+    authority = ca.signer_line("*@example.com", 'cert-authority,namespaces="git"')
+    alices = ssh_certificate(ca, key, ALICE)
+    good = ssh_commit(repo.user, alices, {"tasks/a.yaml": "a: 1\n"})
+    for verifier in ssh_verifier(tmp_path, authority):
+        assert check(verifier, repo, good).verified
+
+    bobs = ssh_certificate(ca, key, "bob@example.com")
+    other = ssh_commit(repo.user, bobs, {"tasks/a.yaml": "a: 2\n"})
+    for verifier in ssh_verifier(tmp_path, authority):
+        verdict = check(verifier, repo, other)
+        assert verdict.result == "untrusted"
+        assert "name is not a listed principal" in verdict.reason
 
 
 def test_an_openpgp_signature_is_invalid_when_commits_are_verified_with_ssh(

@@ -37,6 +37,17 @@ def ssh_key(folder: Path, name: str) -> SSHKey:
     return SSHKey(private=path, public=(folder / f"{name}.pub").read_text().strip())
 
 
+def ssh_certificate(ca: SSHKey, key: SSHKey, principals: str, validity: str = "-1d:+1d"
+                    ) -> SSHKey:
+    """`key` certified by `ca` for `principals`; signing with the returned key (its
+    `-cert.pub` as the signing key file) makes signatures that carry the certificate."""
+    subprocess.run(["ssh-keygen", "-q", "-s", str(ca.private), "-I", principals,
+                    "-n", principals, "-V", validity, f"{key.private}.pub"],
+                   check=True, capture_output=True, timeout=30)
+    cert = key.private.parent / f"{key.private.name}-cert.pub"
+    return SSHKey(private=cert, public=cert.read_text().strip())
+
+
 def ssh_sign(key: SSHKey, data: bytes, namespace: str) -> bytes:
     """An SSHSIG armor over `data` made by `ssh-keygen -Y sign`."""
     proc = subprocess.run(["ssh-keygen", "-q", "-Y", "sign", "-f", str(key.private),
