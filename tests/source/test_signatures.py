@@ -57,11 +57,14 @@ def keys(tmp_path: Path) -> dict[str, SSHKey]:
 
 
 def ssh_verifier(tmp_path: Path, *lines: str) -> Iterator[SSHVerifier]:
+    """One verifier over `lines`, closed when the loop (or fixture) using it ends."""
     path = tmp_path / "allowed_signers"
     path.write_text("# who may sign the declarations\n" + "".join(lines))
     verifier = SSHVerifier(path)
-    yield verifier
-    verifier.close()
+    try:
+        yield verifier
+    finally:
+        verifier.close()
 
 
 @pytest.fixture
@@ -230,8 +233,10 @@ def gpg_verifier(tmp_path: Path, *homes: GPGHome) -> Iterator[GPGVerifier]:
     keyring = tmp_path / "keyring.asc"
     keyring.write_bytes(b"".join(h.export(tmp_path / "one.asc").read_bytes() for h in homes))
     verifier = GPGVerifier(keyring)
-    yield verifier
-    verifier.close()
+    try:
+        yield verifier
+    finally:
+        verifier.close()
 
 
 @pytest.fixture
