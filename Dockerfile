@@ -37,9 +37,10 @@ LABEL org.opencontainers.image.title="reconciler" \
       org.opencontainers.image.licenses="Apache-2.0" \
       io.reconciler.opentofu-version="${TOFU_VERSION}"
 # tini as PID 1: the local executor starts process groups, and PID 1 must reap orphans and pass
-# SIGTERM on so the daemon can finish its status commit.
+# SIGTERM on so the daemon can finish its status commit. ssh-keygen and gpg verify commit
+# signatures (Policy `commits.verify`).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends tini \
+ && apt-get install -y --no-install-recommends tini openssh-client gpg \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 reconciler \
  && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/reconciler \

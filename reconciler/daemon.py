@@ -25,6 +25,7 @@ from reconciler.ports import LoaderPort, SourcePort
 from reconciler.records import DriftInfo, EntryRecord, fold_report, new_record
 from reconciler.redact import Redactor, redactor
 from reconciler.scheduler import jittered
+from reconciler.source.signatures import CommitGate, SignatureCheck
 from reconciler.types import (
     DriftState,
     EntryId,
@@ -66,6 +67,7 @@ class Daemon:
         clock: Callable[[], datetime] = utcnow,
         redact: Redactor = redactor,
         is_leader: Callable[[], bool] = lambda: True,
+        signatures: SignatureCheck | None = None,
     ) -> None:
         self.source = source
         self.loader = loader
@@ -102,6 +104,11 @@ class Daemon:
         self._leading = False
         self._busy_since: float | None = None
         self._renderer = status_files.Renderer(branch=source.branch, redact=redact)
+        self.gate = None if signatures is None or not signatures.enabled else CommitGate(
+            signatures, branch=source.branch, status_branch=source.status_branch,
+            metrics=metrics)
+        self.refusal: status_files.CommitRefusal | None = None
+        """The newest commit, when commit verification refused it."""
 
     # -- start ------------------------------------------------------------------------------
 
@@ -185,7 +192,11 @@ class Daemon:
         previous = self._head
         try:
             if previous is None or not self.source.only_status_changed(previous, head):
-                self._load(head)
+                target = self._verified(head)
+                if target is not None and target != self.revision:
+                    self._load(target)
+                if self.refusal is not None and self.refusal.result == "error":
+                    return  # the verifier could not run: this head is looked at again next poll
         except Exception as err:
             self._load_failed(head, err, now)
             raise
@@ -226,6 +237,19 @@ class Daemon:
                 f"commit {head[:12]} could not be loaded ({type(err).__name__}: {err}); "
                 f"the declarations of {in_force}; retrying at {retry_at:%Y-%m-%dT%H:%M:%SZ}"),
         )
+
+    def _verified(self, head: Revision) -> Revision | None:
+        """The commit whose declarations are in force for `head`: itself, unless commit
+        verification refuses it; then the last verified commit, or None (`source.signatures`)."""
+        if self.gate is None:
+            self.metrics.set_head(self.source.branch, head, "none")
+            return head
+        decision = self.gate.decide(head, self.source.signed_commit)
+        verdict = decision.verdict
+        self.refusal = None if verdict.verified else status_files.CommitRefusal(
+            commit=head, branch=self.source.branch, result=verdict.result,
+            reason=self.redact(verdict.reason), in_force=decision.in_force)
+        return decision.in_force
 
     def _load(self, revision: Revision) -> None:
         desired = self.loader.load(self.source.files(revision), revision=revision)
@@ -387,12 +411,14 @@ class Daemon:
         """One status commit for everything this cycle changed; none when nothing did. Finished
         runs are acknowledged to the executor only once their status is pushed."""
         self.unacked.update(r.run_id for r in finished)
-        if not self._restored or (self.revision is None and not self.records):
+        if not self._restored or (self.revision is None and not self.records
+                                  and self.refusal is None):
             return  # never overwrite status files that could not be read first
         errors = self.desired.errors
         if self.load_failure is not None:
             errors = (self.load_failure, *errors)
-        files = self._renderer.render(self.records, errors, revision=self.revision)
+        files = self._renderer.render(self.records, errors, revision=self.revision,
+                                      refusal=self.refusal)
         changes = status_files.changed_files(self.pushed, files)
         # Only the progress of runs in flight changed: it goes with the next change that does.
         if changes and (finished or self._worth_a_commit(changes)):
@@ -464,7 +490,7 @@ class Daemon:
     def exit_code(self) -> int:
         failed = [r for r in self.records.values()
                   if r.phase in FAILED_PHASES and r.entry in self._current_ids()]
-        return 1 if failed or self.desired.errors else 0
+        return 1 if failed or self.desired.errors or self.refusal else 0
 
     def _current_ids(self) -> set[EntryId]:
         return set(self.desired.entries) | set(self.desired.invalid)

@@ -12,6 +12,7 @@ Label vocabulary (what alert rules and dashboards may rely on):
 - fetch `result`: `success` or `error`; status push `result`: `success`, `conflict` (the
   branch moved; rebuilt and retried) or `error`.
 - webhook `provider`: `github`, `gitlab`, `gitea` or `unknown`; `result`: see WEBHOOK_RESULTS.
+- commit verification `result`: see COMMIT_VERIFICATION_RESULTS.
 
 Free-text label values (names, branch, commit, identity) pass through the process-wide redactor
 so a secret can never become a label.
@@ -56,7 +57,15 @@ WebhookResult = Literal[
     "invalid",  # malformed request: no length, body too large
     "error",  # the trigger callback failed
 ]
+CommitVerificationResult = Literal[
+    "verified",  # signed by an allowed signer: reconciled
+    "unsigned",  # no signature at all
+    "untrusted",  # a good signature, but not by a key allowed for it (unknown, expired, revoked)
+    "invalid",  # the signature does not match the commit, or is for another namespace or format
+    "error",  # the verifier could not run; tried again at the next poll
+]
 FETCH_RESULTS: tuple[str, ...] = get_args(FetchResult)
+COMMIT_VERIFICATION_RESULTS: tuple[str, ...] = get_args(CommitVerificationResult)
 PUSH_RESULTS: tuple[str, ...] = get_args(PushResult)
 WEBHOOK_PROVIDERS: tuple[str, ...] = get_args(WebhookProvider)
 WEBHOOK_RESULTS: tuple[str, ...] = get_args(WebhookResult)
@@ -199,6 +208,19 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.commit_verifications = Counter(
+            PREFIX + "commit_verification_total",
+            "New heads of the tracked branch checked for a signature by an allowed signer.",
+            ["result"],
+            registry=r,
+        )
+        self.head = Gauge(
+            PREFIX + "source_head_info",
+            "1 for the newest commit of the branch and its verification result (none: "
+            "commits are not verified; anything but verified: refused, not reconciled).",
+            ["branch", "commit", "verification"],
+            registry=r,
+        )
         self.reconcile_seconds = Histogram(
             PREFIX + "reconcile_duration_seconds",
             "Duration of one reconcile cycle.",
@@ -251,6 +273,8 @@ class Metrics:
             self.loads.labels(load)
         for push in PUSH_RESULTS:
             self.status_pushes.labels(push)
+        for verification in COMMIT_VERIFICATION_RESULTS:
+            self.commit_verifications.labels(verification)
         for drift in DRIFT_RESULTS:
             self.drift_checks.labels(drift.value)
         for provider in WEBHOOK_PROVIDERS:
@@ -302,6 +326,15 @@ class Metrics:
             key = (_label(kind_label(kind)), "true" if valid else "false")
             values[key] = values.get(key, 0) + count
         self._replace(self.declarations, values)
+
+    def observe_commit_verification(self, result: CommitVerificationResult) -> None:
+        self.commit_verifications.labels(result).inc()
+
+    def set_head(
+        self, branch: str, commit: str, verification: CommitVerificationResult | Literal["none"]
+    ) -> None:
+        """Replace the head series: exactly one (branch, commit, verification) is exported."""
+        self._replace(self.head, {(_label(branch), _label(commit), verification): 1})
 
     def observe_reconcile(self, seconds: float) -> None:
         self.reconcile_seconds.observe(seconds)

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from reconciler.declarations.entries import DesiredState
 from reconciler.declarations.files import FileSource
+from reconciler.source.verdicts import SignedCommit
 from reconciler.types import Revision
 
 
@@ -33,6 +34,11 @@ class SourcePort(Protocol):
     def files(self, revision: Revision) -> FileSource: ...
 
     def only_status_changed(self, old: Revision, new: Revision) -> bool: ...
+
+    def signed_commit(self, revision: Revision) -> SignedCommit:
+        """A commit's signature and signed payload, committer and first parent (for
+        `commits.verify`). Raises KeyError for a commit the source does not hold."""
+        ...
 
     def read_status(self) -> dict[str, bytes]: ...
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -33,6 +33,26 @@ HEADER = (
     "# the next status commit replaces this file.\n"
 )
 _FOLDERS = {Kind.TASK: "tasks", Kind.STACK: "stacks"}
+
+
+class CommitRefusal(BaseModel):
+    """The newest commit of the branch, refused by commit verification (DESIGN §8)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    commit: Revision
+    branch: str
+    result: str
+    """A `reconciler_commit_verification_total` result: unsigned, untrusted, invalid, error."""
+    reason: str
+    in_force: Revision | None
+    """The last verified commit, whose declarations stay in force; None when there is none."""
+
+    def text(self) -> str:
+        kept = (f"commit {self.in_force} stays in force" if self.in_force
+                else "no verified commit is in force, so nothing is reconciled")
+        return (f"commit {self.commit} on {self.branch} refused ({self.result}): "
+                f"{self.reason}; {kept}")
 
 
 def record_path(record: EntryRecord) -> str:
@@ -78,7 +98,8 @@ def render_record(record: EntryRecord, *, branch: str, redact: Redactor) -> byte
     return redact(text).encode()
 
 
-def render_errors(errors: Iterable[LoadError], *, branch: str) -> bytes:
+def render_errors(errors: Iterable[LoadError], *, branch: str,
+                  refusal: CommitRefusal | None = None) -> bytes:
     items = [
         {
             "path": e.location.path,
@@ -91,7 +112,13 @@ def render_errors(errors: Iterable[LoadError], *, branch: str) -> bytes:
         }
         for e in errors
     ]
-    return _dump(HEADER.format(branch=branch), {"errors": items})
+    data: dict[str, Any] = {"errors": items}
+    if refusal is not None:
+        data["refusedCommit"] = {
+            "commit": refusal.commit, "branch": refusal.branch, "result": refusal.result,
+            "reason": refusal.reason, "inForce": refusal.in_force, "text": refusal.text(),
+        }
+    return _dump(HEADER.format(branch=branch), data)
 
 
 def _cell(text: str) -> str:
@@ -116,8 +143,17 @@ def drift_summary(record: EntryRecord) -> str:
     return drift.state.value
 
 
+def _refusal_line(refusal: CommitRefusal) -> str:
+    kept = (f"commit `{refusal.in_force}` stays in force" if refusal.in_force
+            else "no verified commit is in force, so nothing is reconciled")
+    return (f"**Refused commit `{refusal.commit}`** ({refusal.result}): {_cell(refusal.reason)};"
+            f" {kept} until a commit signed by an allowed signer is pushed"
+            " (see [errors.yaml](errors.yaml)).")
+
+
 def render_readme(
-    records: Iterable[EntryRecord], *, branch: str, revision: Revision | None, errors: int
+    records: Iterable[EntryRecord], *, branch: str, revision: Revision | None, errors: int,
+    refusal: CommitRefusal | None = None,
 ) -> bytes:
     rows = sorted(records, key=lambda r: (r.kind.value, r.name))
     counts: dict[Phase, int] = {}
@@ -133,7 +169,7 @@ def render_readme(
         f"Declarations from branch `{branch}` at commit `{revision or 'unknown'}`.",
         f"{summary}; {errors} load error{'s' if errors != 1 else ''}"
         + (" (see [errors.yaml](errors.yaml))" if errors else "") + ".",
-        "",
+        *(["", _refusal_line(refusal), ""] if refusal is not None else [""]),
         "| Entry | Phase | Drift | Last run | Finished | Commit | Message |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -171,6 +207,7 @@ class Renderer:
         errors: Iterable[LoadError],
         *,
         revision: Revision | None,
+        refusal: CommitRefusal | None = None,
     ) -> dict[str, bytes]:
         """Every file of the status tree, keyed by path."""
         files: dict[str, bytes] = {}
@@ -184,9 +221,9 @@ class Renderer:
         for gone in self._cache.keys() - records.keys():
             del self._cache[gone]
         error_list = list(errors)
-        files[ERRORS] = render_errors(error_list, branch=self.branch)
+        files[ERRORS] = render_errors(error_list, branch=self.branch, refusal=refusal)
         files[README] = render_readme(records.values(), branch=self.branch, revision=revision,
-                                      errors=len(error_list))
+                                      errors=len(error_list), refusal=refusal)
         return files
 
 
@@ -232,6 +269,18 @@ def parse(files: Mapping[str, bytes]) -> tuple[dict[EntryId, EntryRecord], list[
             continue
         records[record.entry] = record
     return records, problems
+
+
+def refusal_text(files: Mapping[str, bytes]) -> str | None:
+    """The line errors.yaml gives a refused newest commit (`refusedCommit.text`), if any."""
+    data = files.get(ERRORS)
+    try:
+        loaded = _LOADER.load(data) if data else None
+    except YAMLError:
+        return None
+    refused = loaded.get("refusedCommit") if isinstance(loaded, dict) else None
+    text = refused.get("text") if isinstance(refused, dict) else None
+    return text if isinstance(text, str) else None
 
 
 def changed_files(previous: Mapping[str, bytes],

@@ -7,6 +7,10 @@ need=()
 command -v git >/dev/null || need+=(git)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
+# Commit signature tests: GnuPG signs and verifies, gpgconf stops the test homes' agents.
+command -v gpg >/dev/null || need+=(gpg)
+command -v gpg-agent >/dev/null || need+=(gpg-agent)
+command -v gpgconf >/dev/null || need+=(gpgconf)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

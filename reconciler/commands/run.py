@@ -42,16 +42,16 @@ def build_daemon(settings: Settings, metrics: Metrics,
     from reconciler.declarations.loader import DeclarationLoader
     from reconciler.policy.apply import PolicyLoader
     from reconciler.source.gitsource import GitSource
+    from reconciler.source.signatures import SignatureCheck
+    from reconciler.source.verdicts import SignatureConfigError
 
     problem = state_dir_problem(settings.state_dir)
     if problem:
         raise ConfigError(problem)
     check = policy_check(settings)
-    verify = check.policy.spec.commits.verify
-    if verify != "none":
-        # Fail closed: a policy asking for signed commits is never run without the check.
-        raise ConfigError(f"--policy {settings.policy_file}: spec.commits.verify: {verify}: "
-                          "this daemon cannot verify commit signatures")
+    commits = check.policy.spec.commits
+    signatures = SignatureCheck(mode=commits.verify, allowed_signers=commits.allowed_signers,
+                                keyring=commits.keyring)
     source = GitSource(
         settings.repo, settings.state_dir, branch=settings.branch,
         status_branch=settings.status_branch, credentials=settings.credentials,
@@ -61,8 +61,13 @@ def build_daemon(settings: Settings, metrics: Metrics,
                                             cache_file=settings.state_dir / "declarations.cache"),
                           check)
     executor = build_executor(settings, source)
-    return Daemon(source=source, loader=loader, executor=executor, metrics=metrics,
-                  interval=timedelta(seconds=settings.interval_seconds), is_leader=is_leader)
+    try:
+        return Daemon(source=source, loader=loader, executor=executor, metrics=metrics,
+                      interval=timedelta(seconds=settings.interval_seconds),
+                      is_leader=is_leader, signatures=signatures)
+    except SignatureConfigError as err:  # a trust file that cannot be used
+        executor.close()
+        raise ConfigError(f"--policy {settings.policy_file}: spec.commits: {err}") from None
 
 
 def run(args: argparse.Namespace) -> int:

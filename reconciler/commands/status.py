@@ -40,4 +40,7 @@ def run(args: argparse.Namespace) -> int:
     errors = files.get(status_files.ERRORS)
     if errors and b"errors: []" not in errors:
         print("\nload errors: see status/errors.yaml", file=sys.stderr)
+    refused = status_files.refusal_text(files)
+    if refused:
+        print(f"\nrefused: {refused}", file=sys.stderr)
     return 0

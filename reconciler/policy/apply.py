@@ -16,10 +16,10 @@ from collections.abc import Iterable, Mapping
 
 from reconciler.declarations.entries import DesiredState, Entry, LoadError, Location
 from reconciler.declarations.files import FileSource
+from reconciler.declarations.loader import DeclarationLoader
 from reconciler.declarations.positions import SourceMap
 from reconciler.policy.model import Policy
 from reconciler.policy.rules import DaemonIdentity, Denial, evaluate
-from reconciler.ports import LoaderPort
 from reconciler.types import EntryId, Revision
 
 Denied = dict[EntryId, tuple[LoadError, ...]]
@@ -182,7 +182,7 @@ class _Locator:
 class PolicyLoader:
     """A declarations loader whose results have the policy applied: what the daemon uses."""
 
-    def __init__(self, loader: LoaderPort, check: PolicyCheck) -> None:
+    def __init__(self, loader: DeclarationLoader, check: PolicyCheck) -> None:
         self._loader = loader
         self._check = check
 

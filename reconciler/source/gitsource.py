@@ -17,6 +17,7 @@ from reconciler.settings import GitCredentials
 from reconciler.source.errors import BranchNotFoundError
 from reconciler.source.remote import GitRemote
 from reconciler.source.tree import GitTreeSource, changed_paths, materialize, open_repository
+from reconciler.source.verdicts import SignedCommit
 from reconciler.source.writer import Author, commit_files
 from reconciler.types import Revision
 
@@ -54,6 +55,20 @@ class GitSource:
 
     def files(self, revision: Revision) -> FileSource:
         return GitTreeSource(self.remote.repository, revision)
+
+    def signed_commit(self, revision: Revision) -> SignedCommit:
+        """A commit's signature and what it signs (for SSH and OpenPGP alike), its committer
+        and first parent. Raises KeyError when the mirror does not hold the commit."""
+        commit = self.remote.repository[revision].peel(pygit2.Commit)
+        signature, payload = commit.gpg_signature
+        parents = commit.parent_ids
+        return SignedCommit(
+            id=Revision(str(commit.id)),
+            signature=signature,
+            payload=payload if payload is not None else commit.read_raw(),
+            committer_email=commit.committer.raw_email.decode(errors="replace"),
+            first_parent=Revision(str(parents[0])) if parents else None,
+        )
 
     def only_status_changed(self, old: Revision, new: Revision) -> bool:
         """True when `new` differs from `old` only under status/: with the status branch set
