@@ -63,6 +63,9 @@ KINDS = {
     ("", "v1", "events"): "Event",
     ("batch", "v1", "jobs"): "Job",
     ("coordination.k8s.io", "v1", "leases"): "Lease",
+    ("", "v1", "serviceaccounts"): "ServiceAccount",
+    ("rbac.authorization.k8s.io", "v1", "roles"): "Role",
+    ("rbac.authorization.k8s.io", "v1", "rolebindings"): "RoleBinding",
 }
 WITH_STATUS = frozenset({"pods", "jobs", "namespaces"})
 CLUSTER_SCOPED = frozenset({"namespaces"})
@@ -125,6 +128,8 @@ class ApiServer(KubernetesEmulator):
     _watchers: set[Watcher] = attrs.field(factory=set, init=False)
     _logs: dict[tuple[str, str, str], str] = attrs.field(factory=dict, init=False)
     _faults: list[Fault] = attrs.field(factory=list, init=False)
+    requests: list[tuple[str, str, str]] = attrs.field(factory=list, init=False)
+    """(User-Agent, method, path?query) of every resource request, in order."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -174,6 +179,9 @@ class ApiServer(KubernetesEmulator):
         res = request.resource
         if res is None or not res.plural or not res.version:
             return await super()._handle(request)
+        raw = request._raw_request
+        self.requests.append((request.headers.get("User-Agent", ""), request.method.value,
+                              str(raw.rel_url) if raw is not None else str(request.url)))
         try:
             self._inject_fault(request)
             return await self._dispatch(request)

@@ -26,12 +26,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from kubernetes.client import ApiClient, BatchV1Api, CoreV1Api
+from kubernetes.client import (
+    ApiClient,
+    BatchV1Api,
+    CoordinationV1Api,
+    CoreV1Api,
+    RbacAuthorizationV1Api,
+)
 from loguru import logger
 
 from reconciler.declarations.entries import Entry
 from reconciler.executors.base import RunReport, RunRequest
 from reconciler.executors.kubernetes import labels as lbl
+from reconciler.executors.kubernetes.access import AccessApis
 from reconciler.executors.kubernetes.caches import KubernetesUnavailableError, RunCaches
 from reconciler.executors.kubernetes.client import connect
 from reconciler.executors.kubernetes.informer import Informer
@@ -97,6 +104,8 @@ class KubernetesExecutor:
         # Any: with `_preload_content=False` the typed methods return raw responses.
         self._batch: Any = BatchV1Api(api_client)
         self._core: Any = CoreV1Api(api_client)
+        self._access = AccessApis(core=self._core, rbac=RbacAuthorizationV1Api(api_client),
+                                  coordination=CoordinationV1Api(api_client))
         self._max_parallel = max_parallel
         self._clock = clock
         self._start_grace = timedelta(seconds=start_grace)
@@ -272,7 +281,7 @@ class KubernetesExecutor:
         assert run.manifests is not None
         assert run.request is not None
         manifests = run.manifests
-        submission = create_run(self._batch, self._core, manifests,
+        submission = create_run(self._batch, manifests, access=self._access,
                                 instance=self.options.instance)
         if submission.outcome is Outcome.WAIT:
             run.due = self._clock() + self._retry_delay

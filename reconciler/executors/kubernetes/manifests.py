@@ -7,8 +7,10 @@ The pod of every run:
 
 - runs as the unprivileged `nobody` user (UID/GID 65534 unless configured), with the restricted
   Pod Security profile: non-root, no privilege escalation, every capability dropped,
-  `RuntimeDefault` seccomp; no service account token unless one is asked for (a
-  `serviceAccountName`, or a stack, whose state backend talks to the API);
+  `RuntimeDefault` seccomp; no `serviceAccountName` and no token unless the entry names an
+  account (the policy decides at load time whether it may); a stack's pod runs as its declared
+  account or else as its own, whose Role reaches the stack's own state and nothing else
+  (`stackaccess`);
 - `timeout` is the Job's `activeDeadlineSeconds` (→ TimedOut), the retries left are its
   `backoffLimit`, and `ttlSecondsAfterFinished` lets Kubernetes clean finished Jobs up;
 - a Task's `files` are a ConfigMap mounted read-only at `/task` (the working directory), owned
@@ -19,9 +21,8 @@ The pod of every run:
   daemon's repository (`source_url`, credentials from `source_credentials_secret`) and checks
   out `request.revision` into `/workspace`. The container runs the runner image of the stack's
   engine (`Defaults.spec.runnerImages`, which must hold Python with reconciler and the engine)
-  in `/workspace/<path>`, through `stackstate`, which gives a module with no backend of its
-  own the `kubernetes` backend (state in a Secret of the run's namespace) and then starts the
-  stack runner.
+  in `/workspace/<path>`, through `stackstate`, which keeps the state of a module with no
+  backend of its own in the stack's Secret (locked by its Lease) around the stack runner.
 """
 
 from __future__ import annotations
@@ -39,14 +40,16 @@ from reconciler.declarations.models import ResourceList, Resources, StackSpec, T
 from reconciler.executors.base import RunRequest
 from reconciler.executors.identity import run_identity
 from reconciler.executors.kubernetes import labels as lbl
+from reconciler.executors.kubernetes import stackaccess
 from reconciler.executors.kubernetes.clone import (
     DEFAULT_GIT_IMAGE,
     WORKSPACE,
     clone_container,
+    is_ssh_url,
     literal,
 )
 from reconciler.executors.kubernetes.labels import MAIN_CONTAINER
-from reconciler.stacks import runner_args
+from reconciler.stacks import runner_args, state_file
 
 TASK_DIR = "/task"
 STATE_DIR = "/var/lib/reconciler"
@@ -100,10 +103,12 @@ class RunManifests(BaseModel):
     namespace: str
     job: dict[str, Any]
     config_map: dict[str, Any] | None = None
+    access: tuple[dict[str, Any], ...] = ()
+    """A stack's account, state Secret, lock Lease, Role and RoleBinding (`stackaccess`)."""
 
     def documents(self) -> list[dict[str, Any]]:
         """In the order they are created."""
-        return [d for d in (self.config_map, self.job) if d is not None]
+        return [*self.access, *(d for d in (self.config_map, self.job) if d is not None)]
 
 
 def run_namespace(entry: Entry, options: KubernetesOptions) -> str:
@@ -119,11 +124,14 @@ def build_manifests(
     entry = request.entry
     ns = namespace or run_namespace(entry, options)
     labels = lbl.run_labels(entry, request.run_id, request.operation, instance=options.instance)
+    _check_secrets(entry, options)
     config_map = _config_map(request, ns, labels) if entry.files else None
+    access: tuple[dict[str, Any], ...] = ()
     if isinstance(entry.spec, TaskSpec):
         pod = _task_pod(request, entry.spec, options, config_map)
     else:
         pod = _stack_pod(request, entry.spec, options)
+        access = tuple(stackaccess.access_objects(entry, ns, instance=options.instance))
     meta = lbl.RunMeta(
         run_id=request.run_id, entry_id=entry.id, spec_hash=entry.spec_hash,
         operation=request.operation, trigger=request.trigger, attempt=request.attempt,
@@ -148,7 +156,26 @@ def build_manifests(
             "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
         },
     }
-    return RunManifests(namespace=ns, job=job, config_map=config_map)
+    return RunManifests(namespace=ns, job=job, config_map=config_map, access=access)
+
+
+def _check_secrets(entry: Entry, options: KubernetesOptions) -> None:
+    """The daemon's own credentials are never handed to a run, whatever a policy allows."""
+    own = options.source_credentials_secret
+    spec = entry.spec
+    named = {ref.secret: f"secretEnv.{key}" for key, ref in spec.secret_env.items()}
+    if isinstance(spec, TaskSpec) and spec.repository is not None:
+        repository = spec.repository
+        if repository.credentials_secret is not None:
+            named[repository.credentials_secret] = "repository.credentialsSecret"
+            if not (is_ssh_url(repository.url) or repository.url.lower().startswith("https://")):
+                raise ManifestError(
+                    f"{entry.id}: repository.credentialsSecret: credentials are sent over "
+                    f"https or ssh only, and {repository.url} is neither")
+    if own and own in named:
+        raise ManifestError(
+            f"{entry.id}: {named[own]}: {own} holds the daemon's own credentials, which no "
+            "run is given")
 
 
 # -- pods ------------------------------------------------------------------------------------
@@ -180,17 +207,17 @@ def _pod(
     main: dict[str, Any],
     init: list[dict[str, Any]],
     volumes: list[dict[str, Any]],
-    token: bool,
+    account: str | None,
 ) -> dict[str, Any]:
     defaults = entry.defaults
     pod_security, _ = _security(options)
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
-        "automountServiceAccountToken": token,
+        # Without it the namespace's `default` account's token would be mounted.
+        "automountServiceAccountToken": account is not None,
         "enableServiceLinks": False,
         "securityContext": pod_security,
     }
-    account = spec.service_account_name or defaults.service_account_name
     if account:
         pod["serviceAccountName"] = account
     if defaults.image_pull_secrets:
@@ -257,8 +284,8 @@ def _task_pod(
             credentials_secret=spec.repository.credentials_secret, image=options.git_image,
             group=options.run_as_group, resources=resources, security=security,
         ))
-    return _pod(entry, spec, options, main=main, init=init, volumes=volumes,
-                token=bool(spec.service_account_name or entry.defaults.service_account_name))
+    account = spec.service_account_name or entry.defaults.service_account_name
+    return _pod(entry, spec, options, main=main, init=init, volumes=volumes, account=account)
 
 
 def _stack_pod(request: RunRequest, spec: StackSpec, options: KubernetesOptions) -> dict[str, Any]:
@@ -272,7 +299,7 @@ def _stack_pod(request: RunRequest, spec: StackSpec, options: KubernetesOptions)
     resources = _resources(spec.resources or entry.defaults.resources)
     image = getattr(entry.defaults.runner_images, spec.engine) or options.runner_image
     args = runner_args(entry, request.operation, state_dir=Path(STATE_DIR), engine_bin=None)
-    suffix = f"{options.instance}-{entry.name}"
+    suffix = stackaccess.state_suffix(entry, instance=options.instance)
     workdir = WORKSPACE if spec.path == "." else f"{WORKSPACE}/{spec.path}"
     extra = {"PYTHONUNBUFFERED": "1", "HOME": STATE_DIR, "CHECKPOINT_DISABLE": "1"}
     env = _env(request, {**extra, **spec.env}, spec.secret_env)
@@ -282,7 +309,10 @@ def _stack_pod(request: RunRequest, spec: StackSpec, options: KubernetesOptions)
         "name": MAIN_CONTAINER,
         "image": image,
         "command": ["python3", "-m", STACK_ENTRY_MODULE],
-        "args": [literal(a) for a in ("--state-suffix", suffix, "--", *args)],
+        "args": [literal(a) for a in (
+            "--state-secret", stackaccess.state_secret_name(suffix),
+            "--state-lease", stackaccess.lock_lease_name(suffix),
+            "--state-file", str(state_file(Path(STATE_DIR), entry.name)), "--", *args)],
         "workingDir": workdir,
         "env": env,
         "securityContext": security,
@@ -299,7 +329,8 @@ def _stack_pod(request: RunRequest, spec: StackSpec, options: KubernetesOptions)
         group=options.run_as_group, resources=resources, security=security,
     )]
     volumes = [{"name": "workspace", "emptyDir": {}}, {"name": "state", "emptyDir": {}}]
-    return _pod(entry, spec, options, main=main, init=init, volumes=volumes, token=True)
+    account = stackaccess.stack_account(entry, instance=options.instance)
+    return _pod(entry, spec, options, main=main, init=init, volumes=volumes, account=account)
 
 
 def _env(
