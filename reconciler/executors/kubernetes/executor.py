@@ -13,6 +13,10 @@
   a Job the executor suspended is deleted then, as it would never finish by itself.
 - `cancel` reports the run Failed ("cancelled") at once and deletes its Job with background
   propagation; its pods and ConfigMap go with it.
+- A namespace RBAC keeps the daemon out of (403 on list, watch or create) fails the runs that
+  go there, saying so, and nothing else: the other namespaces' runs start and finish, and the
+  namespace is asked again every `denied_retry` seconds, so it recovers once allowed. `expect`
+  stops watching namespaces nothing declared or in flight uses any more.
 
 RBAC of the daemon: jobs (create, get, list, watch, patch, delete), pods (list, watch),
 pods/log (get), configmaps (create, patch), and secrets (get) for masking (`secretmask`).
@@ -40,7 +44,7 @@ from reconciler.executors.base import RunReport, RunRequest
 from reconciler.executors.kubernetes import labels as lbl
 from reconciler.executors.kubernetes.access import AccessApis
 from reconciler.executors.kubernetes.caches import KubernetesUnavailableError, RunCaches
-from reconciler.executors.kubernetes.client import connect
+from reconciler.executors.kubernetes.client import connect, forbidden_in
 from reconciler.executors.kubernetes.informer import Informer
 from reconciler.executors.kubernetes.jobs import (
     Outcome,
@@ -93,6 +97,7 @@ class KubernetesExecutor:
         log_interval: float = 10.0,
         watch_timeout: int = 300,
         sync_timeout: float = 10.0,
+        denied_retry: float = 30.0,
         mask_secrets: bool = True,
         redact: Callable[[str], str] = redactor,
         register_secret: Callable[..., None] = redactor.add,
@@ -117,7 +122,8 @@ class KubernetesExecutor:
         self._tails = LogTails(self._logs, self._masker, interval=log_interval, redact=redact)
         self._lock = threading.RLock()
         self._caches = RunCaches(batch=self._batch, core=self._core,
-                                 instance=self.options.instance, watch_timeout=watch_timeout)
+                                 instance=self.options.instance, watch_timeout=watch_timeout,
+                                 denied_delay=denied_retry)
         self._runs: dict[RunId, Tracked] = {}
         self._recorded: set[RunId] = set()
         self._resubmitted: set[RunId] = set()
@@ -159,9 +165,18 @@ class KubernetesExecutor:
 
     def expect(self, entries: Sequence[Entry]) -> None:
         """Watch every namespace the declared entries run in (Defaults may name another than
-        --namespace), so their Jobs are found after a restart."""
-        for namespace in {run_namespace(entry, self.options) for entry in entries}:
+        --namespace), so their Jobs are found after a restart; stop watching the namespaces
+        that neither they, nor a run not yet recorded, use any more."""
+        wanted = {run_namespace(entry, self.options) for entry in entries}
+        with self._lock:
+            in_use = {run.namespace for run in self._runs.values()} | set(
+                self._unmarked.values())
+        for namespace in wanted:
             self.watch_namespace(namespace)
+        for namespace in self._caches.namespaces():
+            if namespace not in wanted | in_use | {self.options.namespace}:
+                logger.info("no longer watching namespace {}", namespace)
+                self._caches.unwatch(namespace)
 
     def free_slots(self) -> int:
         try:
@@ -193,7 +208,14 @@ class KubernetesExecutor:
                     self._runs[run_id] = run
             return
         self.watch_namespace(manifests.namespace)
+        denied = self._caches.denied(manifests.namespace, wait=self._sync_timeout)
         with self._lock:
+            if denied is not None and run_id not in self._runs:
+                logger.warning("{} cannot start: {}", request.entry.id, denied)
+                run = Tracked(namespace=manifests.namespace, request=request)
+                run.final = self._make(request, RunState.FAILED, denied)
+                self._runs[run_id] = run
+                return
             self._recorded.discard(run_id)
             self._resubmitted.add(run_id)
             if run_id in self._runs:
@@ -290,7 +312,10 @@ class KubernetesExecutor:
             return
         run.manifests = None
         if submission.outcome is Outcome.REFUSED:
-            message = self._redact(f"the Kubernetes API refused the run: {submission.message}")
+            message = self._redact(
+                forbidden_in(manifests.namespace, submission.message, verb="create",
+                             resource="jobs") if submission.status == 403
+                else f"the Kubernetes API refused the run: {submission.message}")
             logger.warning("{}: {}", run.request.entry.id, message)
             run.final = self._make(run.request, RunState.FAILED, message)
             return
@@ -335,6 +360,8 @@ class KubernetesExecutor:
         for run_id, run in self._runs.items():
             if run_id in reports:
                 continue
+            if run.final is None:
+                self._fail_if_denied(run)
             if run.final is not None:
                 reports[run_id] = run.final
             elif run.manifests is not None and run.request is not None:
@@ -345,6 +372,20 @@ class KubernetesExecutor:
                 reports[run_id] = self._vanished(run_id, run) if gone else run.last
         self._recorded &= present  # a recorded run is forgotten once its Job is gone
         return list(reports.values())
+
+    def _fail_if_denied(self, run: Tracked) -> None:
+        """A run in a namespace the daemon may no longer watch cannot be followed: it fails,
+        saying why, rather than staying Running for ever."""
+        denied = self._caches.denied(run.namespace)
+        if denied is None:
+            return
+        message = self._redact(denied)
+        run.manifests = None  # not to be created where it could not be watched
+        if run.last is not None:
+            run.final = run.last.model_copy(update={
+                "state": RunState.FAILED, "finished_at": self._clock(), "message": message})
+        elif run.request is not None:
+            run.final = self._make(run.request, RunState.FAILED, message)
 
     def _vanished(self, run_id: RunId, run: Tracked) -> RunReport:
         assert run.last is not None

@@ -49,6 +49,8 @@ class Submission:
     outcome: Outcome
     job: dict[str, Any] | None = None
     message: str = ""
+    status: int | None = None
+    """The API server's HTTP status when it refused."""
 
 
 def create_run(batch: Any, manifests: RunManifests, *, access: AccessApis,
@@ -69,7 +71,7 @@ def create_run(batch: Any, manifests: RunManifests, *, access: AccessApis,
         if is_transient(err):
             return Submission(Outcome.WAIT, message=message_of(err))
         if isinstance(err, ApiException):
-            return Submission(Outcome.REFUSED, message=message_of(err))
+            return Submission(Outcome.REFUSED, message=message_of(err), status=status_of(err))
         raise
 
 
