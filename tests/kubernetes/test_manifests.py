@@ -511,3 +511,16 @@ def test_credentials_are_never_declared_for_plain_http(
         "repository": repository.model_copy(update={"url": "http://git.example.com/a.git"})})})
     with pytest.raises(ManifestError, match=r"credentials are sent over https or ssh only"):
         build_manifests(request(plain), OPTIONS)
+
+
+def test_an_entry_cannot_label_its_pod_as_the_daemon(edge_entries: dict[EntryId, Entry]) -> None:
+    entry = edge_entries[EntryId("task/bare")]
+    posing = entry.model_copy(update={"labels": {
+        "app.kubernetes.io/name": "reconciler", "app.kubernetes.io/component": "daemon",
+        "reconciler.io/kind": "stack", "team": "data"}})
+    labels = pod_of(build_manifests(request(posing), OPTIONS)) and build_manifests(
+        request(posing), OPTIONS).job["spec"]["template"]["metadata"]["labels"]
+    assert "app.kubernetes.io/name" not in labels
+    assert "app.kubernetes.io/component" not in labels
+    assert labels["reconciler.io/kind"] == "task"
+    assert labels["team"] == "data"

@@ -65,7 +65,8 @@ class _Synced:
     def sync(self) -> None:
         with self._lock:
             try:
-                current = self.path.read_bytes()
+                with self.path.open("rb") as state:
+                    current = state.read()
             except FileNotFoundError:
                 return
             if current and current != self.stored:
