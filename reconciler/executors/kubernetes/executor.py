@@ -69,7 +69,7 @@ from reconciler.executors.kubernetes.phases import (
     secret_refs,
 )
 from reconciler.executors.kubernetes.podlogs import LogTails, PodLogs
-from reconciler.executors.kubernetes.runs import Tracked, observed, synthetic
+from reconciler.executors.kubernetes.runs import Tracked, fail, observed, synthetic
 from reconciler.executors.kubernetes.secretmask import SecretMasker
 from reconciler.redact import redactor
 from reconciler.settings import Settings
@@ -212,9 +212,8 @@ class KubernetesExecutor:
         with self._lock:
             if denied is not None and run_id not in self._runs:
                 logger.warning("{} cannot start: {}", request.entry.id, denied)
-                run = Tracked(namespace=manifests.namespace, request=request)
-                run.final = self._make(request, RunState.FAILED, denied)
-                self._runs[run_id] = run
+                run = self._runs[run_id] = Tracked(namespace=manifests.namespace, request=request)
+                fail(run, denied, self._clock())
                 return
             self._recorded.discard(run_id)
             self._resubmitted.add(run_id)
@@ -374,18 +373,10 @@ class KubernetesExecutor:
         return list(reports.values())
 
     def _fail_if_denied(self, run: Tracked) -> None:
-        """A run in a namespace the daemon may no longer watch cannot be followed: it fails,
-        saying why, rather than staying Running for ever."""
+        """A run in a namespace the daemon may no longer watch cannot be followed."""
         denied = self._caches.denied(run.namespace)
-        if denied is None:
-            return
-        message = self._redact(denied)
-        run.manifests = None  # not to be created where it could not be watched
-        if run.last is not None:
-            run.final = run.last.model_copy(update={
-                "state": RunState.FAILED, "finished_at": self._clock(), "message": message})
-        elif run.request is not None:
-            run.final = self._make(run.request, RunState.FAILED, message)
+        if denied is not None:
+            fail(run, self._redact(denied), self._clock())
 
     def _vanished(self, run_id: RunId, run: Tracked) -> RunReport:
         assert run.last is not None

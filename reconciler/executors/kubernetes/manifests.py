@@ -27,7 +27,6 @@ The pod of every run:
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -49,20 +48,23 @@ from reconciler.executors.kubernetes.clone import (
     literal,
 )
 from reconciler.executors.kubernetes.labels import MAIN_CONTAINER
+from reconciler.executors.kubernetes.taskfiles import (
+    MAX_CONFIGMAP_BYTES,
+    ManifestError,
+    config_map_of,
+    file_keys,
+)
 from reconciler.stacks import runner_args, state_file
+
+__all__ = ["MAX_CONFIGMAP_BYTES", "KubernetesOptions", "ManifestError", "RunManifests",
+           "build_manifests", "run_namespace"]
 
 TASK_DIR = "/task"
 STATE_DIR = "/var/lib/reconciler"
 NOBODY = 65534
-MAX_CONFIGMAP_BYTES = 1024 * 1024
 STACK_ENTRY_MODULE = "reconciler.executors.kubernetes.stackstate"
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
-
-
-class ManifestError(ValueError):
-    """An entry that cannot run on Kubernetes as declared (no image, files too large)."""
 
 
 DEFAULT_RUNNER_IMAGE = f"reconciler:{__version__}"
@@ -125,7 +127,7 @@ def build_manifests(
     ns = namespace or run_namespace(entry, options)
     labels = lbl.run_labels(entry, request.run_id, request.operation, instance=options.instance)
     _check_secrets(entry, options)
-    config_map = _config_map(request, ns, labels) if entry.files else None
+    config_map = config_map_of(request, ns, labels) if entry.files else None
     access: tuple[dict[str, Any], ...] = ()
     if isinstance(entry.spec, TaskSpec):
         pod = _task_pod(request, entry.spec, options, config_map)
@@ -257,7 +259,7 @@ def _task_pod(
     volumes: list[dict[str, Any]] = [{"name": "workspace", "emptyDir": {}}]
     mounts: list[dict[str, Any]] = [{"name": "workspace", "mountPath": WORKSPACE}]
     if config_map is not None:
-        items = [{"key": key, "path": path} for path, key in _file_keys(entry.files).items()]
+        items = [{"key": key, "path": path} for path, key in file_keys(entry.files).items()]
         volumes.append({
             "name": "task-files",
             "configMap": {"name": config_map["metadata"]["name"], "items": items,
@@ -366,48 +368,3 @@ def _quantities(values: ResourceList) -> dict[str, str]:
     for name, value in values.model_dump(by_alias=False, exclude_none=True).items():
         out["ephemeral-storage" if name == "ephemeral_storage" else name] = str(value)
     return out
-
-
-# -- files -----------------------------------------------------------------------------------
-
-
-def _file_keys(files: dict[str, str]) -> dict[str, str]:
-    """ConfigMap keys are flat (`[-._a-zA-Z0-9]+`); nested names get a flattened key and
-    their path back through the volume's `items`. Deterministic, collision-free."""
-    keys: dict[str, str] = {}
-    used: set[str] = set()
-    for path in sorted(files):
-        key = re.sub(r"[^-._a-zA-Z0-9]", "_", path)
-        if key in used or key in (".", "..") or len(key) > 200 or not _CONFIG_KEY.match(key):
-            digest = hashlib.sha256(path.encode()).hexdigest()[:12]
-            key = f"{key[:180]}-{digest}"
-        used.add(key)
-        keys[path] = key
-    return keys
-
-
-def _config_map(
-    request: RunRequest, namespace: str, labels: dict[str, str]
-) -> dict[str, Any]:
-    entry = request.entry
-    keys = _file_keys(entry.files)
-    data = {keys[path]: content for path, content in entry.files.items()}
-    size = sum(len(k.encode()) + len(v.encode()) for k, v in data.items())
-    if size > MAX_CONFIGMAP_BYTES:
-        raise ManifestError(
-            f"{entry.id}: files total {size} bytes; on Kubernetes they travel in a ConfigMap, "
-            f"which holds at most {MAX_CONFIGMAP_BYTES} bytes (put large files in the "
-            "repository and use spec.repository)"
-        )
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": request.run_id,
-            "namespace": namespace,
-            "labels": dict(labels),
-            "annotations": {lbl.ANNOTATION_ENTRY: entry.id},
-        },
-        "immutable": True,
-        "data": dict(sorted(data.items())),
-    }
