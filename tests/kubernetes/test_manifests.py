@@ -5,6 +5,8 @@ Security Standard, and carries the declared settings where Kubernetes reads them
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +21,7 @@ from reconciler.declarations.entries import Entry
 from reconciler.declarations.loader import DeclarationLoader
 from reconciler.executors.base import RunRequest, run_id_for
 from reconciler.executors.kubernetes import labels as lbl
+from reconciler.executors.kubernetes.guards import token_account
 from reconciler.executors.kubernetes.manifests import (
     KubernetesOptions,
     ManifestError,
@@ -524,3 +527,38 @@ def test_an_entry_cannot_label_its_pod_as_the_daemon(edge_entries: dict[EntryId,
     assert "app.kubernetes.io/component" not in labels
     assert labels["reconciler.io/kind"] == "task"
     assert labels["team"] == "data"
+
+
+def named(entry: Entry, account: str) -> Entry:
+    return entry.model_copy(update={
+        "spec": entry.spec.model_copy(update={"service_account_name": account})})
+
+
+def test_no_run_gets_the_daemons_account_or_another_stacks(
+        edge_entries: dict[EntryId, Entry]) -> None:
+    task = edge_entries[EntryId("task/bare")]
+    stack = edge_entries[EntryId("stack/plan-only")]
+    options = OPTIONS.model_copy(update={"daemon_service_account": "reconciler"})
+    with pytest.raises(ManifestError, match=r"serviceAccountName: reconciler is the daemon's "
+                                            r"own service account"):
+        build_manifests(request(named(task, "reconciler")), options)
+    for entry in (task, stack):
+        with pytest.raises(ManifestError, match=r"reconciler-stack-at-root is the account of "
+                                                r"another stack"):
+            build_manifests(request(named(entry, "reconciler-stack-at-root")), options)
+    own = build_manifests(request(named(stack, "reconciler-stack-plan-only")), options)
+    assert pod_of(own)["serviceAccountName"] == "reconciler-stack-plan-only"
+
+
+def test_the_daemons_account_is_read_from_its_token(tmp_path: Path) -> None:
+    def token(claims: dict[str, Any]) -> Path:
+        def part(value: dict[str, Any]) -> str:
+            return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+        path = tmp_path / "token"
+        path.write_text(f"{part({'alg': 'RS256'})}.{part(claims)}.c2lnbmF0dXJl")
+        return path
+
+    subject = {"sub": "system:serviceaccount:reconciler:reconciler-daemon"}
+    assert token_account(token(subject)) == "reconciler-daemon"
+    assert token_account(token({"sub": "alice"})) is None
+    assert token_account(tmp_path / "missing") is None

@@ -45,6 +45,7 @@ from reconciler.executors.kubernetes import labels as lbl
 from reconciler.executors.kubernetes.access import AccessApis
 from reconciler.executors.kubernetes.caches import KubernetesUnavailableError, RunCaches
 from reconciler.executors.kubernetes.client import connect, forbidden_in
+from reconciler.executors.kubernetes.guards import token_account
 from reconciler.executors.kubernetes.informer import Informer
 from reconciler.executors.kubernetes.jobs import (
     Outcome,
@@ -149,6 +150,7 @@ class KubernetesExecutor:
             source_url=settings.repo,
             source_credentials_secret=source_credentials_secret
             or settings.source_credentials_secret,
+            daemon_service_account=token_account(),
             **({"runner_image": settings.runner_image} if settings.runner_image else {}))
         return cls.connect(options, kubeconfig=settings.kubeconfig,
                            max_parallel=settings.max_parallel, **kwargs)

@@ -44,9 +44,9 @@ from reconciler.executors.kubernetes.clone import (
     DEFAULT_GIT_IMAGE,
     WORKSPACE,
     clone_container,
-    is_ssh_url,
     literal,
 )
+from reconciler.executors.kubernetes.guards import check_entry
 from reconciler.executors.kubernetes.labels import MAIN_CONTAINER
 from reconciler.executors.kubernetes.taskfiles import (
     MAX_CONFIGMAP_BYTES,
@@ -94,6 +94,9 @@ class KubernetesOptions(BaseModel):
         default=DEFAULT_RUNNER_IMAGE,
         description="Image of stack pods whose Defaults name none: reconciler and the engine.",
     )
+    daemon_service_account: str | None = Field(
+        default=None, description="The daemon's own service account, which no run may name."
+    )
     ttl_seconds_after_finished: int = Field(default=86400, ge=0)
     run_as_user: int = Field(default=NOBODY, ge=1)
     run_as_group: int = Field(default=NOBODY, ge=1)
@@ -126,7 +129,8 @@ def build_manifests(
     entry = request.entry
     ns = namespace or run_namespace(entry, options)
     labels = lbl.run_labels(entry, request.run_id, request.operation, instance=options.instance)
-    _check_secrets(entry, options)
+    check_entry(entry, instance=options.instance, own_secret=options.source_credentials_secret,
+                own_account=options.daemon_service_account)
     config_map = config_map_of(request, ns, labels) if entry.files else None
     access: tuple[dict[str, Any], ...] = ()
     if isinstance(entry.spec, TaskSpec):
@@ -159,25 +163,6 @@ def build_manifests(
         },
     }
     return RunManifests(namespace=ns, job=job, config_map=config_map, access=access)
-
-
-def _check_secrets(entry: Entry, options: KubernetesOptions) -> None:
-    """The daemon's own credentials are never handed to a run, whatever a policy allows."""
-    own = options.source_credentials_secret
-    spec = entry.spec
-    named = {ref.secret: f"secretEnv.{key}" for key, ref in spec.secret_env.items()}
-    if isinstance(spec, TaskSpec) and spec.repository is not None:
-        repository = spec.repository
-        if repository.credentials_secret is not None:
-            named[repository.credentials_secret] = "repository.credentialsSecret"
-            if not (is_ssh_url(repository.url) or repository.url.lower().startswith("https://")):
-                raise ManifestError(
-                    f"{entry.id}: repository.credentialsSecret: credentials are sent over "
-                    f"https or ssh only, and {repository.url} is neither")
-    if own and own in named:
-        raise ManifestError(
-            f"{entry.id}: {named[own]}: {own} holds the daemon's own credentials, which no "
-            "run is given")
 
 
 # -- pods ------------------------------------------------------------------------------------

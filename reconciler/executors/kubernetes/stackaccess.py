@@ -41,9 +41,14 @@ def lock_lease_name(suffix: str) -> str:
     return f"lock-{state_secret_name(suffix)}"
 
 
+def account_prefix(instance: str) -> str:
+    """What the names of stacks' own accounts start with: no entry may name one of them."""
+    return f"{instance}-stack-"
+
+
 def own_account_name(entry: Entry, *, instance: str) -> str:
     """The ServiceAccount, Role and RoleBinding of a stack: one name for the three."""
-    return f"{instance}-stack-{entry.name}"
+    return account_prefix(instance) + entry.name
 
 
 def stack_account(entry: Entry, *, instance: str) -> str:
