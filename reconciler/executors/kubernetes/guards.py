@@ -63,7 +63,8 @@ def token_account(token_file: Path = IN_CLUSTER_TOKEN) -> str | None:
     """The service account a pod's token belongs to (its `sub` claim), or None outside a
     cluster. The claims are read, not verified: they only name the daemon's own account."""
     try:
-        payload = token_file.read_text(encoding="ascii").split(".")[1]
+        with token_file.open(encoding="ascii") as token:
+            payload = token.read().split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     except (OSError, IndexError, ValueError, binascii.Error, UnicodeError):
         return None
