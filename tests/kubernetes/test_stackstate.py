@@ -27,6 +27,8 @@ from reconciler.declarations.loader import DeclarationLoader
 from reconciler.executors.base import RunRequest, run_id_for
 from reconciler.executors.kubernetes.access import AccessApis, ensure_access
 from reconciler.executors.kubernetes.manifests import KubernetesOptions, build_manifests
+from reconciler.executors.kubernetes.stackstate import _Synced
+from reconciler.executors.kubernetes.statestore import StateStore
 from reconciler.types import EntryId, Operation, Revision, Trigger
 from tests.deploy.rbac import permission
 from tests.kubernetes.conftest import DAEMON_AGENT, NAMESPACE
@@ -197,3 +199,41 @@ def test_the_namespace_is_required(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "namespace is unknown" in result.stderr
 
+
+
+def test_a_lock_its_holder_stopped_renewing_is_taken_over(
+        apiserver: RunningApiServer, run: Run) -> None:
+    assert run("small").returncode == 0
+
+    def abandon() -> None:
+        res = resource("coordination.k8s.io", "v1", "leases")
+        current = apiserver.server.get_object(res, NAMESPACE, "lock-tfstate-default-reconciler-net")
+        assert current is not None
+        current["spec"].update(holderIdentity="net-pod-killed", leaseDurationSeconds=60,
+                               renewTime="2020-01-01T00:00:00.000000Z")
+        apiserver.server._write(res, NAMESPACE, current["metadata"]["name"], current,
+                                old=current)
+
+    apiserver.call(abandon)
+    taken = run("large")
+    assert taken.returncode == 0, taken.stdout + taken.stderr
+    assert "holderIdentity" not in lease(apiserver)["spec"]
+    assert stored_state(apiserver)["resources"][0]["instances"][0]["attributes"]["input"][
+        "value"] == "large"
+
+
+def test_a_state_file_caught_mid_write_is_not_stored(
+        apiserver: RunningApiServer, run: Run, tmp_path: Path) -> None:
+    assert run("small").returncode == 0
+    before = stored_state(apiserver)
+    store = StateStore(apiserver.client(), namespace=NAMESPACE,
+                       secret="tfstate-default-reconciler-net",
+                       lease="lock-tfstate-default-reconciler-net", holder="test")
+    path = tmp_path / "terraform.tfstate"
+    synced = _Synced(store, path, json.dumps(before).encode())
+    path.write_bytes(b'{"version": 4, "serial": 9, "lin')  # the engine is halfway through
+    synced.sync()
+    assert stored_state(apiserver) == before
+    path.write_text(json.dumps({**before, "serial": before["serial"] + 1}))
+    synced.sync()
+    assert stored_state(apiserver)["serial"] == before["serial"] + 1

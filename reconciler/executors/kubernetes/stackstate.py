@@ -16,6 +16,7 @@ A module with a backend of its own (S3, GCS, HCP Terraform, ...) is left to it.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -69,9 +70,19 @@ class _Synced:
                     current = state.read()
             except FileNotFoundError:
                 return
-            if current and current != self.stored:
+            if current and current != self.stored and _complete(current):
                 self.store.save(current)
                 self.stored = current
+
+
+def _complete(state: bytes) -> bool:
+    """The engine rewrites its state file in place: a read in the middle of a write sees a
+    truncated document, which must never replace the stored state."""
+    try:
+        json.loads(state)
+    except ValueError:
+        return False
+    return True
 
 
 def _run_runner(runner: list[str], synced: _Synced) -> int:

@@ -71,13 +71,20 @@ class StateStore:
 
     # -- the lock --------------------------------------------------------------------------
 
-    def lock(self, operation: str) -> None:
-        """Take the lock, or raise StateLockedError naming who has it."""
-        lease = request_json(self._api, "GET", self._lease)
-        spec = lease.setdefault("spec", {})
-        holder = spec.get("holderIdentity")
-        if holder and holder != self.holder and not self._abandoned(spec):
-            raise StateLockedError(f"the state is locked by {holder} ({self._who(lease)})")
+    def lock(self, operation: str, *, poll: float = 2.0) -> None:
+        """Take the lock, or raise StateLockedError naming who has it. A lock of ours that is
+        still being renewed is waited for until it would have expired (the pod of an earlier
+        attempt, killed, may have left it); the engine's own lock is not."""
+        deadline = self._clock() + timedelta(seconds=self.lease_seconds * 1.5)
+        while True:
+            lease = request_json(self._api, "GET", self._lease)
+            spec = lease.setdefault("spec", {})
+            holder = spec.get("holderIdentity")
+            if not holder or holder == self.holder or self._abandoned(spec):
+                break
+            if not self._renewed(spec) or self._clock() >= deadline:
+                raise StateLockedError(f"the state is locked by {holder} ({self._who(lease)})")
+            self._stop.wait(poll)
         now = micro_time(self._clock())
         spec.update(holderIdentity=self.holder, leaseDurationSeconds=self.lease_seconds,
                     acquireTime=now, renewTime=now)
@@ -108,12 +115,18 @@ class StateStore:
         (lease.get("metadata") or {}).get("annotations", {}).pop(LOCK_INFO, None)
         request_json(self._api, "PUT", self._lease, body=lease)
 
+    @staticmethod
+    def _renewed(spec: dict[str, Any]) -> bool:
+        """A lock of ours, which its holder renews; the engine's own lock is never renewed."""
+        return _parse(spec.get("renewTime")) is not None and isinstance(
+            spec.get("leaseDurationSeconds"), int)
+
     def _abandoned(self, spec: dict[str, Any]) -> bool:
-        renewed = _parse(spec.get("renewTime"))
-        seconds = spec.get("leaseDurationSeconds")
-        if renewed is None or not isinstance(seconds, int):
+        if not self._renewed(spec):
             return False  # the engine's own lock: it never expires by itself
-        return self._clock() - renewed > timedelta(seconds=seconds)
+        renewed = _parse(spec.get("renewTime"))
+        assert renewed is not None
+        return self._clock() - renewed > timedelta(seconds=spec["leaseDurationSeconds"])
 
     @staticmethod
     def _who(lease: dict[str, Any]) -> str:
