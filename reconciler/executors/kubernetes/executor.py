@@ -19,7 +19,10 @@
   stops watching namespaces nothing declared or in flight uses any more.
 
 RBAC of the daemon: jobs (create, get, list, watch, patch, delete), pods (list, watch),
-pods/log (get), configmaps (create, patch), and secrets (get) for masking (`secretmask`).
+pods/log (get), configmaps (create, patch), secrets (get) for masking (`secretmask`), and what
+a stack's access objects take (`access`): serviceaccounts, secrets and leases (create), roles
+and rolebindings (create, update), and what the stack Role grants (secrets and leases: get,
+update).
 """
 
 from __future__ import annotations
