@@ -26,6 +26,7 @@ from reconciler.declarations.entries import Entry
 from reconciler.declarations.loader import DeclarationLoader
 from reconciler.executors.base import RunRequest, run_id_for
 from reconciler.executors.kubernetes.access import AccessApis, ensure_access
+from reconciler.executors.kubernetes.executor import KubernetesExecutor
 from reconciler.executors.kubernetes.manifests import KubernetesOptions, build_manifests
 from reconciler.executors.kubernetes.stackstate import _Synced
 from reconciler.executors.kubernetes.statestore import StateStore
@@ -57,12 +58,15 @@ def stack_entry(root: Path, size: str) -> Entry:
     return DeclarationLoader().load(DirectorySource(root)).entries[EntryId("stack/net")]
 
 
-def access_for(entry: Entry) -> list[dict[str, Any]]:
-    request = RunRequest(
+def apply_request(entry: Entry) -> RunRequest:
+    return RunRequest(
         run_id=run_id_for(entry, Operation.APPLY, 1), entry=entry, operation=Operation.APPLY,
         trigger=Trigger.NEW, attempt=1, revision=Revision("0" * 40),
         requested_at=datetime(2030, 1, 1, tzinfo=UTC))
-    return list(build_manifests(request, OPTIONS).access)
+
+
+def access_for(entry: Entry) -> list[dict[str, Any]]:
+    return list(build_manifests(apply_request(entry), OPTIONS).access)
 
 
 @pytest.fixture
@@ -237,3 +241,39 @@ def test_a_state_file_caught_mid_write_is_not_stored(
     path.write_text(json.dumps({**before, "serial": before["serial"] + 1}))
     synced.sync()
     assert stored_state(apiserver)["serial"] == before["serial"] + 1
+
+
+def test_the_executor_makes_a_stacks_access_and_keeps_its_state(
+        apiserver: RunningApiServer, tmp_path: Path) -> None:
+    """Submitting a stack run makes its objects; a later run keeps the stored state and moves
+    the binding to a newly declared account."""
+    client = apiserver.client()
+    client.user_agent = DAEMON_AGENT
+    executor = KubernetesExecutor(api_client=client, options=OPTIONS, watch_timeout=30)
+    try:
+        entry = stack_entry(tmp_path / "one", "small")
+        executor.submit(apply_request(entry))
+        secrets = resource("", "v1", "secrets")
+        secret = apiserver.call(apiserver.server.get_object, secrets, NAMESPACE,
+                                "tfstate-default-reconciler-net")
+        assert secret is not None
+        secret["data"] = {"tfstate": base64.b64encode(gzip.compress(b'{"serial": 7}')).decode()}
+        apiserver.call(apiserver.server._write, secrets, NAMESPACE,
+                       "tfstate-default-reconciler-net", secret, old=secret)
+
+        changed = stack_entry(tmp_path / "two", "large")
+        changed = changed.model_copy(update={"spec": changed.stack.model_copy(
+            update={"service_account_name": "net-deployer"})})
+        executor.submit(apply_request(changed))
+        kept = apiserver.call(apiserver.server.get_object, secrets, NAMESPACE,
+                              "tfstate-default-reconciler-net")
+        assert kept is not None
+        assert gzip.decompress(base64.b64decode(kept["data"]["tfstate"])) == b'{"serial": 7}'
+        binding = apiserver.call(apiserver.server.get_object,
+                                 resource("rbac.authorization.k8s.io", "v1", "rolebindings"),
+                                 NAMESPACE, "reconciler-stack-net")
+        assert binding is not None
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "net-deployer",
+                                        "namespace": NAMESPACE}]
+    finally:
+        executor.close()
