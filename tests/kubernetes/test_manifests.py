@@ -562,3 +562,13 @@ def test_the_daemons_account_is_read_from_its_token(tmp_path: Path) -> None:
     assert token_account(token(subject)) == "reconciler-daemon"
     assert token_account(token({"sub": "alice"})) is None
     assert token_account(tmp_path / "missing") is None
+
+
+def test_stack_pods_clone_a_plain_http_repository_without_the_password(
+        edge_entries: dict[EntryId, Entry]) -> None:
+    entry = edge_entries[EntryId("stack/plan-only")]
+    for url in ("http://git.example.com/org/repo.git", "git://git.example.com/org/repo.git"):
+        options = OPTIONS.model_copy(update={"source_url": url})
+        clone = env_of(pod_of(build_manifests(request(entry), options))["initContainers"][0])
+        assert "GIT_PASSWORD" not in clone
+        assert clone["GIT_URL"] == url

@@ -104,6 +104,8 @@ def credential_env(url: str, secret: str | None) -> list[dict[str, Any]]:
 
     if is_ssh_url(url):
         return [ref("GIT_SSH_KEY", "ssh-privatekey"), ref("GIT_KNOWN_HOSTS", "known_hosts")]
+    if not url.lower().startswith("https://"):
+        return []  # git:// has no credentials, and a password never goes over plain http
     return [ref("GIT_USERNAME", "username", optional=True), ref("GIT_PASSWORD", "password")]
 
 
