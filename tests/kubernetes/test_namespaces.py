@@ -106,8 +106,8 @@ def test_undeclared_namespaces_are_no_longer_watched(
     executor.expect([other])
     executor.poll()
 
-    assert all(not i._thread.is_alive() for i in stopped if i._thread is not None)
-    assert set(executor._caches.namespaces()) == {"runs", "team-b"}
+    assert not any(informer.running for informer in stopped)
+    assert set(executor.namespaces()) == {"runs", "team-b"}
     settled = asked(FORBIDDEN)
     eventually(lambda: asked("team-b") > 0)
     assert asked(FORBIDDEN) == settled  # nothing more is asked of it

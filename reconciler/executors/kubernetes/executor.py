@@ -166,6 +166,10 @@ class KubernetesExecutor:
     def informers(self, namespace: str) -> tuple[Informer, Informer]:
         return self._caches.informers(namespace)
 
+    def namespaces(self) -> list[str]:
+        """The namespaces whose runs are watched."""
+        return self._caches.namespaces()
+
     # -- the protocol ----------------------------------------------------------------------
 
     def expect(self, entries: Sequence[Entry]) -> None:

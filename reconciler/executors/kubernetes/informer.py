@@ -87,6 +87,10 @@ class Informer:
             self._thread.join(timeout)
 
     @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
     def synced(self) -> bool:
         return self._synced.is_set()
 
