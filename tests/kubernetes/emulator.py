@@ -131,7 +131,8 @@ class ApiServer(KubernetesEmulator):
     _logs: dict[tuple[str, str, str], str] = attrs.field(factory=dict, init=False)
     _faults: list[Fault] = attrs.field(factory=list, init=False)
     requests: list[tuple[str, str, str]] = attrs.field(factory=list, init=False)
-    _forbidden: dict[str, str | None] = attrs.field(factory=dict, init=False)
+    _forbidden: dict[str, tuple[str | None, frozenset[str] | None]] = attrs.field(
+        factory=dict, init=False)
     """(User-Agent, method, path?query) of every resource request, in order."""
 
     def __attrs_post_init__(self) -> None:
@@ -173,10 +174,12 @@ class ApiServer(KubernetesEmulator):
         those of clients whose User-Agent contains it (RBAC denies one user, not all)."""
         self._faults.append(Fault(method.upper(), plural, code, times, user_agent))
 
-    def forbid_namespace(self, namespace: str, user_agent: str | None = None) -> None:
+    def forbid_namespace(self, namespace: str, user_agent: str | None = None,
+                         verbs: frozenset[str] | None = None) -> None:
         """Answer 403 to every request in `namespace` (of clients whose User-Agent contains
-        `user_agent`, when given), as an API server whose RBAC grants that user nothing there."""
-        self._forbidden[namespace] = user_agent
+        `user_agent`, when given; with `verbs`, only those), as an API server whose RBAC grants
+        that user nothing (or not those verbs) there."""
+        self._forbidden[namespace] = (user_agent, verbs)
 
     def permit_namespace(self, namespace: str) -> None:
         self._forbidden.pop(namespace, None)
@@ -185,7 +188,7 @@ class ApiServer(KubernetesEmulator):
         ns = request.namespace
         if ns is None or ns not in self._forbidden:
             return
-        agent = self._forbidden[ns]
+        agent, verbs = self._forbidden[ns]
         if agent is not None and agent not in request.headers.get("User-Agent", ""):
             return
         res = request.resource
@@ -196,6 +199,8 @@ class ApiServer(KubernetesEmulator):
         else:
             verb = {"POST": "create", "PUT": "update", "PATCH": "patch",
                     "DELETE": "delete"}.get(method, method.lower())
+        if verbs is not None and verb not in verbs:
+            return
         plural = res.plural or ""
         if request.subresource:
             plural = f"{plural}/{request.subresource}"

@@ -10,11 +10,13 @@ from collections.abc import Callable
 from reconciler.declarations.entries import Entry
 from reconciler.declarations.models import DefaultsSpec
 from reconciler.executors.kubernetes.executor import KubernetesExecutor
-from reconciler.types import RunState
+from reconciler.executors.kubernetes.manifests import KubernetesOptions
+from reconciler.types import Operation, RunState
 from tests.executors.conftest import eventually, request_for, task_entry, wait_until
 from tests.kubernetes.cluster import LocalCluster
 from tests.kubernetes.conftest import DAEMON_AGENT
 from tests.kubernetes.server import RunningApiServer
+from tests.kubernetes.test_executor import stack_entry
 
 Make = Callable[..., KubernetesExecutor]
 FORBIDDEN = "data-x"
@@ -55,16 +57,17 @@ def test_a_namespace_where_jobs_cannot_be_created_fails_its_runs(
     apiserver.call(apiserver.server.add_namespace, FORBIDDEN)
     executor = make_executor()
     entry = in_namespace(task_entry("create", ["true"]), FORBIDDEN)
+    # Listing and watching are allowed; creating is not.
+    apiserver.call(apiserver.server.forbid_namespace, FORBIDDEN, DAEMON_AGENT,
+                   frozenset({"create"}))
     executor.expect([entry])
     executor.poll()
-    # Listing is allowed; creating is not.
-    apiserver.call(apiserver.server.fail, "POST", "jobs", 403, 1, DAEMON_AGENT)
     request = request_for(entry)
     executor.submit(request)
     report = wait_until(executor, request.run_id)
     assert report.state is RunState.FAILED
-    assert report.message.startswith(f"namespace {FORBIDDEN}: forbidden by RBAC (the daemon's "
-                                     "service account may not create jobs there)")
+    assert report.message == (f"namespace {FORBIDDEN}: forbidden by RBAC (the daemon's "
+                              "service account may not create jobs there)")
 
 
 def test_a_namespace_allowed_later_recovers_without_a_restart(
@@ -111,3 +114,21 @@ def test_undeclared_namespaces_are_no_longer_watched(
     settled = asked(FORBIDDEN)
     eventually(lambda: asked("team-b") > 0)
     assert asked(FORBIDDEN) == settled  # nothing more is asked of it
+
+
+def test_a_namespace_whose_role_predates_stack_access_names_what_is_missing(
+        apiserver: RunningApiServer, make_executor: Make) -> None:
+    """A Role copied from an older deploy/ lets the daemon create Jobs but not a stack's
+    account: the run says which permission to add."""
+    apiserver.call(apiserver.server.add_namespace, FORBIDDEN)
+    apiserver.call(apiserver.server.forbid_namespace, FORBIDDEN, DAEMON_AGENT,
+                   frozenset({"create"}))
+    options = KubernetesOptions(namespace="runs", source_url="https://git.example.com/r.git")
+    executor = make_executor(options=options)
+    entry = in_namespace(stack_entry("net"), FORBIDDEN)
+    request = request_for(entry).model_copy(update={"operation": Operation.APPLY})
+    executor.submit(request)
+    report = wait_until(executor, request.run_id)
+    assert report.state is RunState.FAILED
+    assert report.message == (f"namespace {FORBIDDEN}: forbidden by RBAC (the daemon's "
+                              "service account may not create serviceaccounts there)")
