@@ -287,16 +287,10 @@ class KubernetesExecutor:
                 run = self._runs[run_id] = Tracked(namespace=namespace)
             if run.final is not None:
                 return
-            now = self._clock()
-            if run.manifests is not None and run.request is not None:
-                run.manifests = None
-                run.final = self._make(run.request, RunState.FAILED, "cancelled")
+            created = run.manifests is None  # else there is no Job to delete yet
+            fail(run, "cancelled", self._clock())
+            if not created:
                 return
-            if run.last is not None:
-                run.final = run.last.model_copy(update={
-                    "state": RunState.FAILED, "finished_at": now, "message": "cancelled"})
-            elif run.request is not None:
-                run.final = self._make(run.request, RunState.FAILED, "cancelled")
             logger.info("cancelling {}", run_id)
             run.delete = not delete_job(self._batch, run_id, run.namespace)
 
