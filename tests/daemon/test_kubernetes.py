@@ -83,3 +83,31 @@ def test_restart_finds_runs_in_a_defaults_namespace(world: Callable[..., World],
     w.settle()
     assert w.status("task/once")["phase"] == "Succeeded"
     assert ledger.read_text() == "ran\n"  # found and reported, not run again
+
+
+def test_a_forbidden_namespace_fails_its_runs_and_recovers_when_reverted(
+        world: Callable[..., World], harness: KubernetesHarness) -> None:
+    """sample-repo's own Defaults name `reconciler-demo`, where the daemon (as deploy/ ships
+    it) has no RoleBinding: its runs fail saying so, the cycle goes on, and reverting the
+    commit runs them in the daemon's namespace, without a restart."""
+    harness.api.call(harness.api.server.add_namespace, "reconciler-demo")
+    harness.api.call(harness.api.server.forbid_namespace, "reconciler-demo")
+    w = world({
+        "reconciler.yaml": declaration("Defaults", "defaults", namespace="reconciler-demo"),
+        "hello.yaml": declaration("Task", "hello", image="python:3.12-slim",
+                                  command=[PY, "-c", "print('hello from a pod')"]),
+    })
+    w.daemon.executor.close()
+    w.daemon.executor = harness.make(denied_retry=0.1)
+    w.settle()
+    hello = w.status("task/hello")
+    assert hello["phase"] == "Failed"
+    assert hello["message"].endswith("namespace reconciler-demo: forbidden by RBAC (the "
+                                     "daemon's service account may not list jobs there)")
+    assert w.daemon.executor.free_slots() == 4
+
+    w.push({"reconciler.yaml": None}, "Revert: runs go to the daemon's namespace")
+    w.settle()
+    hello = w.status("task/hello")
+    assert hello["phase"] == "Succeeded"
+    assert "hello from a pod" in hello["lastRun"]["logTail"]

@@ -4,6 +4,10 @@ API emulator), and every typed client call found in the code. Nothing more."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from reconciler.declarations.entries import Entry
+from reconciler.executors.kubernetes import stackaccess
 from tests.deploy.rbac import (
     Permission,
     client_calls,
@@ -11,7 +15,8 @@ from tests.deploy.rbac import (
     permission,
     role_permissions,
 )
-from tests.deploy.support import REPO, find, rendered
+from tests.deploy.support import REPO, config_map_data, find, rendered
+from tests.kubernetes.test_executor import stack_entry as make_stack_entry
 
 KUBERNETES_CODE = REPO / "reconciler" / "executors" / "kubernetes"
 RECORD_TIMEOUT = 480
@@ -66,8 +71,44 @@ def test_the_role_grants_every_typed_client_call_in_the_code() -> None:
 
 
 def test_the_daemon_reads_only_secrets_it_names() -> None:
-    """`get` by name (the Secret keys a run references, to mask them in logs); never list or
-    watch, which would hand it every Secret of the namespace."""
+    """`get` by name (the Secret keys a run references, to mask them in logs), `create` and
+    `update` for stack state Secrets; never list or watch, which would hand it every Secret of
+    the namespace."""
     for permissions in (daemon_role(), set(static_permissions())):
-        assert {p.verb for p in permissions if p.resource == "secrets"} <= {"get"}
+        assert {p.verb for p in permissions if p.resource == "secrets"} <= {
+            "get", "create", "update"}
 
+
+def stack_role() -> dict[str, Any]:
+    """The Role the executor creates for a stack, as `render` shows it."""
+    entry = stack_entry()
+    objects = stackaccess.access_objects(entry, "runs", instance="reconciler")
+    role: dict[str, Any] = next(o for o in objects if o["kind"] == "Role")
+    return role
+
+
+def escalation_permissions() -> set[Permission]:
+    """What the daemon must hold itself to create the stack Role (RBAC escalation rules)."""
+    return role_permissions(stack_role())
+
+
+def test_a_stack_role_reaches_its_own_state_and_nothing_else() -> None:
+    role = stack_role()
+    assert [r["resourceNames"] for r in role["rules"]] == [
+        ["tfstate-default-reconciler-warehouse"], ["lock-tfstate-default-reconciler-warehouse"]]
+    for rule in role["rules"]:
+        assert set(rule["verbs"]) <= {"get", "update"}  # no list, no watch, no create
+        assert len(rule["resourceNames"]) == 1
+    # Never the daemon's credentials, never its leader Lease.
+    names = {n for r in role["rules"] for n in r["resourceNames"]}
+    config = config_map_data(rendered("base"))
+    assert not names & {"reconciler", config["RECONCILER_SOURCE_CREDENTIALS_SECRET"]}
+
+
+def test_the_daemon_holds_what_the_stack_role_grants() -> None:
+    assert not escalation_permissions() - daemon_role()
+
+
+
+def stack_entry() -> Entry:
+    return make_stack_entry("warehouse")

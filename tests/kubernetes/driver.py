@@ -7,8 +7,15 @@ import json
 import uuid
 from typing import Any
 
-from kubernetes.client import BatchV1Api, CoreV1Api, V1Pod
+from kubernetes.client import (
+    BatchV1Api,
+    CoordinationV1Api,
+    CoreV1Api,
+    RbacAuthorizationV1Api,
+    V1Pod,
+)
 
+from reconciler.executors.kubernetes.access import AccessApis
 from tests.kubernetes.apimachinery import now_rfc3339
 from tests.kubernetes.server import RunningApiServer
 
@@ -22,6 +29,8 @@ class JobDriver:
         client = api.client()
         self.batch = BatchV1Api(client)
         self.core = CoreV1Api(client)
+        self.access = AccessApis(core=self.core, rbac=RbacAuthorizationV1Api(client),
+                                 coordination=CoordinationV1Api(client))
 
     def job(self, name: str) -> dict[str, Any]:
         response = self.batch.read_namespaced_job(name, self.namespace, _preload_content=False)

@@ -24,7 +24,9 @@ itself, following the API conventions:
   and `tailLines`.
 
 Tests steer it with `drop_watches()` (a proxy cutting connections), `compact()` (etcd
-compaction), `fail()` (transient API errors) and `write_log()`.
+compaction), `fail()` (transient API errors), `forbid_namespace()` (RBAC granting a user
+nothing in a namespace: every request there answers 403, worded as the real authorizer words
+it) and `write_log()`.
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ KINDS = {
     ("", "v1", "events"): "Event",
     ("batch", "v1", "jobs"): "Job",
     ("coordination.k8s.io", "v1", "leases"): "Lease",
+    ("", "v1", "serviceaccounts"): "ServiceAccount",
+    ("rbac.authorization.k8s.io", "v1", "roles"): "Role",
+    ("rbac.authorization.k8s.io", "v1", "rolebindings"): "RoleBinding",
 }
 WITH_STATUS = frozenset({"pods", "jobs", "namespaces"})
 CLUSTER_SCOPED = frozenset({"namespaces"})
@@ -125,6 +130,10 @@ class ApiServer(KubernetesEmulator):
     _watchers: set[Watcher] = attrs.field(factory=set, init=False)
     _logs: dict[tuple[str, str, str], str] = attrs.field(factory=dict, init=False)
     _faults: list[Fault] = attrs.field(factory=list, init=False)
+    requests: list[tuple[str, str, str]] = attrs.field(factory=list, init=False)
+    _forbidden: dict[str, tuple[str | None, frozenset[str] | None]] = attrs.field(
+        factory=dict, init=False)
+    """(User-Agent, method, path?query) of every resource request, in order."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -165,6 +174,42 @@ class ApiServer(KubernetesEmulator):
         those of clients whose User-Agent contains it (RBAC denies one user, not all)."""
         self._faults.append(Fault(method.upper(), plural, code, times, user_agent))
 
+    def forbid_namespace(self, namespace: str, user_agent: str | None = None,
+                         verbs: frozenset[str] | None = None) -> None:
+        """Answer 403 to every request in `namespace` (of clients whose User-Agent contains
+        `user_agent`, when given; with `verbs`, only those), as an API server whose RBAC grants
+        that user nothing (or not those verbs) there."""
+        self._forbidden[namespace] = (user_agent, verbs)
+
+    def permit_namespace(self, namespace: str) -> None:
+        self._forbidden.pop(namespace, None)
+
+    def _check_rbac(self, request: Request) -> None:
+        ns = request.namespace
+        if ns is None or ns not in self._forbidden:
+            return
+        agent, verbs = self._forbidden[ns]
+        if agent is not None and agent not in request.headers.get("User-Agent", ""):
+            return
+        res = request.resource
+        method = request.method.value
+        if method == "GET":
+            watching = request.params.get("watch") in ("true", "1")
+            verb = "get" if request.name else ("watch" if watching else "list")
+        else:
+            verb = {"POST": "create", "PUT": "update", "PATCH": "patch",
+                    "DELETE": "delete"}.get(method, method.lower())
+        if verbs is not None and verb not in verbs:
+            return
+        plural = res.plural or ""
+        if request.subresource:
+            plural = f"{plural}/{request.subresource}"
+        qualified = f"{plural}.{res.group}" if res.group else plural
+        raise ApiError(403, "Forbidden", f'{qualified} is forbidden: User '
+                       f'"system:serviceaccount:reconciler:reconciler" cannot {verb} resource '
+                       f'"{plural}" in API group "{res.group or ""}" in the namespace "{ns}"',
+                       group=res.group, kind=res.plural)
+
     def watcher_count(self) -> int:
         return len(self._watchers)
 
@@ -174,7 +219,11 @@ class ApiServer(KubernetesEmulator):
         res = request.resource
         if res is None or not res.plural or not res.version:
             return await super()._handle(request)
+        raw = request._raw_request
+        self.requests.append((request.headers.get("User-Agent", ""), request.method.value,
+                              str(raw.rel_url) if raw is not None else str(request.url)))
         try:
+            self._check_rbac(request)
             self._inject_fault(request)
             return await self._dispatch(request)
         except ApiError as err:

@@ -73,9 +73,9 @@ def test_adopting_through_409_already_exists(apiserver: RunningApiServer,
                                              driver: JobDriver) -> None:
     request = request_for(task_entry("twice", ["true"], files={"f": "x"}))
     manifests = build_manifests(request, KubernetesOptions(namespace=NAMESPACE))
-    first = create_run(driver.batch, driver.core, manifests, instance="reconciler")
-    again = create_run(driver.batch, driver.core, manifests, instance="reconciler")
-    other = create_run(driver.batch, driver.core, manifests, instance="elsewhere")
+    first = create_run(driver.batch, manifests, access=driver.access, instance="reconciler")
+    again = create_run(driver.batch, manifests, access=driver.access, instance="reconciler")
+    other = create_run(driver.batch, manifests, access=driver.access, instance="elsewhere")
 
     assert first.outcome is Outcome.CREATED
     assert again.outcome is Outcome.ADOPTED

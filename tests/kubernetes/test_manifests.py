@@ -5,6 +5,8 @@ Security Standard, and carries the declared settings where Kubernetes reads them
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +21,7 @@ from reconciler.declarations.entries import Entry
 from reconciler.declarations.loader import DeclarationLoader
 from reconciler.executors.base import RunRequest, run_id_for
 from reconciler.executors.kubernetes import labels as lbl
+from reconciler.executors.kubernetes.guards import token_account
 from reconciler.executors.kubernetes.manifests import (
     KubernetesOptions,
     ManifestError,
@@ -152,7 +155,8 @@ def api_server_problems(manifests: RunManifests) -> list[str]:
     job = manifests.job
     for obj in manifests.documents():
         meta = obj["metadata"]
-        if not _DNS_LABEL.match(meta["name"]) or len(meta["name"]) > 63:
+        limit = 63 if obj["kind"] in ("Job", "ConfigMap") else 253
+        if not _DNS_LABEL.match(meta["name"]) or len(meta["name"]) > limit:
             problems.append(f"name {meta['name']!r}")
         for key, value in meta.get("labels", {}).items():
             if len(value) > 63 or not _LABEL_VALUE.match(value) or len(key.split("/")[-1]) > 63:
@@ -368,11 +372,16 @@ def test_stacks_clone_the_exact_commit_and_run_the_runner(
     assert main["workingDir"] == "/workspace/infra/plan-only"
     assert main["command"] == ["python3", "-m", "reconciler.executors.kubernetes.stackstate"]
     args = main["args"]
-    assert args[:3] == ["--state-suffix", "reconciler-plan-only", "--"]
-    assert args[3:5] == ["plan", "--stack"]
+    assert args[:7] == [
+        "--state-secret", "tfstate-default-reconciler-plan-only",
+        "--state-lease", "lock-tfstate-default-reconciler-plan-only",
+        "--state-file", "/var/lib/reconciler/stacks/plan-only/terraform.tfstate", "--"]
+    assert args[7:9] == ["plan", "--stack"]
     assert "--plan-only" in args
     assert env_of(main)["RECONCILER_NAMESPACE"] == {"fieldRef": {"fieldPath":
                                                                  "metadata.namespace"}}
+    # The stack's own account, never the namespace's `default` one.
+    assert pod["serviceAccountName"] == "reconciler-stack-plan-only"
     assert pod["automountServiceAccountToken"] is True
 
     root = edge_entries[EntryId("stack/at-root")]
@@ -414,3 +423,152 @@ def test_what_cannot_run_on_kubernetes_is_a_clear_error(
     stack = edge_entries[EntryId("stack/plan-only")]
     with pytest.raises(ManifestError, match=r"stack/plan-only: .* repository URL"):
         build_manifests(request(stack), KubernetesOptions())
+
+
+def by_kind(manifests: RunManifests) -> dict[str, dict[str, Any]]:
+    return {d["kind"]: d for d in manifests.documents()}
+
+
+def test_a_stack_pod_reaches_its_own_state_and_nothing_else(
+        edge_entries: dict[EntryId, Entry]) -> None:
+    entry = edge_entries[EntryId("stack/plan-only")]
+    manifests = build_manifests(request(entry), OPTIONS)
+    kinds = [d["kind"] for d in manifests.documents()]
+    assert kinds == ["ServiceAccount", "Secret", "Lease", "Role", "RoleBinding", "Job"]
+    objects = by_kind(manifests)
+    secret = "tfstate-default-reconciler-plan-only"
+    lease = f"lock-{secret}"
+    assert objects["Secret"]["metadata"]["name"] == secret
+    assert "data" not in objects["Secret"]  # made empty; the run writes the state
+    assert objects["Lease"]["metadata"]["name"] == lease
+    assert objects["Role"]["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [secret],
+         "verbs": ["get", "update"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": [lease],
+         "verbs": ["get", "update"]},
+    ]
+    account = pod_of(manifests)["serviceAccountName"]
+    assert objects["ServiceAccount"]["metadata"]["name"] == account
+    binding = objects["RoleBinding"]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": objects["Role"]["metadata"]["name"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account,
+                                    "namespace": "runs"}]
+    for obj in manifests.access:
+        assert obj["metadata"]["namespace"] == "runs"
+        assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "reconciler"
+
+
+def test_a_stack_naming_an_account_runs_as_it_with_its_state_bound_to_it(
+        edge_entries: dict[EntryId, Entry]) -> None:
+    entry = edge_entries[EntryId("stack/at-root")]
+    named = entry.model_copy(update={
+        "spec": entry.stack.model_copy(update={"service_account_name": "cloud-deployer"})})
+    manifests = build_manifests(request(named), OPTIONS)
+    pod = pod_of(manifests)
+    assert pod["serviceAccountName"] == "cloud-deployer"
+    assert pod["automountServiceAccountToken"] is True
+    objects = by_kind(manifests)
+    assert "ServiceAccount" not in objects  # the declared one is the operator's
+    assert objects["RoleBinding"]["subjects"] == [
+        {"kind": "ServiceAccount", "name": "cloud-deployer", "namespace": "runs"}]
+
+
+def test_tasks_get_no_token_unless_they_name_an_account(
+        edge_entries: dict[EntryId, Entry]) -> None:
+    for name in ("bare", "many-files", "clone-https", "clone-ssh", LONG):
+        manifests = build_manifests(request(edge_entries[EntryId(f"task/{name}")]), OPTIONS)
+        pod = pod_of(manifests)
+        assert pod["automountServiceAccountToken"] is False, name
+        assert "serviceAccountName" not in pod, name
+        assert manifests.access == ()
+    named = build_manifests(request(edge_entries[EntryId("task/scheduled-big")]), OPTIONS)
+    assert pod_of(named)["serviceAccountName"] == "batch-runner"
+    assert pod_of(named)["automountServiceAccountToken"] is True
+
+
+def test_no_run_gets_the_daemons_own_credentials(edge_entries: dict[EntryId, Entry]) -> None:
+    task = edge_entries[EntryId("task/clone-https")]
+    repository = task.task.repository
+    assert repository is not None
+    stolen = task.model_copy(update={"spec": task.task.model_copy(update={
+        "repository": repository.model_copy(update={
+            "url": "https://attacker.example/x.git", "credentials_secret": "repo-creds"})})})
+    with pytest.raises(ManifestError, match=r"repository.credentialsSecret: repo-creds holds "
+                                            r"the daemon's own credentials"):
+        build_manifests(request(stolen), OPTIONS)
+    stack = edge_entries[EntryId("stack/at-root")]
+    ref = stack.stack.secret_env["TF_VAR_token"].model_copy(update={"secret": "repo-creds"})
+    leaking = stack.model_copy(update={"spec": stack.stack.model_copy(update={
+        "secret_env": {"TF_VAR_token": ref}})})
+    with pytest.raises(ManifestError, match=r"secretEnv.TF_VAR_token: repo-creds"):
+        build_manifests(request(leaking), OPTIONS)
+
+
+def test_credentials_are_never_declared_for_plain_http(
+        edge_entries: dict[EntryId, Entry]) -> None:
+    task = edge_entries[EntryId("task/clone-https")]
+    repository = task.task.repository
+    assert repository is not None
+    plain = task.model_copy(update={"spec": task.task.model_copy(update={
+        "repository": repository.model_copy(update={"url": "http://git.example.com/a.git"})})})
+    with pytest.raises(ManifestError, match=r"credentials are sent over https or ssh only"):
+        build_manifests(request(plain), OPTIONS)
+
+
+def test_an_entry_cannot_label_its_pod_as_the_daemon(edge_entries: dict[EntryId, Entry]) -> None:
+    entry = edge_entries[EntryId("task/bare")]
+    posing = entry.model_copy(update={"labels": {
+        "app.kubernetes.io/name": "reconciler", "app.kubernetes.io/component": "daemon",
+        "reconciler.io/kind": "stack", "team": "data"}})
+    labels = pod_of(build_manifests(request(posing), OPTIONS)) and build_manifests(
+        request(posing), OPTIONS).job["spec"]["template"]["metadata"]["labels"]
+    assert "app.kubernetes.io/name" not in labels
+    assert "app.kubernetes.io/component" not in labels
+    assert labels["reconciler.io/kind"] == "task"
+    assert labels["team"] == "data"
+
+
+def named(entry: Entry, account: str) -> Entry:
+    return entry.model_copy(update={
+        "spec": entry.spec.model_copy(update={"service_account_name": account})})
+
+
+def test_no_run_gets_the_daemons_account_or_another_stacks(
+        edge_entries: dict[EntryId, Entry]) -> None:
+    task = edge_entries[EntryId("task/bare")]
+    stack = edge_entries[EntryId("stack/plan-only")]
+    options = OPTIONS.model_copy(update={"daemon_service_account": "reconciler"})
+    with pytest.raises(ManifestError, match=r"serviceAccountName: reconciler is the daemon's "
+                                            r"own service account"):
+        build_manifests(request(named(task, "reconciler")), options)
+    for entry in (task, stack):
+        with pytest.raises(ManifestError, match=r"reconciler-stack-at-root is the account of "
+                                                r"another stack"):
+            build_manifests(request(named(entry, "reconciler-stack-at-root")), options)
+    own = build_manifests(request(named(stack, "reconciler-stack-plan-only")), options)
+    assert pod_of(own)["serviceAccountName"] == "reconciler-stack-plan-only"
+
+
+def test_the_daemons_account_is_read_from_its_token(tmp_path: Path) -> None:
+    def token(claims: dict[str, Any]) -> Path:
+        def part(value: dict[str, Any]) -> str:
+            return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+        path = tmp_path / "token"
+        path.write_text(f"{part({'alg': 'RS256'})}.{part(claims)}.c2lnbmF0dXJl")
+        return path
+
+    subject = {"sub": "system:serviceaccount:reconciler:reconciler-daemon"}
+    assert token_account(token(subject)) == "reconciler-daemon"
+    assert token_account(token({"sub": "alice"})) is None
+    assert token_account(tmp_path / "missing") is None
+
+
+def test_stack_pods_clone_a_plain_http_repository_without_the_password(
+        edge_entries: dict[EntryId, Entry]) -> None:
+    entry = edge_entries[EntryId("stack/plan-only")]
+    for url in ("http://git.example.com/org/repo.git", "git://git.example.com/org/repo.git"):
+        options = OPTIONS.model_copy(update={"source_url": url})
+        clone = env_of(pod_of(build_manifests(request(entry), options))["initContainers"][0])
+        assert "GIT_PASSWORD" not in clone
+        assert clone["GIT_URL"] == url

@@ -78,6 +78,24 @@ def test_stacks_clone_the_origin_at_head(
     assert env["GIT_REF"] == head
 
 
+def test_a_stack_shows_the_access_it_is_given(
+        sample: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:
+    """What a reviewer sees of a stack's pod: its own account, bound to a Role that reaches its
+    own state Secret and lock Lease by name, and no other token."""
+    root, _ = sample
+    code, out, _ = rendered(capsys, "--repo", str(root), "stack/network")
+    assert code == 0
+    docs = {d["kind"]: d for d in documents(out)}
+    assert list(docs) == ["ServiceAccount", "Secret", "Lease", "Role", "RoleBinding", "Job"]
+    pod = docs["Job"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == docs["ServiceAccount"]["metadata"]["name"] == (
+        "reconciler-stack-network")
+    assert docs["RoleBinding"]["subjects"][0]["name"] == pod["serviceAccountName"]
+    assert [(r["resources"], r["resourceNames"], r["verbs"]) for r in docs["Role"]["rules"]] == [
+        (["secrets"], ["tfstate-default-reconciler-network"], ["get", "update"]),
+        (["leases"], ["lock-tfstate-default-reconciler-network"], ["get", "update"])]
+
+
 def test_task_files_come_first_as_a_config_map(
         sample: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:
     root, _ = sample

@@ -7,12 +7,15 @@ The only package that imports the official `kubernetes` client. Its modules:
 - `labels`: the labels and annotations that let a restarted daemon adopt its Jobs;
 - `phases` (pure): a run's state from its Job and pods;
 - `executor`: `KubernetesExecutor`, the `Executor` protocol over the client, with `informer`
-  (list + watch caches), `jobs` (creating, adopting, failing, recording, deleting Jobs),
+  and `caches` (list + watch caches per namespace, which know a namespace RBAC keeps the daemon
+  out of), `jobs` (creating, adopting, failing, recording, deleting Jobs),
   `runs`, `podlogs` and `secretmask` (secret values masked in logs);
 - `leader`: `LeaderElector`, leader election on a coordination.k8s.io/v1 Lease;
 - `client`: connecting (in-cluster or kubeconfig) and the error vocabulary;
-- `stackstate`: the entry point of stack pods, which gives a module without a backend the
-  engine's `kubernetes` backend, then starts the stack runner.
+- `stackaccess` (pure) and `access`: the account, state Secret, lock Lease, Role and
+  RoleBinding the daemon makes for a stack, so its pod reaches its own state and nothing else;
+- `stackstate` and `statestore`: the entry point of stack pods, which keeps the state of a
+  module without a backend in that Secret, under that Lease, around the stack runner.
 
 This file imports none of them, so `render` and stack pods load only what they use.
 """

@@ -8,6 +8,7 @@ models would cost more and could drop fields newer than the client).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ MERGE_PATCH = "application/merge-patch+json"
 asked for."""
 
 TRANSIENT_STATUSES = frozenset({0, 408, 429, 500, 502, 503, 504})
+_FORBIDDEN = re.compile(r'cannot (\w+) resource "([^"]+)"')
 
 
 class KubernetesConfigError(ValueError):
@@ -125,3 +127,13 @@ def request_json(
             http_resp=response, body=response.data.decode("utf-8", errors="replace"), data=None
         )
     return read_json(response)
+
+
+def forbidden_in(namespace: str, message: str, *, verb: str, resource: str) -> str:
+    """What a run is told when RBAC keeps the daemon out of its namespace. The API server
+    names the verb and resource it refused (`cannot list resource "jobs"`); those win."""
+    found = _FORBIDDEN.search(message)
+    if found is not None:
+        verb, resource = found.group(1), found.group(2)
+    return (f"namespace {namespace}: forbidden by RBAC (the daemon's service account may not "
+            f"{verb} {resource} there)")

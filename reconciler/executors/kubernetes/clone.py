@@ -9,7 +9,10 @@ Credentials come from a Secret through `secretKeyRef` environment variables, nev
 daemon (which does not read Secrets on Kubernetes): `username` (optional) and `password` for
 HTTPS, `ssh-privatekey` and `known_hosts` for SSH. A missing Secret or key keeps the container
 from starting (`CreateContainerConfigError`), which the executor reports on the entry. Host
-keys are checked strictly: an SSH server missing from `known_hosts` is refused.
+keys are checked strictly: an SSH server missing from `known_hosts` is refused. A password is
+sent over https only, and only to the scheme, host and port of the declared URL: git asks the
+credential helper again for any other host it is sent to (a redirect, a submodule), and the
+helper answers nothing there.
 
 The container runs as the `nobody` user (65534), which has a passwd entry in Alpine, Debian
 and distroless images: OpenSSH refuses to run for a UID without one.
@@ -42,8 +45,27 @@ umask 0002
 git config --global safe.directory '*'
 git config --global init.defaultBranch main
 if [ -n "${GIT_PASSWORD:-}" ]; then
+  case "$GIT_URL" in
+    [Hh][Tt][Tt][Pp][Ss]://*) ;;
+    *) echo "refusing to send the credentials Secret to $GIT_URL: passwords go over https only" >&2
+       exit 1 ;;
+  esac
+  # The helper answers for the declared scheme and host (with its port) and nothing else, so
+  # a redirect, a submodule or an alternate on another host never gets the password.
+  authority=${GIT_URL#*://}
+  authority=${authority%%/*}
+  GIT_CREDENTIAL_HOST=$(printf '%s' "${authority##*@}" | tr 'A-Z' 'a-z')
+  export GIT_CREDENTIAL_HOST
+  # An empty value drops every helper configured before ours (the image's own, if any).
+  git config --global credential.helper ''
   # Read from the environment when git asks: the password never lands in a file.
-  git config --global credential.helper '!f() { test "$1" = get || return 0;
+  git config --global --add credential.helper '!f() { test "$1" = get || return 0;
+    protocol= host=
+    while IFS== read -r key value; do
+      case "$key" in protocol) protocol=$value ;; host) host=$value ;; esac
+    done
+    host=$(printf "%s" "$host" | tr "A-Z" "a-z")
+    test "$protocol" = https && test "$host" = "$GIT_CREDENTIAL_HOST" || return 0
     echo "username=${GIT_USERNAME:-git}"; echo "password=$GIT_PASSWORD"; }; f'
 fi
 cd "$WORKSPACE"
@@ -82,6 +104,8 @@ def credential_env(url: str, secret: str | None) -> list[dict[str, Any]]:
 
     if is_ssh_url(url):
         return [ref("GIT_SSH_KEY", "ssh-privatekey"), ref("GIT_KNOWN_HOSTS", "known_hosts")]
+    if not url.lower().startswith("https://"):
+        return []  # git:// has no credentials, and a password never goes over plain http
     return [ref("GIT_USERNAME", "username", optional=True), ref("GIT_PASSWORD", "password")]
 
 

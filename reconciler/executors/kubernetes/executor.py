@@ -13,9 +13,16 @@
   a Job the executor suspended is deleted then, as it would never finish by itself.
 - `cancel` reports the run Failed ("cancelled") at once and deletes its Job with background
   propagation; its pods and ConfigMap go with it.
+- A namespace RBAC keeps the daemon out of (403 on list, watch or create) fails the runs that
+  go there, saying so, and nothing else: the other namespaces' runs start and finish, and the
+  namespace is asked again every `denied_retry` seconds, so it recovers once allowed. `expect`
+  stops watching namespaces nothing declared or in flight uses any more.
 
 RBAC of the daemon: jobs (create, get, list, watch, patch, delete), pods (list, watch),
-pods/log (get), configmaps (create, patch), and secrets (get) for masking (`secretmask`).
+pods/log (get), configmaps (create, patch), secrets (get) for masking (`secretmask`), and what
+a stack's access objects take (`access`): serviceaccounts, secrets and leases (create), roles
+and rolebindings (create, update), and what the stack Role grants (secrets and leases: get,
+update).
 """
 
 from __future__ import annotations
@@ -26,14 +33,22 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from kubernetes.client import ApiClient, BatchV1Api, CoreV1Api
+from kubernetes.client import (
+    ApiClient,
+    BatchV1Api,
+    CoordinationV1Api,
+    CoreV1Api,
+    RbacAuthorizationV1Api,
+)
 from loguru import logger
 
 from reconciler.declarations.entries import Entry
 from reconciler.executors.base import RunReport, RunRequest
 from reconciler.executors.kubernetes import labels as lbl
+from reconciler.executors.kubernetes.access import AccessApis
 from reconciler.executors.kubernetes.caches import KubernetesUnavailableError, RunCaches
-from reconciler.executors.kubernetes.client import connect
+from reconciler.executors.kubernetes.client import connect, forbidden_in
+from reconciler.executors.kubernetes.guards import token_account
 from reconciler.executors.kubernetes.informer import Informer
 from reconciler.executors.kubernetes.jobs import (
     Outcome,
@@ -58,7 +73,7 @@ from reconciler.executors.kubernetes.phases import (
     secret_refs,
 )
 from reconciler.executors.kubernetes.podlogs import LogTails, PodLogs
-from reconciler.executors.kubernetes.runs import Tracked, observed, synthetic
+from reconciler.executors.kubernetes.runs import Tracked, fail, observed, synthetic
 from reconciler.executors.kubernetes.secretmask import SecretMasker
 from reconciler.redact import redactor
 from reconciler.settings import Settings
@@ -86,6 +101,7 @@ class KubernetesExecutor:
         log_interval: float = 10.0,
         watch_timeout: int = 300,
         sync_timeout: float = 10.0,
+        denied_retry: float = 30.0,
         mask_secrets: bool = True,
         redact: Callable[[str], str] = redactor,
         register_secret: Callable[..., None] = redactor.add,
@@ -97,6 +113,8 @@ class KubernetesExecutor:
         # Any: with `_preload_content=False` the typed methods return raw responses.
         self._batch: Any = BatchV1Api(api_client)
         self._core: Any = CoreV1Api(api_client)
+        self._access = AccessApis(core=self._core, rbac=RbacAuthorizationV1Api(api_client),
+                                  coordination=CoordinationV1Api(api_client))
         self._max_parallel = max_parallel
         self._clock = clock
         self._start_grace = timedelta(seconds=start_grace)
@@ -108,7 +126,8 @@ class KubernetesExecutor:
         self._tails = LogTails(self._logs, self._masker, interval=log_interval, redact=redact)
         self._lock = threading.RLock()
         self._caches = RunCaches(batch=self._batch, core=self._core,
-                                 instance=self.options.instance, watch_timeout=watch_timeout)
+                                 instance=self.options.instance, watch_timeout=watch_timeout,
+                                 denied_delay=denied_retry)
         self._runs: dict[RunId, Tracked] = {}
         self._recorded: set[RunId] = set()
         self._resubmitted: set[RunId] = set()
@@ -134,6 +153,7 @@ class KubernetesExecutor:
             source_url=settings.repo,
             source_credentials_secret=source_credentials_secret
             or settings.source_credentials_secret,
+            daemon_service_account=token_account(),
             **({"runner_image": settings.runner_image} if settings.runner_image else {}))
         return cls.connect(options, kubeconfig=settings.kubeconfig,
                            max_parallel=settings.max_parallel, **kwargs)
@@ -146,13 +166,26 @@ class KubernetesExecutor:
     def informers(self, namespace: str) -> tuple[Informer, Informer]:
         return self._caches.informers(namespace)
 
+    def namespaces(self) -> list[str]:
+        """The namespaces whose runs are watched."""
+        return self._caches.namespaces()
+
     # -- the protocol ----------------------------------------------------------------------
 
     def expect(self, entries: Sequence[Entry]) -> None:
         """Watch every namespace the declared entries run in (Defaults may name another than
-        --namespace), so their Jobs are found after a restart."""
-        for namespace in {run_namespace(entry, self.options) for entry in entries}:
+        --namespace), so their Jobs are found after a restart; stop watching the namespaces
+        that neither they, nor a run not yet recorded, use any more."""
+        wanted = {run_namespace(entry, self.options) for entry in entries}
+        with self._lock:
+            in_use = {run.namespace for run in self._runs.values()} | set(
+                self._unmarked.values())
+        for namespace in wanted:
             self.watch_namespace(namespace)
+        for namespace in self._caches.namespaces():
+            if namespace not in wanted | in_use | {self.options.namespace}:
+                logger.info("no longer watching namespace {}", namespace)
+                self._caches.unwatch(namespace)
 
     def free_slots(self) -> int:
         try:
@@ -184,7 +217,13 @@ class KubernetesExecutor:
                     self._runs[run_id] = run
             return
         self.watch_namespace(manifests.namespace)
+        denied = self._caches.denied(manifests.namespace, wait=self._sync_timeout)
         with self._lock:
+            if denied is not None and run_id not in self._runs:
+                logger.warning("{} cannot start: {}", request.entry.id, denied)
+                run = self._runs[run_id] = Tracked(namespace=manifests.namespace, request=request)
+                fail(run, denied, self._clock())
+                return
             self._recorded.discard(run_id)
             self._resubmitted.add(run_id)
             if run_id in self._runs:
@@ -248,16 +287,10 @@ class KubernetesExecutor:
                 run = self._runs[run_id] = Tracked(namespace=namespace)
             if run.final is not None:
                 return
-            now = self._clock()
-            if run.manifests is not None and run.request is not None:
-                run.manifests = None
-                run.final = self._make(run.request, RunState.FAILED, "cancelled")
+            created = run.manifests is None  # else there is no Job to delete yet
+            fail(run, "cancelled", self._clock())
+            if not created:
                 return
-            if run.last is not None:
-                run.final = run.last.model_copy(update={
-                    "state": RunState.FAILED, "finished_at": now, "message": "cancelled"})
-            elif run.request is not None:
-                run.final = self._make(run.request, RunState.FAILED, "cancelled")
             logger.info("cancelling {}", run_id)
             run.delete = not delete_job(self._batch, run_id, run.namespace)
 
@@ -272,7 +305,7 @@ class KubernetesExecutor:
         assert run.manifests is not None
         assert run.request is not None
         manifests = run.manifests
-        submission = create_run(self._batch, self._core, manifests,
+        submission = create_run(self._batch, manifests, access=self._access,
                                 instance=self.options.instance)
         if submission.outcome is Outcome.WAIT:
             run.due = self._clock() + self._retry_delay
@@ -281,7 +314,10 @@ class KubernetesExecutor:
             return
         run.manifests = None
         if submission.outcome is Outcome.REFUSED:
-            message = self._redact(f"the Kubernetes API refused the run: {submission.message}")
+            message = self._redact(
+                forbidden_in(manifests.namespace, submission.message, verb="create",
+                             resource="jobs") if submission.status == 403
+                else f"the Kubernetes API refused the run: {submission.message}")
             logger.warning("{}: {}", run.request.entry.id, message)
             run.final = self._make(run.request, RunState.FAILED, message)
             return
@@ -326,6 +362,8 @@ class KubernetesExecutor:
         for run_id, run in self._runs.items():
             if run_id in reports:
                 continue
+            if run.final is None:
+                self._fail_if_denied(run)
             if run.final is not None:
                 reports[run_id] = run.final
             elif run.manifests is not None and run.request is not None:
@@ -336,6 +374,12 @@ class KubernetesExecutor:
                 reports[run_id] = self._vanished(run_id, run) if gone else run.last
         self._recorded &= present  # a recorded run is forgotten once its Job is gone
         return list(reports.values())
+
+    def _fail_if_denied(self, run: Tracked) -> None:
+        """A run in a namespace the daemon may no longer watch cannot be followed."""
+        denied = self._caches.denied(run.namespace)
+        if denied is not None:
+            fail(run, self._redact(denied), self._clock())
 
     def _vanished(self, run_id: RunId, run: Tracked) -> RunReport:
         assert run.last is not None

@@ -5,6 +5,10 @@ cleanly (the server's timeout) is resumed from the last version seen; one that b
 dropped connection, an error event) or has expired (410 Gone: the server no longer has that
 history) is followed by a fresh list, which replaces the cache whole, so an event missed in
 between cannot leave a stale object behind. Readers take snapshots and never wait on the API.
+
+A list or watch the API server forbids (403: RBAC gives the daemon nothing in that namespace)
+makes the informer `denied`, with the server's reason, and it asks again every `denied_delay`
+seconds, so a namespace that becomes allowed is watched again without a restart.
 """
 
 from __future__ import annotations
@@ -15,7 +19,13 @@ from typing import Any
 
 from loguru import logger
 
-from reconciler.executors.kubernetes.client import close, events, message_of, read_json
+from reconciler.executors.kubernetes.client import (
+    close,
+    events,
+    message_of,
+    read_json,
+    status_of,
+)
 from reconciler.redact import redactor
 
 ListFunction = Callable[..., Any]
@@ -40,6 +50,7 @@ class Informer:
         watch_timeout: int = 300,
         retry_delay: float = 1.0,
         request_timeout: float = 30.0,
+        denied_delay: float = 30.0,
     ) -> None:
         self._list = list_function
         self.namespace = namespace
@@ -48,6 +59,9 @@ class Informer:
         self._watch_timeout = watch_timeout
         self._retry_delay = retry_delay
         self._request_timeout = request_timeout
+        self._denied_delay = denied_delay
+        self._denied: str | None = None
+        self._resolved = threading.Event()
         self._lock = threading.Lock()
         self._objects: dict[str, dict[str, Any]] = {}
         self._stop = threading.Event()
@@ -73,11 +87,24 @@ class Informer:
             self._thread.join(timeout)
 
     @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
     def synced(self) -> bool:
         return self._synced.is_set()
 
     def wait_synced(self, timeout: float) -> bool:
         return self._synced.wait(timeout)
+
+    @property
+    def denied(self) -> str | None:
+        """The API server's reason while it forbids this informer's list or watch."""
+        return self._denied
+
+    def wait_resolved(self, timeout: float) -> bool:
+        """Wait until the first list was answered: synced, or denied."""
+        return self._resolved.wait(timeout)
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         with self._lock:
@@ -106,11 +133,26 @@ class Informer:
             except Exception as err:
                 if self._stop.is_set():
                     return
+                if status_of(err) == 403:
+                    self._deny(message_of(err))
+                    self._stop.wait(self._denied_delay)
+                    continue
                 logger.warning(
                     "watching {} in {} failed, listing again: {}",
                     self.kind, self.namespace, redactor(message_of(err)),
                 )
                 self._stop.wait(self._retry_delay)
+
+    def _deny(self, reason: str) -> None:
+        if self._denied is None:
+            logger.warning("cannot watch {} in namespace {}: {}", self.kind, self.namespace,
+                           redactor(reason))
+        self._denied = reason
+        # What was cached is no longer known to be current.
+        with self._lock:
+            self._objects = {}
+        self._synced.clear()
+        self._resolved.set()
 
     def _relist(self) -> str:
         response = self._list(
@@ -126,7 +168,11 @@ class Informer:
         with self._lock:
             self._objects = objects
         self.lists += 1
+        if self._denied is not None:
+            logger.info("{} in namespace {} can be watched again", self.kind, self.namespace)
+            self._denied = None
         self._synced.set()
+        self._resolved.set()
         return str((body.get("metadata") or {}).get("resourceVersion") or "")
 
     def _watch(self, version: str) -> None:

@@ -1,6 +1,7 @@
 """What the executor does to a run's objects, each step idempotent.
 
-Creating: the ConfigMap, the Job, then the Job as the ConfigMap's owner. A submission
+Creating: a stack's access objects (`access`), the ConfigMap, the Job, then the Job as the
+ConfigMap's owner. A submission
 interrupted anywhere (a crash, a timeout whose request did reach the server) is finished by
 doing it again: 409 AlreadyExists on the ConfigMap means an earlier try made it (same run, same
 content), and on the Job it is how a restarted daemon adopts the run it had started.
@@ -23,6 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from loguru import logger
 
 from reconciler.executors.kubernetes import labels as lbl
+from reconciler.executors.kubernetes.access import AccessApis, ensure_access
 from reconciler.executors.kubernetes.client import (
     MERGE_PATCH,
     is_transient,
@@ -47,12 +49,17 @@ class Submission:
     outcome: Outcome
     job: dict[str, Any] | None = None
     message: str = ""
+    status: int | None = None
+    """The API server's HTTP status when it refused."""
 
 
-def create_run(batch: Any, core: Any, manifests: RunManifests, *, instance: str) -> Submission:
+def create_run(batch: Any, manifests: RunManifests, *, access: AccessApis,
+               instance: str) -> Submission:
     namespace = manifests.namespace
     name = manifests.job["metadata"]["name"]
+    core = access.core
     try:
+        ensure_access(access, namespace, manifests.access)
         if manifests.config_map is not None:
             _create_config_map(core, namespace, manifests.config_map)
         job = read_json(batch.create_namespaced_job(
@@ -64,7 +71,7 @@ def create_run(batch: Any, core: Any, manifests: RunManifests, *, instance: str)
         if is_transient(err):
             return Submission(Outcome.WAIT, message=message_of(err))
         if isinstance(err, ApiException):
-            return Submission(Outcome.REFUSED, message=message_of(err))
+            return Submission(Outcome.REFUSED, message=message_of(err), status=status_of(err))
         raise
 
 

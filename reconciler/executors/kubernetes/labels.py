@@ -45,6 +45,8 @@ ANNOTATION_FAILURE = _PREFIX + "failure"
 the message the run is reported Failed with, kept on the Job so a restart reports the same."""
 ANNOTATION_FAILED_AT = _PREFIX + "failed-at"
 
+RESERVED_PREFIXES = ("app.kubernetes.io/", "reconciler.io/")
+
 MAIN_CONTAINER = "run"
 """The container that runs the task or the stack runner: its log is the run's log."""
 
@@ -57,8 +59,11 @@ def selector(instance: str) -> str:
 def run_labels(
     entry: Entry, run_id: RunId, operation: Operation, *, instance: str
 ) -> dict[str, str]:
-    """The entry's own labels, then ours (ours win: the executor selects by them)."""
-    labels = dict(entry.labels)
+    """The entry's own labels, then ours (ours win: the executor selects by them). An entry
+    label under a prefix the deployment selects by (`app.kubernetes.io/`, `reconciler.io/`)
+    is left out: `app.kubernetes.io/name: reconciler` would put a run's pod behind the
+    daemon's Service and under the daemon's NetworkPolicy."""
+    labels = {k: v for k, v in entry.labels.items() if not k.startswith(RESERVED_PREFIXES)}
     labels.update({
         MANAGED_BY: MANAGER,
         INSTANCE: instance,

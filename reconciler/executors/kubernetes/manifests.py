@@ -7,8 +7,10 @@ The pod of every run:
 
 - runs as the unprivileged `nobody` user (UID/GID 65534 unless configured), with the restricted
   Pod Security profile: non-root, no privilege escalation, every capability dropped,
-  `RuntimeDefault` seccomp; no service account token unless one is asked for (a
-  `serviceAccountName`, or a stack, whose state backend talks to the API);
+  `RuntimeDefault` seccomp; no `serviceAccountName` and no token unless the entry names an
+  account (the policy decides at load time whether it may); a stack's pod runs as its declared
+  account or else as its own, whose Role reaches the stack's own state and nothing else
+  (`stackaccess`);
 - `timeout` is the Job's `activeDeadlineSeconds` (→ TimedOut), the retries left are its
   `backoffLimit`, and `ttlSecondsAfterFinished` lets Kubernetes clean finished Jobs up;
 - a Task's `files` are a ConfigMap mounted read-only at `/task` (the working directory), owned
@@ -19,14 +21,12 @@ The pod of every run:
   daemon's repository (`source_url`, credentials from `source_credentials_secret`) and checks
   out `request.revision` into `/workspace`. The container runs the runner image of the stack's
   engine (`Defaults.spec.runnerImages`, which must hold Python with reconciler and the engine)
-  in `/workspace/<path>`, through `stackstate`, which gives a module with no backend of its
-  own the `kubernetes` backend (state in a Secret of the run's namespace) and then starts the
-  stack runner.
+  in `/workspace/<path>`, through `stackstate`, which keeps the state of a module with no
+  backend of its own in the stack's Secret (locked by its Lease) around the stack runner.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -39,27 +39,32 @@ from reconciler.declarations.models import ResourceList, Resources, StackSpec, T
 from reconciler.executors.base import RunRequest
 from reconciler.executors.identity import run_identity
 from reconciler.executors.kubernetes import labels as lbl
+from reconciler.executors.kubernetes import stackaccess
 from reconciler.executors.kubernetes.clone import (
     DEFAULT_GIT_IMAGE,
     WORKSPACE,
     clone_container,
     literal,
 )
+from reconciler.executors.kubernetes.guards import check_entry
 from reconciler.executors.kubernetes.labels import MAIN_CONTAINER
-from reconciler.stacks import runner_args
+from reconciler.executors.kubernetes.taskfiles import (
+    MAX_CONFIGMAP_BYTES,
+    ManifestError,
+    config_map_of,
+    file_keys,
+)
+from reconciler.stacks import runner_args, state_file
+
+__all__ = ["MAX_CONFIGMAP_BYTES", "KubernetesOptions", "ManifestError", "RunManifests",
+           "build_manifests", "run_namespace"]
 
 TASK_DIR = "/task"
 STATE_DIR = "/var/lib/reconciler"
 NOBODY = 65534
-MAX_CONFIGMAP_BYTES = 1024 * 1024
 STACK_ENTRY_MODULE = "reconciler.executors.kubernetes.stackstate"
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
-
-
-class ManifestError(ValueError):
-    """An entry that cannot run on Kubernetes as declared (no image, files too large)."""
 
 
 DEFAULT_RUNNER_IMAGE = f"reconciler:{__version__}"
@@ -89,6 +94,9 @@ class KubernetesOptions(BaseModel):
         default=DEFAULT_RUNNER_IMAGE,
         description="Image of stack pods whose Defaults name none: reconciler and the engine.",
     )
+    daemon_service_account: str | None = Field(
+        default=None, description="The daemon's own service account, which no run may name."
+    )
     ttl_seconds_after_finished: int = Field(default=86400, ge=0)
     run_as_user: int = Field(default=NOBODY, ge=1)
     run_as_group: int = Field(default=NOBODY, ge=1)
@@ -100,10 +108,12 @@ class RunManifests(BaseModel):
     namespace: str
     job: dict[str, Any]
     config_map: dict[str, Any] | None = None
+    access: tuple[dict[str, Any], ...] = ()
+    """A stack's account, state Secret, lock Lease, Role and RoleBinding (`stackaccess`)."""
 
     def documents(self) -> list[dict[str, Any]]:
         """In the order they are created."""
-        return [d for d in (self.config_map, self.job) if d is not None]
+        return [*self.access, *(d for d in (self.config_map, self.job) if d is not None)]
 
 
 def run_namespace(entry: Entry, options: KubernetesOptions) -> str:
@@ -119,11 +129,15 @@ def build_manifests(
     entry = request.entry
     ns = namespace or run_namespace(entry, options)
     labels = lbl.run_labels(entry, request.run_id, request.operation, instance=options.instance)
-    config_map = _config_map(request, ns, labels) if entry.files else None
+    check_entry(entry, instance=options.instance, own_secret=options.source_credentials_secret,
+                own_account=options.daemon_service_account)
+    config_map = config_map_of(request, ns, labels) if entry.files else None
+    access: tuple[dict[str, Any], ...] = ()
     if isinstance(entry.spec, TaskSpec):
         pod = _task_pod(request, entry.spec, options, config_map)
     else:
         pod = _stack_pod(request, entry.spec, options)
+        access = tuple(stackaccess.access_objects(entry, ns, instance=options.instance))
     meta = lbl.RunMeta(
         run_id=request.run_id, entry_id=entry.id, spec_hash=entry.spec_hash,
         operation=request.operation, trigger=request.trigger, attempt=request.attempt,
@@ -148,7 +162,7 @@ def build_manifests(
             "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
         },
     }
-    return RunManifests(namespace=ns, job=job, config_map=config_map)
+    return RunManifests(namespace=ns, job=job, config_map=config_map, access=access)
 
 
 # -- pods ------------------------------------------------------------------------------------
@@ -180,17 +194,17 @@ def _pod(
     main: dict[str, Any],
     init: list[dict[str, Any]],
     volumes: list[dict[str, Any]],
-    token: bool,
+    account: str | None,
 ) -> dict[str, Any]:
     defaults = entry.defaults
     pod_security, _ = _security(options)
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
-        "automountServiceAccountToken": token,
+        # Without it the namespace's `default` account's token would be mounted.
+        "automountServiceAccountToken": account is not None,
         "enableServiceLinks": False,
         "securityContext": pod_security,
     }
-    account = spec.service_account_name or defaults.service_account_name
     if account:
         pod["serviceAccountName"] = account
     if defaults.image_pull_secrets:
@@ -230,7 +244,7 @@ def _task_pod(
     volumes: list[dict[str, Any]] = [{"name": "workspace", "emptyDir": {}}]
     mounts: list[dict[str, Any]] = [{"name": "workspace", "mountPath": WORKSPACE}]
     if config_map is not None:
-        items = [{"key": key, "path": path} for path, key in _file_keys(entry.files).items()]
+        items = [{"key": key, "path": path} for path, key in file_keys(entry.files).items()]
         volumes.append({
             "name": "task-files",
             "configMap": {"name": config_map["metadata"]["name"], "items": items,
@@ -257,8 +271,8 @@ def _task_pod(
             credentials_secret=spec.repository.credentials_secret, image=options.git_image,
             group=options.run_as_group, resources=resources, security=security,
         ))
-    return _pod(entry, spec, options, main=main, init=init, volumes=volumes,
-                token=bool(spec.service_account_name or entry.defaults.service_account_name))
+    account = spec.service_account_name or entry.defaults.service_account_name
+    return _pod(entry, spec, options, main=main, init=init, volumes=volumes, account=account)
 
 
 def _stack_pod(request: RunRequest, spec: StackSpec, options: KubernetesOptions) -> dict[str, Any]:
@@ -272,7 +286,7 @@ def _stack_pod(request: RunRequest, spec: StackSpec, options: KubernetesOptions)
     resources = _resources(spec.resources or entry.defaults.resources)
     image = getattr(entry.defaults.runner_images, spec.engine) or options.runner_image
     args = runner_args(entry, request.operation, state_dir=Path(STATE_DIR), engine_bin=None)
-    suffix = f"{options.instance}-{entry.name}"
+    suffix = stackaccess.state_suffix(entry, instance=options.instance)
     workdir = WORKSPACE if spec.path == "." else f"{WORKSPACE}/{spec.path}"
     extra = {"PYTHONUNBUFFERED": "1", "HOME": STATE_DIR, "CHECKPOINT_DISABLE": "1"}
     env = _env(request, {**extra, **spec.env}, spec.secret_env)
@@ -282,7 +296,10 @@ def _stack_pod(request: RunRequest, spec: StackSpec, options: KubernetesOptions)
         "name": MAIN_CONTAINER,
         "image": image,
         "command": ["python3", "-m", STACK_ENTRY_MODULE],
-        "args": [literal(a) for a in ("--state-suffix", suffix, "--", *args)],
+        "args": [literal(a) for a in (
+            "--state-secret", stackaccess.state_secret_name(suffix),
+            "--state-lease", stackaccess.lock_lease_name(suffix),
+            "--state-file", str(state_file(Path(STATE_DIR), entry.name)), "--", *args)],
         "workingDir": workdir,
         "env": env,
         "securityContext": security,
@@ -299,7 +316,8 @@ def _stack_pod(request: RunRequest, spec: StackSpec, options: KubernetesOptions)
         group=options.run_as_group, resources=resources, security=security,
     )]
     volumes = [{"name": "workspace", "emptyDir": {}}, {"name": "state", "emptyDir": {}}]
-    return _pod(entry, spec, options, main=main, init=init, volumes=volumes, token=True)
+    account = stackaccess.stack_account(entry, instance=options.instance)
+    return _pod(entry, spec, options, main=main, init=init, volumes=volumes, account=account)
 
 
 def _env(
@@ -335,48 +353,3 @@ def _quantities(values: ResourceList) -> dict[str, str]:
     for name, value in values.model_dump(by_alias=False, exclude_none=True).items():
         out["ephemeral-storage" if name == "ephemeral_storage" else name] = str(value)
     return out
-
-
-# -- files -----------------------------------------------------------------------------------
-
-
-def _file_keys(files: dict[str, str]) -> dict[str, str]:
-    """ConfigMap keys are flat (`[-._a-zA-Z0-9]+`); nested names get a flattened key and
-    their path back through the volume's `items`. Deterministic, collision-free."""
-    keys: dict[str, str] = {}
-    used: set[str] = set()
-    for path in sorted(files):
-        key = re.sub(r"[^-._a-zA-Z0-9]", "_", path)
-        if key in used or key in (".", "..") or len(key) > 200 or not _CONFIG_KEY.match(key):
-            digest = hashlib.sha256(path.encode()).hexdigest()[:12]
-            key = f"{key[:180]}-{digest}"
-        used.add(key)
-        keys[path] = key
-    return keys
-
-
-def _config_map(
-    request: RunRequest, namespace: str, labels: dict[str, str]
-) -> dict[str, Any]:
-    entry = request.entry
-    keys = _file_keys(entry.files)
-    data = {keys[path]: content for path, content in entry.files.items()}
-    size = sum(len(k.encode()) + len(v.encode()) for k, v in data.items())
-    if size > MAX_CONFIGMAP_BYTES:
-        raise ManifestError(
-            f"{entry.id}: files total {size} bytes; on Kubernetes they travel in a ConfigMap, "
-            f"which holds at most {MAX_CONFIGMAP_BYTES} bytes (put large files in the "
-            "repository and use spec.repository)"
-        )
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": request.run_id,
-            "namespace": namespace,
-            "labels": dict(labels),
-            "annotations": {lbl.ANNOTATION_ENTRY: entry.id},
-        },
-        "immutable": True,
-        "data": dict(sorted(data.items())),
-    }

@@ -52,6 +52,17 @@ def synthetic(request: RunRequest, state: RunState, message: str, now: datetime)
     )
 
 
+def fail(run: Tracked, message: str, now: datetime) -> None:
+    """A run that can no longer be followed fails, saying why, rather than staying Running
+    for ever; one not yet created never will be."""
+    run.manifests = None
+    if run.last is not None:
+        run.final = run.last.model_copy(update={
+            "state": RunState.FAILED, "finished_at": now, "message": message})
+    elif run.request is not None:
+        run.final = synthetic(run.request, RunState.FAILED, message, now)
+
+
 def observed(meta: RunMeta, seen: Observation, log: str, *, message: str,
              now: datetime) -> RunReport:
     """A report from a Job. A Job retries a failed pod itself (`backoffLimit`): each pod is
