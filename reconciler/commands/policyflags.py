@@ -6,16 +6,18 @@ exactly the denials the daemon would.
 from __future__ import annotations
 
 import argparse
-import base64
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from reconciler.executors.kubernetes.guards import IN_CLUSTER_TOKEN, token_account
+from reconciler.executors.kubernetes.stackaccess import account_prefix
 from reconciler.policy.apply import PolicyCheck
 from reconciler.policy.file import load_policy
 from reconciler.policy.rules import DaemonIdentity
 
-IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+__all__ = ["IN_CLUSTER_TOKEN", "daemon_identity", "identity_from_args", "names",
+           "token_account"]
+
 STATE_SECRETS = "tfstate-*"
 """Where the engine's `kubernetes` backend keeps every stack's state (and its secrets)."""
 
@@ -23,21 +25,6 @@ STATE_SECRETS = "tfstate-*"
 def names(value: str | None) -> tuple[str, ...]:
     """A comma-separated flag value as a list of names."""
     return tuple(n.strip() for n in (value or "").split(",") if n.strip())
-
-
-def token_account(token_file: Path) -> str | None:
-    """The service account a mounted token belongs to (the `sub` claim of its JWT,
-    `system:serviceaccount:NAMESPACE:NAME`); None when there is no readable token. The token
-    is not verified: it is the pod's own, read only to learn its name."""
-    try:
-        payload = token_file.read_text(encoding="ascii").strip().split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (OSError, IndexError, ValueError, UnicodeDecodeError):
-        return None
-    subject = claims.get("sub") if isinstance(claims, dict) else None
-    if isinstance(subject, str) and subject.startswith("system:serviceaccount:"):
-        return subject.rsplit(":", 1)[-1] or None
-    return None
 
 
 def daemon_identity(
@@ -48,10 +35,13 @@ def daemon_identity(
     reserved_service_accounts: Iterable[str] = (),
     secrets: Iterable[str | None] = (),
     token_file: Path | None = None,
+    instance: str = "reconciler",
 ) -> DaemonIdentity:
     """What no declaration may be given. `secrets` are the daemon's credential Secrets (and
-    globs of more); stacks' state Secrets are always among them."""
+    globs of more); stacks' state Secrets are always among them, and so are the accounts the
+    daemon makes for stacks (each reaches its stack's state)."""
     accounts = {a for a in (service_account, *reserved_service_accounts) if a}
+    accounts.add(account_prefix(instance) + "*")
     if token_file is not None:
         own = token_account(token_file)
         if own:
@@ -74,6 +64,7 @@ def identity_from_args(
         reserved_service_accounts=names(args.reserved_service_accounts),
         secrets=(args.credentials_secret, getattr(args, "source_credentials_secret", None),
                  *names(args.reserved_secrets)),
+        instance=str(getattr(args, "leader_election_id", None) or "reconciler"),
     )
 
 

@@ -142,6 +142,7 @@ def policy_check(settings: Settings, *, token_file: Path | None = None) -> Polic
         secrets=(settings.credentials_secret, settings.source_credentials_secret,
                  *settings.reserved_secrets),
         token_file=IN_CLUSTER_TOKEN if token_file is None else token_file,
+        instance=settings.leader_election_id,
     )
     return PolicyCheck(policy, identity)
 

@@ -50,8 +50,8 @@ class DaemonIdentity(BaseModel):
     )
     service_accounts: frozenset[str] = Field(
         default=frozenset({"reconciler"}),
-        description="The daemon's own account and other privileged ones (a stack runner "
-        "account that can read Secrets).",
+        description="Globs of the daemon's own account and other privileged ones (the "
+        "accounts of stacks, which reach their state).",
     )
     secrets: frozenset[str] = Field(
         default=frozenset(),
@@ -131,7 +131,7 @@ def _service_account(
         return
     loc = ("spec", "serviceAccountName")
     origin = _origin(account, entry.defaults.service_account_name)
-    if account in identity.service_accounts:
+    if any_glob(sorted(identity.service_accounts), account):
         yield Denial(loc, f"service account {account} is reserved for the daemon", origin)
     elif not any_glob(allowed, account):
         yield Denial(loc, f"service account {account} is not allowed ({_listing(allowed)})",

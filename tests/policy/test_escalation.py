@@ -45,6 +45,10 @@ ATTEMPTS: dict[str, Attempt] = {
         {"s.yaml": stack("sa", "serviceAccountName: reconciler-runner")}, OPEN,
         ("s.yaml", "serviceAccountName", "reconciler-runner", "spec.serviceAccountName",
          "reserved for the daemon")),
+    "task takes a stack's own account (it reaches that stack's state)": Attempt(
+        {"t.yaml": task("sa", "serviceAccountName: reconciler-stack-network")}, OPEN,
+        ("t.yaml", "serviceAccountName", "reconciler-stack-network", "spec.serviceAccountName",
+         "service account reconciler-stack-network is reserved for the daemon")),
     "daemon's account named by a flag": Attempt(
         {"t.yaml": task("sa", "serviceAccountName: gitops")}, OPEN,
         ("t.yaml", "serviceAccountName", "gitops", "spec.serviceAccountName", "reserved"),

@@ -163,7 +163,7 @@ def test_the_pods_own_account_is_reserved(tmp_path: Path) -> None:
     assert token_account(token) == "gitops-daemon"
     identity = daemon_identity(executor="kubernetes", namespace="ops",
                                service_account="reconciler", token_file=token)
-    assert identity.service_accounts == {"reconciler", "gitops-daemon"}
+    assert identity.service_accounts == {"reconciler", "gitops-daemon", "reconciler-stack-*"}
     token.write_text("not a token")
     assert token_account(token) is None
     assert token_account(tmp_path / "absent") is None
