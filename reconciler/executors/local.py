@@ -45,6 +45,7 @@ from reconciler.executors.runner import (
 )
 from reconciler.executors.supervision import start_supervisor, stop_orphans
 from reconciler.executors.workdir import (
+    INHERITED_VARIABLES,
     RunSetupError,
     checkout_credentials,
     read_secret_env,
@@ -95,7 +96,8 @@ class LocalExecutor:
         base_env: Mapping[str, str] | None = None,
     ) -> None:
         """`keep_runs`: acknowledged runs (journal rows and logs) kept per entry.
-        `base_env`: variables every run starts from; default PATH and LANG of this process."""
+        `base_env`: variables every run starts from; default this process's PATH (so a run
+        finds the programs the daemon finds) and locale, and nothing else of its environment."""
         if max_parallel < 1:
             raise ValueError(f"max_parallel must be at least 1, got {max_parallel}")
         self._state_dir = state_dir.absolute()
@@ -107,7 +109,7 @@ class LocalExecutor:
         self._grace = kill_grace_seconds
         self._keep_runs = keep_runs
         self._base_env = dict(base_env) if base_env is not None else {
-            k: os.environ[k] for k in ("PATH", "LANG") if k in os.environ
+            k: os.environ[k] for k in INHERITED_VARIABLES if k in os.environ
         }
         self._lock = threading.RLock()
         self._closed = False
