@@ -45,17 +45,21 @@ PRINTED = {
     "base64-newline": base64.b64encode(SECRET.encode() + b"\n").decode(),
 }
 
-
-def unmasked(text: str) -> list[str]:
-    """Pieces of the secret still readable in `text`."""
-    return [piece for piece in ("ZQX", "WVK", "tail") if piece in text]
+ENCODED = sorted(set(PRINTED) - {"exact"})
+"""The forms other than the value itself (which has been masked all along)."""
 
 
-@pytest.mark.parametrize("form", sorted(PRINTED))
+def unmasked(text: str, form: str = SECRET) -> list[str]:
+    """Pieces of the secret, or of the printed form of it, still readable in `text`."""
+    pieces = ("ZQX", "WVK", "tail", form[:12], form[-12:])
+    return [piece for piece in pieces if piece in text]
+
+
+@pytest.mark.parametrize("form", ENCODED)
 def test_each_printed_form_is_masked(form: str) -> None:
     printed = f"value: {PRINTED[form]} (end)"
     masked = Redactor([SECRET])(printed)
-    assert unmasked(masked) == [], masked
+    assert unmasked(masked, PRINTED[form]) == [], masked
     assert masked.startswith("value: ")
     assert masked.endswith(" (end)")
 
@@ -100,13 +104,10 @@ def test_each_line_of_a_multi_line_secret_is_masked_alone() -> None:
             printed = f"[debug] read {line.strip()}, fine"
             assert redact(printed) == f"[debug] read {MASK}, fine"
     assert redact(json.dumps(KEY)) == f'"{MASK}"'
-
-
-def test_short_lines_and_short_values_are_left_alone() -> None:
-    redact = Redactor([KEY, "abc"])
-    assert redact("}\n-----\nabc\n") == "}\n-----\nabc\n"
+    # Lines too short to tell apart from any other output, and short values, stay.
+    redact.add("abc")
     assert len("abc") < MIN_SECRET_LENGTH
-    assert Redactor(["abcd"])("x abcd x") == f"x {MASK} x"
+    assert redact("}\n-----\nabc\n") == "}\n-----\nabc\n"
 
 
 def test_short_secrets_have_no_ambiguous_base64_forms() -> None:
@@ -123,7 +124,7 @@ def test_overlapping_secrets_are_masked_whole() -> None:
 
 
 def test_many_secrets_are_masked_in_one_pass() -> None:
-    values = [f"secret-{n:03d}-{'x' * (n % 7)}" for n in range(100)]
+    values = [f"secret-{n:03d}/\"{'x' * (n % 7)}" for n in range(100)]
     redact = Redactor(values)
     text = "\n".join(f"line {n}: {json.dumps(v)} {quote(v)}" for n, v in enumerate(values))
     masked = redact(text)
@@ -141,7 +142,7 @@ def test_the_run_log_masker_masks_what_the_redactor_masks() -> None:
     assert unmasked(out.getvalue().decode()) == []
 
 
-@pytest.mark.parametrize("form", sorted(PRINTED))
+@pytest.mark.parametrize("form", ENCODED)
 def test_a_form_split_across_reads_is_masked(form: str) -> None:
     data = f"before {PRINTED[form]} after\n".encode()
     for cut in range(1, len(data)):
@@ -151,5 +152,5 @@ def test_a_form_split_across_reads_is_masked(form: str) -> None:
         writer.write(data[cut:])
         writer.close()
         text = out.getvalue().decode()
-        assert unmasked(text) == [], (cut, text)
+        assert unmasked(text, PRINTED[form]) == [], (cut, text)
         assert text == f"before {Redactor([SECRET])(PRINTED[form])} after\n"
