@@ -58,6 +58,7 @@ from reconciler.stacks import runner_invocation
 from reconciler.types import EntryId, Kind, RunId, RunState
 
 STATE_LOCK_FILE = "executor.lock"
+PRIVATE_DIR = 0o700
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -115,7 +116,11 @@ class LocalExecutor:
         self._closed = False
         self._children: dict[RunId, subprocess.Popen[bytes]] = {}
         for sub in (history.RUNS_DIR, history.WORK_DIR):
-            (self._state_dir / sub).mkdir(parents=True, exist_ok=True)
+            # A run's HOME and TMPDIR (under work/) may receive what it was given as secret;
+            # nobody but the daemon's user looks into either.
+            folder = self._state_dir / sub
+            folder.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+            folder.chmod(PRIVATE_DIR)
         self._state_lock = self._lock_state_dir()
         try:
             self._journal = Journal(self._state_dir)

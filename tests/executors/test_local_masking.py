@@ -4,9 +4,10 @@ form in two writes that the supervisor reads apart."""
 from __future__ import annotations
 
 import json
+import stat
 import sys
 
-from reconciler.executors.history import RUNS_DIR
+from reconciler.executors.history import RUNS_DIR, WORK_DIR
 from reconciler.redact import MASK
 from reconciler.types import RunState
 from tests.executors.conftest import LocalHarness, request_for, task_entry, wait_until
@@ -46,3 +47,15 @@ def test_escaped_secret_split_across_two_reads_is_masked(local: LocalHarness) ->
     on_disk = (local.state_dir / RUNS_DIR / request.run_id / "log").read_text()
     assert on_disk == f'marker "{MASK}" end\n'
     assert json.dumps(SECRET)[1:8] not in executor.logs(request.run_id)
+
+
+def test_run_and_work_folders_are_private(local: LocalHarness) -> None:
+    executor = local.make()
+    request = request_for(task_entry("modes", ["true"]))
+    executor.submit(request)
+
+    report = wait_until(executor, request.run_id, timeout=60)
+
+    assert report.state is RunState.SUCCEEDED, report.log_tail
+    for folder in (RUNS_DIR, WORK_DIR):
+        assert stat.S_IMODE((local.state_dir / folder).stat().st_mode) == 0o700, folder
