@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import itertools
 import json
 import re
 import shlex
@@ -32,6 +33,9 @@ MASK = "****"
 MIN_SECRET_LENGTH = 4
 MIN_LINE_LENGTH = 6
 MIN_ENCODED_LENGTH = 8
+_HEAD_LENGTH = 256
+"""Longer forms (a certificate bundle) are found by their first characters and then compared
+whole: the pattern stays small, however long a secret is."""
 
 _SHELL_SAFE = re.compile(r"[^\w@%+=:,./-]", re.ASCII)
 _HTML_SAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
@@ -124,39 +128,33 @@ def masked_values(values: Iterable[str]) -> list[str]:
     return sorted(found, key=lambda form: (-len(form), form))
 
 
-class _Node:
-    __slots__ = ("children", "terminal")
-
-    def __init__(self) -> None:
-        self.children: dict[str, _Node] = {}
-        self.terminal = False
-
-
-def _trie(forms: Iterable[str]) -> _Node:
-    root = _Node()
-    for form in forms:
-        node = root
-        for char in form:
-            node = node.children.setdefault(char, _Node())
-        node.terminal = True
-    return root
+def _shared_prefix(first: str, last: str) -> str:
+    """The prefix all words between `first` and `last` (sorted) share: theirs."""
+    low, high = 0, min(len(first), len(last))
+    while low < high:  # by halves: a secret may be 100 KB long
+        middle = (low + high + 1) // 2
+        if first[:middle] == last[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return first[:low]
 
 
-def _trie_pattern(node: _Node) -> str:
-    """The regular expression of a trie: one branch per first character, chains of single
-    children as one literal, and an optional (greedy) tail where a form ends inside another,
-    so the longest form at a position wins."""
+def _trie_pattern(words: list[str]) -> str:
+    """The regular expression of a trie of `words` (sorted, distinct): one branch per first
+    character, the prefix its words share as one literal, and an optional (greedy) tail where a
+    word ends inside another, so the longest word at a position wins. Built from slices of the
+    words, not one node per character: a long secret costs its length, not objects."""
+    terminal = bool(words) and words[0] == ""
     branches = []
-    for first, child in sorted(node.children.items()):
-        chain, end = [first], child
-        while len(end.children) == 1 and not end.terminal:
-            (char, end), = end.children.items()
-            chain.append(char)
-        branches.append(re.escape("".join(chain)) + _trie_pattern(end))
+    for _, group in itertools.groupby(words[1:] if terminal else words, key=lambda w: w[0]):
+        members = list(group)
+        shared = _shared_prefix(members[0], members[-1])
+        branches.append(re.escape(shared) + _trie_pattern([w[len(shared):] for w in members]))
     if not branches:
         return ""
     body = branches[0] if len(branches) == 1 else f"(?:{'|'.join(branches)})"
-    return f"(?:{body})?" if node.terminal else body
+    return f"(?:{body})?" if terminal else body
 
 
 class Matcher:
@@ -165,7 +163,12 @@ class Matcher:
     def __init__(self, forms: Iterable[str]) -> None:
         self.forms = sorted(set(forms))
         self.longest = max(map(len, self.forms), default=0)
-        self._pattern = re.compile(_trie_pattern(_trie(self.forms))) if self.forms else None
+        heads = sorted({form[:_HEAD_LENGTH] for form in self.forms})
+        self._pattern = re.compile(_trie_pattern(heads)) if heads else None
+        self._long: dict[str, list[str]] = {}
+        for form in sorted(self.forms, key=len, reverse=True):
+            if len(form) > _HEAD_LENGTH:
+                self._long.setdefault(form[:_HEAD_LENGTH], []).append(form)
         # Short beginnings of forms: a cheap first test of whether text can start one.
         self._starts = {form[:size] for form in self.forms for size in range(1, 9)}
 
@@ -180,15 +183,28 @@ class Matcher:
             return
         position = 0
         while (found := pattern.search(text, position)) is not None:
-            start, end = found.span()
+            start, end = found.start(), self._end(text, found)
+            # A form starting inside this one may reach further. What the pattern matches is
+            # at most a head long: one starting before `end` ends before `end + _HEAD_LENGTH`.
             probe = start + 1
-            while probe < end:  # a form starting inside this one may reach further
-                inner = pattern.match(text, probe)
-                if inner is not None and inner.end() > end:
-                    end = inner.end()
-                probe += 1
+            while (inner := pattern.search(text, probe, end + _HEAD_LENGTH)) is not None:
+                if inner.start() >= end:
+                    break
+                end = max(end, self._end(text, inner))
+                probe = inner.start() + 1
             yield start, end
             position = end
+
+    def _end(self, text: str, found: re.Match[str]) -> int:
+        """Where the longest form matched at `found` ends. For a long form, found by its
+        beginning: as far as the text goes on as that form does (a long value cut short is
+        masked up to where it was cut)."""
+        start, end = found.span()
+        for form in self._long.get(found.group(), ()):
+            if text.startswith(form, start):
+                return start + len(form)
+            end = max(end, start + len(_shared_prefix(text[start:start + len(form)], form)))
+        return end
 
     def mask(self, text: str, spans: Iterable[tuple[int, int]] | None = None) -> str:
         parts = []

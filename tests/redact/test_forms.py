@@ -154,3 +154,18 @@ def test_a_form_split_across_reads_is_masked(form: str) -> None:
         text = out.getvalue().decode()
         assert unmasked(text, PRINTED[form]) == [], (cut, text)
         assert text == f"before {Redactor([SECRET])(PRINTED[form])} after\n"
+
+
+def test_a_long_secret_is_masked_whole_and_where_it_is_cut_short() -> None:
+    value = "".join(f"{n:05d}\"" for n in range(20_000))  # 120,000 characters, one line
+    redact = Redactor([value])
+    assert redact(f"<{json.dumps(value)}>") == f'<"{MASK}">'
+    cut = json.dumps(value)[:50_000]
+    assert redact(f"{cut}... (truncated)") == f'"{MASK}... (truncated)'
+    out = io.BytesIO()
+    writer = MaskingWriter(out, [value])
+    data = f"start {value} end\n".encode()
+    for offset in range(0, len(data), 4096):
+        writer.write(data[offset:offset + 4096])
+    writer.close()
+    assert out.getvalue().decode() == f"start {MASK} end\n"
