@@ -8,6 +8,7 @@ is a real subprocess that prints what the standard library makes of its secrets.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import subprocess
 import sys
@@ -153,12 +154,48 @@ IDENTITY = {"RECONCILER_RUN_ID", "RECONCILER_ENTRY", "RECONCILER_OPERATION",
             "RECONCILER_SPEC_HASH"}
 
 
+STACK_MODULE = """
+variable "used" {
+  type = string
+}
+
+resource "terraform_data" "env" {
+  input = var.used
+  provisioner "local-exec" {
+    command = "env"
+  }
+}
+"""
+ENGINE = {"TF_IN_AUTOMATION", "TF_INPUT", "CHECKPOINT_DISABLE", "TF_CLI_CONFIG_FILE",
+          "TF_PLUGIN_CACHE_DIR", "PYTHONUNBUFFERED"}
+
+
+def stack_yaml(name: str, **spec: object) -> str:
+    return json.dumps({"apiVersion": "reconciler.io/v1alpha1", "kind": "Stack",
+                       "metadata": {"name": name}, "spec": spec}, indent=2) + "\n"
+
+
+def environment(log: str, prefix: str = "") -> dict[str, str]:
+    """NAME=value lines of `env` in a run log (after `prefix`, a provisioner's label)."""
+    found = {}
+    for line in log.splitlines():
+        if line.startswith(prefix) and "=" in line:
+            name, value = line[len(prefix):].split("=", 1)
+            if name.isidentifier():
+                found[name] = value
+    return found
+
+
+@pytest.mark.engine
 def test_a_local_run_sees_its_declaration_and_nothing_of_the_daemon(
     git_root: Path, tmp_path: Path
 ) -> None:
     remote = make_bare_remote(git_root / "env.git", {
         "env.yaml": task_yaml("env", ["env"], env={"DECLARED": "yes"},
                               secretEnv={"USED": {"secret": "used", "key": "token"}}),
+        "stack.yaml": stack_yaml("envstack", path="envstack", env={"DECLARED": "yes"},
+                                 secretEnv={"TF_VAR_used": {"secret": "used", "key": "token"}}),
+        "envstack/main.tf": STACK_MODULE,
     })
     secrets = secrets_dir(tmp_path / "secrets", {
         ("used", "token"): "used-token-0a1b2c", ("other", "token"): "other-token-3d4e5f",
@@ -174,17 +211,22 @@ def test_a_local_run_sees_its_declaration_and_nothing_of_the_daemon(
     done = reconciler("run", "--once", "--repo", f"file://{remote}", "--state-dir", str(state),
                       env=daemon_env)
     assert done.returncode == 0, done.stderr[-3000:]
-    logs = reconciler("logs", "task/env", "--state-dir", str(state), env={})
-    assert logs.returncode == 0, logs.stderr
-    seen = dict(line.split("=", 1) for line in logs.stdout.splitlines()[1:] if "=" in line)
+    for entry, prefix, extra in (("task/env", "", set()),
+                                 ("stack/envstack", "terraform_data.env (local-exec): ", ENGINE)):
+        logs = reconciler("logs", entry, "--state-dir", str(state), env={})
+        assert logs.returncode == 0, logs.stderr
+        seen = environment(logs.stdout, prefix)
 
-    assert seen["DECLARED"] == "yes"
-    assert seen["USED"] == "****"
-    assert seen["HOME"].startswith(str(state / "work"))
-    assert seen["TMPDIR"].startswith(str(state / "work"))
-    assert seen["LC_ALL"] == "C.UTF-8"
-    assert {name for name in seen if name.startswith("RECONCILER_")} == IDENTITY
-    for name in ("SOME_TOKEN", "PYTHONPATH", "RECONCILER_SECRETS_DIR", "RECONCILER_MAX_PARALLEL"):
-        assert name not in seen
-    for value in ("daemon-canary-9f8e7d", "other-token-3d4e5f", str(secrets)):
-        assert value not in logs.stdout
+        assert seen["DECLARED"] == "yes", logs.stdout
+        assert seen["USED" if not extra else "TF_VAR_used"] == "****"
+        assert seen["HOME"].startswith(str(state / "work"))
+        assert seen["TMPDIR"].startswith(str(state / "work"))
+        assert seen["LC_ALL"] == "C.UTF-8"
+        assert {name for name in seen if name.startswith("RECONCILER_")} == IDENTITY
+        assert extra <= set(seen)
+        for name in ("SOME_TOKEN", "PYTHONPATH", "RECONCILER_SECRETS_DIR",
+                     "RECONCILER_MAX_PARALLEL"):
+            assert name not in seen
+        for value in ("daemon-canary-9f8e7d", "other-token-3d4e5f", "used-token-0a1b2c",
+                      str(secrets)):
+            assert value not in logs.stdout
