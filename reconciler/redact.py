@@ -112,9 +112,9 @@ def secret_forms(value: str) -> frozenset[str]:
             continue
         forms |= _escaped(text) | _url_encoded(text)
         forms |= _base64_forms(text.encode("utf-8"))
-    lines = {line.strip() for line in value.splitlines()}
+    lines = value.splitlines()
     if len(lines) > 1:
-        for line in lines:
+        for line in {line.strip() for line in lines}:
             if len(line) >= MIN_LINE_LENGTH:
                 forms |= _escaped(line)
     return frozenset(form for form in forms if len(form) >= MIN_SECRET_LENGTH)
