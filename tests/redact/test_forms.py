@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import json
 import shlex
 from urllib.parse import quote, quote_plus
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from reconciler.executors.masking import MaskingWriter
 from reconciler.redact import MASK, MIN_LINE_LENGTH, MIN_SECRET_LENGTH, Redactor
@@ -169,3 +172,28 @@ def test_a_long_secret_is_masked_whole_and_where_it_is_cut_short() -> None:
         writer.write(data[offset:offset + 4096])
     writer.close()
     assert out.getvalue().decode() == f"start {MASK} end\n"
+
+
+@given(
+    pieces=st.lists(
+        st.one_of(st.sampled_from([PRINTED["json"], PRINTED["terraform"], PRINTED["url"],
+                                   PRINTED["base64"], SECRET[:9], "\n", '"', "\\"]),
+                  st.text(alphabet='ab"\\ZQ=\n ', max_size=6)),
+        max_size=12,
+    ),
+    cuts=st.lists(st.integers(min_value=0, max_value=600), max_size=8),
+)
+def test_streaming_masks_escaped_forms_exactly_like_masking_the_whole_text(
+    pieces: list[str], cuts: list[int]
+) -> None:
+    data = "".join(pieces).encode()
+    bounds = sorted({0, len(data), *(c for c in cuts if c < len(data))})
+    out = io.BytesIO()
+    writer = MaskingWriter(out, [SECRET])
+    for start, end in itertools.pairwise(bounds):
+        writer.write(data[start:end])
+    writer.close()
+    text = out.getvalue().decode()
+    assert text == Redactor([SECRET])(data.decode())
+    for form in ("json", "terraform", "url", "base64"):
+        assert PRINTED[form] not in text
