@@ -207,6 +207,7 @@ class Matcher:
         return end
 
     def mask(self, text: str, spans: Iterable[tuple[int, int]] | None = None) -> str:
+        """`text` with each region (default: `spans(text)`) replaced by one `MASK`."""
         parts = []
         position = 0
         for start, end in self.spans(text) if spans is None else spans:
