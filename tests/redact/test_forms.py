@@ -12,7 +12,7 @@ import shlex
 from urllib.parse import quote, quote_plus
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler.executors.masking import MaskingWriter
@@ -174,6 +174,7 @@ def test_a_long_secret_is_masked_whole_and_where_it_is_cut_short() -> None:
     assert out.getvalue().decode() == f"start {MASK} end\n"
 
 
+@settings(deadline=None)  # a loaded machine must not fail it
 @given(
     pieces=st.lists(
         st.one_of(st.sampled_from([PRINTED["json"], PRINTED["terraform"], PRINTED["url"],
