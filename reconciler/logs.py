@@ -98,9 +98,10 @@ class _Sink:
         exception = _exception_text(record)
         if exception:
             doc["exception"] = redactor(exception)
-        # Masking before serialising: a secret holding a quote or a backslash would not match
-        # its escaped form in the finished JSON.
-        return json.dumps(doc, ensure_ascii=False, default=str)
+        # Masked before serialising, so a masked value reads `****` and not its escaped form;
+        # and after, for what `default=str` made of an object (the JSON-escaped forms of a
+        # secret are masked too, and the quotes around them stay: the line is still JSON).
+        return redactor(json.dumps(doc, ensure_ascii=False, default=str))
 
     @staticmethod
     def _text(record: Mapping[str, Any]) -> str:

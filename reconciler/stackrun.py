@@ -28,8 +28,10 @@ from typing import TextIO
 from reconciler.executors.base import RESULT_MARKER
 from reconciler.redact import Redactor
 from reconciler.stackengine import Engine, Interrupted, Log, StackRunError, forward_signals
+from reconciler.stackfiles import make_private, private_files
 from reconciler.stacks import (
     STACK_OPERATIONS,
+    EngineBinary,
     EngineNotFoundError,
     PlanSummary,
     StackResult,
@@ -84,8 +86,8 @@ def main(
     options = _parser().parse_args(args)
     environ = dict(os.environ if environ is None else environ)
     secrets = [environ[n] for n in options.secret_env if environ.get(n)]
-    # The log is redacted line by line: each line of a multi-line secret (a key) is masked too.
-    redact = Redactor([*secrets, *(line for value in secrets for line in value.splitlines())])
+    # Masked as the daemon masks them (`redact.secret_forms`): escaped, encoded, line by line.
+    redact = Redactor(secrets)
     log = Log(out or sys.stdout, redact)
     runner = _Runner(options, log=log, module=(workdir or Path.cwd()).absolute(),
                      environ=environ)
@@ -134,29 +136,33 @@ class _Runner:
         self._check_module()
         binary = find_engine(options.engine, options.engine_bin)
         folder = stack_dir(options.state_dir.absolute(), options.stack)
-        folder.mkdir(parents=True, exist_ok=True)
-        with TemporaryDirectory(prefix="reconciler-stack-") as scratch, \
-                self._stack_lock(folder / "run.lock"):
-            config = Path(scratch) / "empty.tfrc"
-            config.write_text("")
-            plugins = folder / "plugin-cache"
-            plugins.mkdir(exist_ok=True)
-            env = {
-                **self.environ,
-                "TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1",
-                "TF_CLI_CONFIG_FILE": str(config), "TF_PLUGIN_CACHE_DIR": str(plugins),
-            }
-            self.engine = Engine(binary, env=env, cwd=self.module, log=self.log)
-            if self.interrupted is not None:
-                raise Interrupted(self.interrupted)
-            name, version = self.engine.identify()
-            self._update(engine=name, version=version)
-            vars_file = Path(scratch) / "reconciler-vars.tfvars.json"
-            vars_file.write_text(json.dumps(options.vars))
-            plan_args = [*(f"-var-file={f}" for f in options.var_file), f"-var-file={vars_file}"]
-            with self._state_backend(options.state_dir.absolute()):
-                self._init()
-                self._operate(Path(scratch) / "stack.tfplan", plan_args)
+        with private_files(), TemporaryDirectory(prefix="reconciler-stack-") as scratch:
+            make_private(folder)
+            with self._stack_lock(folder / "run.lock"):
+                self._in_scratch(binary, folder, Path(scratch))
+
+    def _in_scratch(self, binary: EngineBinary, folder: Path, scratch: Path) -> None:
+        options = self.options
+        config = scratch / "empty.tfrc"
+        config.write_text("")
+        plugins = folder / "plugin-cache"
+        plugins.mkdir(exist_ok=True)
+        env = {
+            **self.environ,
+            "TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1",
+            "TF_CLI_CONFIG_FILE": str(config), "TF_PLUGIN_CACHE_DIR": str(plugins),
+        }
+        self.engine = Engine(binary, env=env, cwd=self.module, log=self.log)
+        if self.interrupted is not None:
+            raise Interrupted(self.interrupted)
+        name, version = self.engine.identify()
+        self._update(engine=name, version=version)
+        vars_file = scratch / "reconciler-vars.tfvars.json"
+        vars_file.write_text(json.dumps(options.vars))
+        plan_args = [*(f"-var-file={f}" for f in options.var_file), f"-var-file={vars_file}"]
+        with self._state_backend(options.state_dir.absolute()):
+            self._init()
+            self._operate(scratch / "stack.tfplan", plan_args)
 
     @contextlib.contextmanager
     def _stack_lock(self, path: Path) -> Iterator[None]:

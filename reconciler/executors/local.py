@@ -45,6 +45,7 @@ from reconciler.executors.runner import (
 )
 from reconciler.executors.supervision import start_supervisor, stop_orphans
 from reconciler.executors.workdir import (
+    INHERITED_VARIABLES,
     RunSetupError,
     checkout_credentials,
     read_secret_env,
@@ -57,6 +58,7 @@ from reconciler.stacks import runner_invocation
 from reconciler.types import EntryId, Kind, RunId, RunState
 
 STATE_LOCK_FILE = "executor.lock"
+PRIVATE_DIR = 0o700
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -95,7 +97,8 @@ class LocalExecutor:
         base_env: Mapping[str, str] | None = None,
     ) -> None:
         """`keep_runs`: acknowledged runs (journal rows and logs) kept per entry.
-        `base_env`: variables every run starts from; default PATH and LANG of this process."""
+        `base_env`: variables every run starts from; default this process's PATH (so a run
+        finds the programs the daemon finds) and locale, and nothing else of its environment."""
         if max_parallel < 1:
             raise ValueError(f"max_parallel must be at least 1, got {max_parallel}")
         self._state_dir = state_dir.absolute()
@@ -107,13 +110,17 @@ class LocalExecutor:
         self._grace = kill_grace_seconds
         self._keep_runs = keep_runs
         self._base_env = dict(base_env) if base_env is not None else {
-            k: os.environ[k] for k in ("PATH", "LANG") if k in os.environ
+            k: os.environ[k] for k in INHERITED_VARIABLES if k in os.environ
         }
         self._lock = threading.RLock()
         self._closed = False
         self._children: dict[RunId, subprocess.Popen[bytes]] = {}
         for sub in (history.RUNS_DIR, history.WORK_DIR):
-            (self._state_dir / sub).mkdir(parents=True, exist_ok=True)
+            # A run's HOME and TMPDIR (under work/) may receive what it was given as secret;
+            # nobody but the daemon's user looks into either.
+            folder = self._state_dir / sub
+            folder.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+            folder.chmod(PRIVATE_DIR)
         self._state_lock = self._lock_state_dir()
         try:
             self._journal = Journal(self._state_dir)

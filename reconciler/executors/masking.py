@@ -1,4 +1,9 @@
-"""Masking secret values in a byte stream as it is written (a run's output into its log)."""
+"""Masking secret values in a byte stream as it is written (a run's output into its log).
+
+The forms masked are `redact.secret_forms` of each value, exactly as the daemon's own redactor
+masks them: the log on disk is what `reconciler logs` prints, with no daemon around to mask it
+again.
+"""
 
 from __future__ import annotations
 
@@ -6,46 +11,44 @@ import codecs
 from collections.abc import Iterable
 from typing import BinaryIO
 
-from reconciler.redact import MASK, masked_values, pattern_for
+from reconciler.redact import Matcher, masked_values
+
+_MAX_PENDING = 1 << 20
+"""Text held back at most. Only a run printing secret material without a break holds back more
+than the longest form; past this, what is matched so far is written masked."""
 
 
 class MaskingWriter:
     """Writes a byte stream as UTF-8 text with secret values masked, as it arrives.
 
-    Output is written at once, except an ending that could be the start of a secret split
-    across reads: that waits for the next read (or the end)."""
+    Output is written at once, except what could still become (part of) a secret with the next
+    read: an ending that begins some form, and a masked region that such an ending may extend.
+    That waits for the next read (or the end). The result is the same as masking the whole
+    output at once, however it is split."""
 
     def __init__(self, out: BinaryIO, secrets: Iterable[str]) -> None:
-        self._values = masked_values(secrets)
-        self._pattern = pattern_for(self._values)
+        self._matcher = Matcher(masked_values(secrets))
         self._out = out
         self._pending = ""
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
-    def _undecided(self, text: str) -> int:
-        """Length of the longest ending of `text` that begins some secret."""
-        longest = max(map(len, self._values), default=1) - 1
-        for size in range(min(longest, len(text)), 0, -1):
-            ending = text[-size:]
-            if any(value.startswith(ending) for value in self._values):
-                return size
-        return 0
+    def _cut(self, text: str, spans: list[tuple[int, int]]) -> int:
+        """Where to stop writing: before any undecided ending, and never inside a region."""
+        cut = len(text) - self._matcher.undecided(text)
+        for start, end in spans:
+            if start < cut < end:
+                return end if start == 0 and len(text) > _MAX_PENDING else start
+        return cut
 
     def write(self, data: bytes, *, final: bool = False) -> None:
         text = self._pending + self._decoder.decode(data, final=final)
-        if self._pattern is None:
-            cut = len(text)
-            emit = text
+        if not self._matcher:
+            emit, self._pending = text, ""
         else:
-            cut = len(text) if final else len(text) - self._undecided(text)
-            for match in self._pattern.finditer(text):
-                if match.start() >= cut:
-                    break
-                if match.end() > cut:
-                    cut = match.end()  # a whole secret straddles the cut: emit it masked
-                    break
-            emit = self._pattern.sub(MASK, text[:cut])
-        self._pending = text[cut:]
+            spans = list(self._matcher.spans(text))
+            cut = len(text) if final else self._cut(text, spans)
+            emit = self._matcher.mask(text[:cut], [s for s in spans if s[1] <= cut])
+            self._pending = text[cut:]
         if emit:
             self._out.write(emit.encode("utf-8"))
             self._out.flush()

@@ -21,6 +21,8 @@ from reconciler.executors.identity import run_identity
 from reconciler.redact import redactor
 
 DEFAULT_PATH = "/usr/local/bin:/usr/local/sbin:/usr/bin:/usr/sbin:/bin:/sbin"
+INHERITED_VARIABLES = ("PATH", "LANG", "LC_ALL")
+"""All a run takes from the daemon's environment (see docs/security.md)."""
 # Read and execute for all, as the Kubernetes executor mounts them (ConfigMap defaultMode).
 _READ_ONLY_FILE = 0o555
 _READ_ONLY_DIR = 0o555
@@ -142,9 +144,10 @@ def run_environment(
     extra: Mapping[str, str],
     secrets: Mapping[str, str],
 ) -> dict[str, str]:
-    """A small, explicit environment: never the daemon's own, which may hold its Git token.
-    Later layers win: base, the engine's settings, Defaults' env, spec.env, secretEnv, and the
-    run's identity (as on Kubernetes)."""
+    """A small, explicit environment: never the daemon's own, which may hold its Git token,
+    its `RECONCILER_*` settings or the path of the secrets dir. Later layers win: base (PATH
+    and the locale), HOME and TMPDIR in the work dir, the engine's settings, Defaults' env,
+    spec.env, the run's secretEnv, and the run's identity (as on Kubernetes)."""
     entry = request.entry
     return {
         "PATH": DEFAULT_PATH,

@@ -4,7 +4,8 @@ The kubelet resolves `secretKeyRef`s; the daemon does not need a Secret to start
 task may print a secret, and the log tail is committed to the status branch. To mask what the
 run could print, the executor reads exactly the Secret keys the run's containers reference and
 registers their values with the redactor: RBAC `get` on `secrets` in the runs' namespace
-(restrict it with `resourceNames` to the Secrets runs use, if you like).
+(restrict it with `resourceNames` to the Secrets runs use, if you like). The redactor then masks
+every form a value is printed in (`redact.secret_forms`: escaped, encoded, line by line).
 
 When a referenced Secret cannot be read (403), the log is withheld rather than shown
 unmasked. A Secret that does not exist has no value to mask. `enabled=False` turns reading off
