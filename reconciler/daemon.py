@@ -378,11 +378,12 @@ class Daemon:
             run_id=run_id_for(entry, start.operation, start.attempt, salt=start.salt),
             entry=entry, operation=start.operation, trigger=start.trigger,
             attempt=start.attempt, revision=revision, requested_at=now)
+        # Said before submitting: an executor that cannot start the run says so while submitting.
+        logger.bind(entry=entry.id, run=request.run_id).info(
+            "starting {} {} ({}: {})", start.operation.value, request.run_id,
+            start.trigger.value, start.message)
         self.executor.submit(request)
         self._in_flight.add(request.run_id)
-        logger.bind(entry=entry.id, run=request.run_id).info(
-            "started {} {} ({}: {})", start.operation.value, request.run_id,
-            start.trigger.value, start.message)
         pending = RunReport(
             run_id=request.run_id, entry_id=entry.id, spec_hash=entry.spec_hash,
             operation=start.operation, trigger=start.trigger, attempt=start.attempt,
