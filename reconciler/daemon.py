@@ -334,10 +334,19 @@ class Daemon:
             return  # never overwrite status files that could not be read first
         files = self._renderer.render(self.records, self.desired.errors,
                                       revision=self.revision)
-        changes = status_files.changed_files(self.pushed, files)
         try:
+            moved = self.source.status_changed()
+            if moved is not None:
+                # Diff against what is there now, so what was lost is written again.
+                (logger.warning if moved.rewritten else logger.info)(
+                    "status branch {} {}; writing the status files it lacks again",
+                    self.source.status_branch, moved.reason)
+                self.pushed = dict(moved.files)
+            changes = status_files.changed_files(self.pushed, files)
             if changes:
                 message = self._commit_message(finished, result)
+                if moved is not None and moved.rewritten:
+                    message += f"\nThe branch {moved.reason}: its status files are written again.\n"
                 self.source.write_status(changes, message)
                 self.metrics.observe_status_push("success")
         except Exception as err:  # kept, pushed next cycle
