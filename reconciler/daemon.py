@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from loguru import logger
 
+from reconciler import adoption
 from reconciler import status as status_files
 from reconciler.declarations.entries import DesiredState, Entry
 from reconciler.executors.base import Executor, RunReport, RunRequest, run_id_for
@@ -99,12 +100,25 @@ class Daemon:
 
     def restore(self) -> None:
         """Read what already ran from the status branch: the records are the durable memory,
-        so a daemon with a fresh state dir does not run everything again."""
+        so a daemon with a fresh state dir does not run everything again. Then adopt what the
+        executor durably knows of the declared versions and a record lacks (the branch was
+        reset while the daemon was down), so a restart never runs a success again."""
         files = self.source.read_status()
         self.records, problems = status_files.parse(files)
         for problem in problems:
             logger.warning("ignoring unreadable status file: {}", problem)
         self.pushed = {p: d for p, d in files.items() if p.startswith(status_files.ROOT + "/")}
+        self._sync_source(True)  # adoption looks up the declared versions
+        if self.revision is None:
+            raise RuntimeError("status not restored: the declarations could not be loaded yet")
+        entries = self.desired.entries.values()
+        self.records, adopted = adoption.adopt(
+            self.records, {e.id: e.depends_on for e in entries},
+            self.executor.latest({e.id: e.spec_hash for e in entries}))
+        for run in adopted:
+            logger.bind(entry=run.entry_id, run=run.run_id).info(
+                "adopted run {} ({}) from the {} executor's records: the status branch lacked it",
+                run.run_id, run.state.value, self.executor.name)
         self._restored = True
         logger.info("restored {} status records from branch {}", len(self.records),
                     self.source.status_branch)

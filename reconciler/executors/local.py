@@ -54,7 +54,7 @@ from reconciler.executors.workdir import (
 )
 from reconciler.redact import redactor
 from reconciler.stacks import runner_invocation
-from reconciler.types import EntryId, Kind, RunId, RunState
+from reconciler.types import EntryId, Kind, RunId, RunState, SpecHash
 
 STATE_LOCK_FILE = "executor.lock"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -207,6 +207,11 @@ class LocalExecutor:
             self._closed = True
             self._journal.close()
             os.close(self._state_lock)
+
+    def latest(self, versions: Mapping[EntryId, SpecHash]) -> Sequence[RunReport]:
+        with self._lock:
+            self._refresh()
+            return [self._report(row) for row in self._journal.latest_of(versions)]
 
     def latest_run(self, entry_id: EntryId) -> RunReport | None:
         """The newest run of an entry; see also `history.RunHistory` for a read-only view."""

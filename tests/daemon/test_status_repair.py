@@ -1,5 +1,6 @@
 """The status branch repairs itself (DESIGN §7): a person who force-pushes, resets, deletes or
-edits `reconciler-status` gets every status file back one cycle later."""
+edits `reconciler-status` gets every status file back one cycle later, and a daemon restarted
+with its state dir but a reset status branch runs nothing again that already succeeded."""
 
 from __future__ import annotations
 
@@ -151,3 +152,27 @@ def test_a_user_commit_that_leaves_status_files_alone_causes_no_status_commit(
     w.daemon.cycle(fetch=True)
 
     assert w.status_head() == theirs
+
+
+@pytest.mark.parametrize("rewrite", sorted(REWRITES))
+def test_a_restart_after_the_status_branch_was_rewritten_runs_nothing_again(
+        world: Callable[..., World], tmp_path: Path, rewrite: str) -> None:
+    w, ledger = three_tasks(world, tmp_path)
+    w.push({"b.yaml": ledger_task("b", ledger, env={"VERSION": "2"})}, "A new version of b")
+    w.settle()
+    assert sorted(ledger.read_text().split()) == ["a", "b", "b", "c"]
+    before = {name: w.status(f"task/{name}") for name in "abc"}
+    w.daemon.executor.close()
+
+    REWRITES[rewrite](w)  # while the daemon is down
+    w.restart()
+    w.settle()
+
+    assert sorted(ledger.read_text().split()) == ["a", "b", "b", "c"]  # one run per version
+    for name in "abc":
+        status = w.status(f"task/{name}")
+        assert status["phase"] == "Succeeded"
+        assert status["lastRun"] == before[name]["lastRun"]
+        assert status["lastSuccess"] == before[name]["lastSuccess"]
+        assert status["specHash"] == before[name]["specHash"]
+    assert w.status("task/c")["dependencies"] == before["c"]["dependencies"]

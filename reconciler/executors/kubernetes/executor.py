@@ -21,7 +21,7 @@ pods/log (get), configmaps (create, patch), and secrets (get) for masking (`secr
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -58,11 +58,16 @@ from reconciler.executors.kubernetes.phases import (
     secret_refs,
 )
 from reconciler.executors.kubernetes.podlogs import LogTails, PodLogs
-from reconciler.executors.kubernetes.runs import Tracked, observed, synthetic
+from reconciler.executors.kubernetes.runs import (
+    Tracked,
+    newest_of_each_version,
+    observed,
+    synthetic,
+)
 from reconciler.executors.kubernetes.secretmask import SecretMasker
 from reconciler.redact import redactor
 from reconciler.settings import Settings
-from reconciler.types import RunId, RunState
+from reconciler.types import EntryId, RunId, RunState, SpecHash
 
 __all__ = ["KubernetesExecutor", "KubernetesUnavailableError", "latest_log"]
 
@@ -222,6 +227,23 @@ class KubernetesExecutor:
                 self._recorded.add(run_id)
                 self._resubmitted.discard(run_id)
                 self._mark_recorded(run_id, run.namespace)
+
+    def latest(self, versions: Mapping[EntryId, SpecHash]) -> Sequence[RunReport]:
+        """From the Jobs in the informers' caches (finished Jobs stay until their TTL);
+        only the logs of the runs returned are read."""
+        self._wait_synced()
+        with self._lock:
+            found = []
+            for namespace, job in self._caches.jobs():
+                meta = lbl.RunMeta.from_object(job)
+                if meta is None or versions.get(meta.entry_id) != meta.spec_hash:
+                    continue
+                state = observe(job, self._caches.pods_of(meta.run_id, namespace)).state
+                if state.finished:
+                    found.append((meta, state, (namespace, meta, job)))
+            return [self._report(self._runs.get(meta.run_id) or Tracked(namespace=namespace),
+                                 meta, job)
+                    for namespace, meta, job in newest_of_each_version(found)]
 
     def logs(self, run_id: RunId) -> str:
         self._wait_synced()
