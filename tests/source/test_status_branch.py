@@ -61,7 +61,8 @@ def test_nothing_is_known_without_a_poll(source: GitSource, user: GitUser) -> No
     assert source.status_changed() is None  # no poll since the last push: nothing seen
     source.head()
     change = source.status_changed()
-    assert change is not None and change.rewritten
+    assert change is not None
+    assert change.rewritten
     assert source.status_changed() is None  # reported once
 
 
@@ -146,4 +147,5 @@ def test_a_push_racing_a_rewrite_is_refused_not_rebuilt_on_it(
     assert branch_head(bare_remote, STATUS) == older
     source.head()
     change = source.status_changed()
-    assert change is not None and change.rewritten
+    assert change is not None
+    assert change.rewritten
