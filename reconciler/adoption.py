@@ -13,7 +13,7 @@ before it started, so neither a schedule nor a dependency starts it again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -85,6 +85,19 @@ def adopt(
             deps = _dependencies_seen(result, depends_on[report.entry_id], _when(report))
             result[report.entry_id] = record.model_copy(update={"dependencies": deps})
     return result, adopted
+
+
+def shown(records: Iterable[EntryRecord]) -> set[RunId]:
+    """The finished runs the records already show: nothing to adopt of them."""
+    runs: set[RunId] = set()
+    for record in records:
+        if record.last_run is not None and record.last_run.state.finished:
+            runs.add(record.last_run.id)
+        if record.last_success is not None:
+            runs.add(record.last_success.run_id)
+        if record.drift is not None and record.drift.run_id is not None:
+            runs.add(record.drift.run_id)
+    return runs
 
 
 def _when(report: Report) -> datetime:

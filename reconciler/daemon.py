@@ -112,9 +112,10 @@ class Daemon:
         if self.revision is None:
             raise RuntimeError("status not restored: the declarations could not be loaded yet")
         entries = self.desired.entries.values()
+        found = self.executor.latest({e.id: e.spec_hash for e in entries},
+                                     adoption.shown(self.records.values()))
         self.records, adopted = adoption.adopt(
-            self.records, {e.id: e.depends_on for e in entries},
-            self.executor.latest({e.id: e.spec_hash for e in entries}))
+            self.records, {e.id: e.depends_on for e in entries}, found)
         for run in adopted:
             logger.bind(entry=run.entry_id, run=run.run_id).info(
                 "adopted run {} ({}) from the {} executor's records: the status branch lacked it",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -56,21 +56,19 @@ CREATE INDEX IF NOT EXISTS runs_to_report ON runs (acknowledged, seq);
 
 _LATEST = """
 WITH wanted AS (SELECT key AS entry_id, value AS spec_hash FROM json_each(?)),
-finished AS (
-    SELECT runs.*,
-        ROW_NUMBER() OVER (PARTITION BY runs.entry_id, runs.operation = 'drift'
-                           ORDER BY runs.seq DESC) AS newest,
-        ROW_NUMBER() OVER (PARTITION BY runs.entry_id, runs.operation = 'drift',
-                           runs.state = ? ORDER BY runs.seq DESC) AS newest_alike
-    FROM runs JOIN wanted
+picked AS (
+    SELECT MAX(runs.seq) AS seq FROM runs JOIN wanted
         ON runs.entry_id = wanted.entry_id AND runs.spec_hash = wanted.spec_hash
     WHERE runs.state NOT IN (?, ?)
+    GROUP BY runs.entry_id, runs.operation = 'drift'
+    UNION
+    SELECT MAX(runs.seq) FROM runs JOIN wanted
+        ON runs.entry_id = wanted.entry_id AND runs.spec_hash = wanted.spec_hash
+    WHERE runs.state = ? AND runs.operation != 'drift'
+    GROUP BY runs.entry_id
 )
-SELECT seq, run_id, entry_id, kind, spec_hash, operation, trigger, attempt, revision, state,
-    requested_at, submitted_at, started_at, finished_at, exit_code, message, result, pid,
-    pid_start, acknowledged, request
-FROM finished
-WHERE newest = 1 OR (newest_alike = 1 AND state = ? AND operation != 'drift')
+SELECT * FROM runs
+WHERE seq IN (SELECT seq FROM picked) AND run_id NOT IN (SELECT value FROM json_each(?))
 ORDER BY seq
 """
 
@@ -204,14 +202,17 @@ class Journal:
         )
         return rows[0] if rows else None
 
-    def latest_of(self, versions: Mapping[EntryId, SpecHash]) -> list[RunRow]:
+    def latest_of(
+        self, versions: Mapping[EntryId, SpecHash], known: Collection[RunId] = ()
+    ) -> list[RunRow]:
         """Of each version (entry → spec hash): its newest finished run, its newest successful
-        one, and its newest finished drift check; each row once, oldest first. One query,
-        however many versions (they travel as one JSON parameter)."""
+        one and its newest finished drift check, each once, oldest first, leaving out the runs
+        in `known`. One query, however many versions (they travel as JSON parameters)."""
         if not versions:
             return []
-        succeeded = RunState.SUCCEEDED.value
-        return self._query(_LATEST, (json.dumps(dict(versions)), succeeded, *_ACTIVE, succeeded))
+        return self._query(_LATEST, (
+            json.dumps(dict(versions)), *_ACTIVE, RunState.SUCCEEDED.value,
+            json.dumps(list(known))))
 
     def mark_running(self, run_id: RunId, *, started_at: datetime) -> bool:
         """Claim a queued run before anything of it is started: if the daemon dies from here

@@ -22,7 +22,7 @@ import os
 import re
 import subprocess
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -208,10 +208,12 @@ class LocalExecutor:
             self._journal.close()
             os.close(self._state_lock)
 
-    def latest(self, versions: Mapping[EntryId, SpecHash]) -> Sequence[RunReport]:
+    def latest(
+        self, versions: Mapping[EntryId, SpecHash], known: Collection[RunId] = ()
+    ) -> Sequence[RunReport]:
         with self._lock:
             self._refresh()
-            return [self._report(row) for row in self._journal.latest_of(versions)]
+            return [self._report(row) for row in self._journal.latest_of(versions, known)]
 
     def latest_run(self, entry_id: EntryId) -> RunReport | None:
         """The newest run of an entry; see also `history.RunHistory` for a read-only view."""

@@ -263,3 +263,14 @@ def test_latest_is_what_durably_succeeded_even_after_acknowledgement_and_a_resta
     assert restarted.latest({}) == []
     assert [r.run_id for r in restarted.poll()] == [running.run_id]  # nothing started
     restarted.cancel(running.run_id)
+
+
+def test_latest_leaves_out_the_runs_the_records_show(harness: Harness) -> None:
+    executor = harness.make()
+    entry = task_entry("shown", ["sh", "-c", "echo once"])
+    request = request_for(entry)
+    executor.submit(request)
+    wait_until(executor, request.run_id)
+
+    assert [r.run_id for r in executor.latest({entry.id: entry.spec_hash})] == [request.run_id]
+    assert executor.latest({entry.id: entry.spec_hash}, {request.run_id}) == []

@@ -21,7 +21,7 @@ pods/log (get), configmaps (create, patch), and secrets (get) for masking (`secr
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -228,7 +228,9 @@ class KubernetesExecutor:
                 self._resubmitted.discard(run_id)
                 self._mark_recorded(run_id, run.namespace)
 
-    def latest(self, versions: Mapping[EntryId, SpecHash]) -> Sequence[RunReport]:
+    def latest(
+        self, versions: Mapping[EntryId, SpecHash], known: Collection[RunId] = ()
+    ) -> Sequence[RunReport]:
         """From the Jobs in the informers' caches (finished Jobs stay until their TTL);
         only the logs of the runs returned are read."""
         self._wait_synced()
@@ -243,7 +245,8 @@ class KubernetesExecutor:
                     found.append((meta, state, (namespace, meta, job)))
             return [self._report(self._runs.get(meta.run_id) or Tracked(namespace=namespace),
                                  meta, job)
-                    for namespace, meta, job in newest_of_each_version(found)]
+                    for namespace, meta, job in newest_of_each_version(found)
+                    if meta.run_id not in known]
 
     def logs(self, run_id: RunId) -> str:
         self._wait_synced()
