@@ -263,6 +263,12 @@ class Journal:
                 done.append(row)
         return done
 
+    def report_again(self, run_id: RunId) -> bool:
+        """Undo the acknowledgement of a finished run (submitted again by a daemon that lost
+        its record of it). False when it was not acknowledged."""
+        return bool(self._change(
+            "UPDATE runs SET acknowledged = 0 WHERE run_id = ? AND acknowledged = 1", (run_id,)))
+
     def prune(self, entry_id: EntryId, *, keep: int) -> list[RunId]:
         """Forget all but the newest `keep` acknowledged runs of an entry; returns the ids
         forgotten, whose files the caller removes."""

@@ -161,6 +161,11 @@ class LocalExecutor:
         with self._lock:
             if self._journal.add(request, submitted_at=self._clock()):
                 logger.info("run {} of {} queued", request.run_id, request.entry.id)
+            elif self._journal.report_again(request.run_id):
+                # Its record was lost (a reset status branch): report how it ended, as the
+                # Kubernetes executor does for a Job it finds, rather than leave it unreported.
+                logger.info("run {} of {} ended before; reporting it again", request.run_id,
+                            request.entry.id)
             self._refresh()
 
     def poll(self) -> Sequence[RunReport]:

@@ -274,3 +274,23 @@ def test_latest_leaves_out_the_runs_the_records_show(harness: Harness) -> None:
 
     assert [r.run_id for r in executor.latest({entry.id: entry.spec_hash})] == [request.run_id]
     assert executor.latest({entry.id: entry.spec_hash}, {request.run_id}) == []
+
+
+def test_resubmitting_an_acknowledged_run_reports_it_again_without_running_it(
+    harness: Harness,
+) -> None:
+    executor = harness.make()
+    entry = task_entry("again", ["sh", "-c", "echo ran-once"])
+    request = request_for(entry)
+    executor.submit(request)
+    wait_until(executor, request.run_id)
+    executor.acknowledge([request.run_id])
+    assert executor.poll() == []
+
+    executor.submit(request)  # a daemon whose record of the run was lost plans it again
+
+    report = wait_until(executor, request.run_id)
+    assert report.state is RunState.SUCCEEDED
+    assert executor.logs(request.run_id).count("ran-once") == 1
+    executor.acknowledge([request.run_id])
+    assert executor.poll() == []
