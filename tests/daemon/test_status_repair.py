@@ -176,3 +176,21 @@ def test_a_restart_after_the_status_branch_was_rewritten_runs_nothing_again(
         assert status["lastSuccess"] == before[name]["lastSuccess"]
         assert status["specHash"] == before[name]["specHash"]
     assert w.status("task/c")["dependencies"] == before["c"]["dependencies"]
+
+
+def test_status_kept_on_the_tracked_branch_is_written_again_after_a_force_push(
+        world: Callable[..., World], tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    w = world({"a.yaml": ledger_task("a", ledger)}, status_branch="main")
+    w.settle()
+    before = status_tree(w.bare, "main")
+    assert before
+    w.user.pull("main")
+    first = w.user.git("rev-list", "--max-parents=0", "HEAD")
+    w.user.git("reset", "--quiet", "--hard", first)  # the declarations, without any status
+    w.user.push("main", force=True)
+
+    w.daemon.cycle(fetch=True)
+
+    assert status_tree(w.bare, "main") == before
+    assert ledger.read_text() == "a\n"
