@@ -352,12 +352,12 @@ class Daemon:
         try:
             moved = self.source.status_changed()
             if moved is not None:
-                # Diff against what is there now, so what was lost is written again.
-                (logger.warning if moved.rewritten else logger.info)(
-                    "status branch {} {}; writing the status files it lacks again",
-                    self.source.status_branch, moved.reason)
-                self.pushed = dict(moved.files)
+                self.pushed = dict(moved.files)  # diff against what is there now
             changes = status_files.changed_files(self.pushed, files)
+            if moved is not None and (moved.rewritten or changes):
+                (logger.warning if moved.rewritten else logger.info)(
+                    "status branch {} {}; writing {} status file(s) again",
+                    self.source.status_branch, moved.reason, len(changes))
             if changes:
                 message = self._commit_message(finished, result)
                 if moved is not None and moved.rewritten:
