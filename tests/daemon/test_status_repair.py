@@ -12,6 +12,7 @@ import pytest
 from loguru import logger
 
 from tests.daemon.conftest import World, task
+from tests.daemon.test_stacks import drift_state_by_hand, module, resources, stack
 
 STATUS = "reconciler-status"
 
@@ -194,3 +195,28 @@ def test_status_kept_on_the_tracked_branch_is_written_again_after_a_force_push(
 
     assert status_tree(w.bare, "main") == before
     assert ledger.read_text() == "a\n"
+
+
+@pytest.mark.engine
+def test_a_restart_after_the_status_branch_was_deleted_neither_applies_nor_checks_again(
+        world: Callable[..., World]) -> None:
+    """A stack's apply and its last drift check are adopted: the drifted resource is not put
+    back by a second apply, and the drift found is still reported."""
+    w = world({"web.yaml": stack(drift={"schedule": "*/5 * * * *"}), **module()})
+    w.settle()
+    drift_state_by_hand(w, "terraform_data.app", "huge")
+    w.clock.advance(minutes=6)
+    w.settle()
+    before = w.status("stack/web")
+    assert before["drift"]["state"] == "Drifted"
+    w.daemon.executor.close()
+
+    delete_branch(w)
+    w.restart()
+    w.settle()
+
+    after = w.status("stack/web")
+    assert after["phase"] == "Succeeded"
+    assert after["lastRun"]["id"] == before["lastRun"]["id"]
+    assert after["drift"] == before["drift"]
+    assert resources(w)["terraform_data.app"] == "huge"  # not applied again
