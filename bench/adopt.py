@@ -5,7 +5,8 @@
   With records that show every run (the usual restart) no report is built; with none (a status
   branch deleted while the daemon was down) every version's runs are, and adopted.
 - The status branch check after a poll: untouched (no fetch), and moved on by one commit on top
-  of a history of 2,000 status commits (one fetch and one ancestry test from the new head).
+  of a history of 2,000 status commits (one fetch and one ancestry test from the new head);
+  the ancestry test alone, for a commit on top and for a branch reset to its first commit.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from reconciler.executors.journal import Journal
 from reconciler.executors.local import LocalExecutor
 from reconciler.records import fold_report, new_record
 from reconciler.source.gitsource import GitSource
+from reconciler.source.writer import contains
 from reconciler.types import EntryId, Kind, Operation, Revision, RunState, SpecHash, Trigger
 from tests.executors.conftest import task_entry
 from tests.support.gitservers import GitDaemon, GitUser, make_bare_remote
@@ -126,7 +128,20 @@ def _source_side(root: Path) -> None:
             assert source.status_changed() is None
             samples.append(time.perf_counter() - started)
         print(f"poll + check, one commit on top of {HISTORY}: "
-              f"{statistics.median(samples) * 1000:.2f} ms")
+              f"{statistics.median(samples) * 1000:.2f} ms (mostly the fetch)")
+        repo = source.remote.repository
+        head = source.remote.local_head(STATUS)
+        assert head is not None
+        below = Revision(str(repo[head].parent_ids[0]))
+        first = Revision(user.git("rev-list", "--max-parents=0", "HEAD"))
+        print(f"ancestry test, one commit on top: "
+              f"{_median_ms(lambda: contains(repo, head, below), runs=20):.3f} ms")
+        rewritten = Revision(
+            user.git("commit-tree", "-p", first, "-m", "reset", f"{first}^{{tree}}"))
+        user.git("push", "--quiet", "origin", f"{rewritten}:refs/heads/elsewhere")
+        source.remote.fetch([], optional=["elsewhere"])
+        print(f"ancestry test, rewritten to the first of {HISTORY} commits: "
+              f"{_median_ms(lambda: contains(repo, rewritten, head), runs=5):.3f} ms")
 
 
 def main() -> None:
