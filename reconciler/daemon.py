@@ -355,9 +355,8 @@ class Daemon:
                 self.pushed = dict(moved.files)  # diff against what is there now
             changes = status_files.changed_files(self.pushed, files)
             if moved is not None and (moved.rewritten or changes):
-                (logger.warning if moved.rewritten else logger.info)(
-                    "status branch {} {}; writing {} status file(s) again",
-                    self.source.status_branch, moved.reason, len(changes))
+                logger.warning("status branch {} {}; writing {} status file(s) again",
+                               self.source.status_branch, moved.reason, len(changes))
             if changes:
                 message = self._commit_message(finished, result)
                 if moved is not None and moved.rewritten:

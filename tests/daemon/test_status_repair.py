@@ -124,7 +124,7 @@ def test_a_rewritten_status_branch_is_whole_again_one_cycle_later(
 
 
 def test_status_files_a_person_deleted_or_edited_are_written_again(
-        world: Callable[..., World], tmp_path: Path) -> None:
+        world: Callable[..., World], tmp_path: Path, warnings: list[str]) -> None:
     w, _ = three_tasks(world, tmp_path)
     before = status_tree(w.bare)
     as_user(w, "checkout", "--quiet", "-b", "status-edit", f"origin/{STATUS}")
@@ -138,10 +138,12 @@ def test_status_files_a_person_deleted_or_edited_are_written_again(
     after = status_tree(w.bare)
     assert after.pop("status/NOTE.md") == "kept\n"
     assert after == before
+    assert any("changed files under status/; writing 2 status file(s) again" in line
+               for line in warnings), warnings
 
 
 def test_a_user_commit_that_leaves_status_files_alone_causes_no_status_commit(
-        world: Callable[..., World], tmp_path: Path) -> None:
+        world: Callable[..., World], tmp_path: Path, warnings: list[str]) -> None:
     w, _ = three_tasks(world, tmp_path)
     as_user(w, "checkout", "--quiet", "-b", "status-note", f"origin/{STATUS}")
     w.user.commit({"NOTES.md": "outside status/\n"}, "A note")
@@ -153,6 +155,7 @@ def test_a_user_commit_that_leaves_status_files_alone_causes_no_status_commit(
     w.daemon.cycle(fetch=True)
 
     assert w.status_head() == theirs
+    assert not warnings
 
 
 @pytest.mark.parametrize("rewrite", sorted(REWRITES))
