@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from loguru import logger
 
+from reconciler import adoption
 from reconciler import status as status_files
 from reconciler.declarations.entries import DesiredState, Entry, LoadError, Location
 from reconciler.executors.base import Executor, RunReport, RunRequest, run_id_for
@@ -101,6 +102,7 @@ class Daemon:
         self._load_backoff = _Backoff(interval)
         self._lock = threading.Lock()
         self._restored = False
+        self._adopt_pending = False
         self._leading = False
         self._busy_since: float | None = None
         self._renderer = status_files.Renderer(branch=source.branch, redact=redact)
@@ -114,16 +116,37 @@ class Daemon:
 
     def restore(self) -> None:
         """Read what already ran from the status branch: the records are the durable memory,
-        so a daemon with a fresh state dir does not run everything again."""
+        so a daemon with a fresh state dir does not run everything again. Then adopt what the
+        executor durably knows of the declared versions and a record lacks (the branch was
+        reset while the daemon was down), so a restart never runs a success again."""
         files = self.source.read_status()
         self.records, problems = status_files.parse(files)
         for problem in problems:
             logger.warning("ignoring unreadable status file: {}", problem)
         self.pushed = {p: d for p, d in files.items() if p.startswith(status_files.ROOT + "/")}
-        self._pushed_records, self._pushed_revision = dict(self.records), self.revision
+        self._pushed_records, self._pushed_revision = dict(self.records), None
+        # Adoption looks up the declared versions: at once if they are loaded, else as soon
+        # as they are (before anything is planned from the records).
+        self._adopt_pending = True
+        if self.revision is not None:
+            self._adopt()
         self._restored = True
         logger.info("restored {} status records from branch {}", len(self.records),
                     self.source.status_branch)
+
+    def _adopt(self) -> None:
+        """Fold in what the executor durably knows of the declared versions and the records
+        lack (the status branch was reset while the daemon was down)."""
+        self._adopt_pending = False
+        entries = self.desired.entries.values()
+        found = self.executor.latest({e.id: e.spec_hash for e in entries},
+                                     adoption.shown(self.records.values()))
+        self.records, adopted = adoption.adopt(
+            self.records, {e.id: e.depends_on for e in entries}, found)
+        for run in adopted:
+            logger.bind(entry=run.entry_id, run=run.run_id).info(
+                "adopted run {} ({}) from the {} executor's records: the status branch lacked it",
+                run.run_id, run.state.value, self.executor.name)
 
     def _ensure_restored(self) -> None:
         if not self._restored:
@@ -260,6 +283,8 @@ class Daemon:
             logger.warning("cannot save the declarations cache: {}", err)
         self.desired, self.revision = desired, revision
         self.executor.expect(list(desired.entries.values()))
+        if self._adopt_pending:
+            self._adopt()
         self.metrics.set_revision(self.source.branch, revision)
         counts: dict[tuple[Kind | str, bool], int] = {}
         for entry in desired.entries.values():
@@ -410,7 +435,8 @@ class Daemon:
 
     def _write_status(self, finished: list[RunReport], result: CycleResult) -> None:
         """One status commit for everything this cycle changed; none when nothing did. Finished
-        runs are acknowledged to the executor only once their status is pushed."""
+        runs are acknowledged to the executor only once their status is pushed. A status
+        branch that lost files (a reset, a force-push, a hand edit) gets them back."""
         self.unacked.update(r.run_id for r in finished)
         if not self._restored or (self.revision is None and not self.records
                                   and self.refusal is None):
@@ -420,21 +446,30 @@ class Daemon:
             errors = (self.load_failure, *errors)
         files = self._renderer.render(self.records, errors, revision=self.revision,
                                       refusal=self.refusal)
-        changes = status_files.changed_files(self.pushed, files)
-        # Only the progress of runs in flight changed: it goes with the next change that does.
-        if changes and (finished or self._worth_a_commit(changes)):
-            try:
-                self.source.write_status(changes, self._commit_message(finished, result))
+        try:
+            moved = self.source.status_changed()
+            if moved is not None:
+                self.pushed = dict(moved.files)  # diff against what is there now
+            changes = status_files.changed_files(self.pushed, files)
+            if moved is not None and (moved.rewritten or changes):
+                logger.warning("status branch {} {}; writing {} status file(s) again",
+                               self.source.status_branch, moved.reason, len(changes))
+            # Only the progress of runs in flight changed: it goes with the next change that does.
+            if changes and (finished or moved is not None or self._worth_a_commit(changes)):
+                message = self._commit_message(finished, result)
+                if moved is not None and moved.rewritten:
+                    message += f"\nThe branch {moved.reason}: its status files are written again.\n"
+                self.source.write_status(changes, message)
                 self.metrics.observe_status_push("success")
-            except Exception as err:  # kept, pushed next cycle
-                self.metrics.observe_status_push("error")
-                logger.error("status push failed (kept for the next cycle): {}", err)
-                result.errors.append(f"status push failed: {err}")
-                return
-            self.pushed.update(files)
-            for path in [p for p, data in changes.items() if data is None]:
-                del self.pushed[path]
-            self._pushed_records, self._pushed_revision = dict(self.records), self.revision
+                self.pushed.update(files)
+                for path in [p for p, data in changes.items() if data is None]:
+                    del self.pushed[path]
+                self._pushed_records, self._pushed_revision = dict(self.records), self.revision
+        except Exception as err:  # kept, pushed next cycle
+            self.metrics.observe_status_push("error")
+            logger.error("status push failed (kept for the next cycle): {}", err)
+            result.errors.append(f"status push failed: {err}")
+            return
         if self.unacked:
             self.executor.acknowledge(sorted(self.unacked))
             self.counted -= self.unacked

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -93,6 +93,17 @@ class Executor(Protocol):
 
     def acknowledge(self, run_ids: Sequence[RunId]) -> None:
         """The daemon has recorded these finished runs in a pushed status commit."""
+        ...
+
+    def latest(
+        self, versions: Mapping[EntryId, SpecHash], known: Collection[RunId] = ()
+    ) -> Sequence[RunReport]:
+        """What this executor durably knows of these versions (entry → spec hash), acknowledged
+        or not, for a daemon whose status records may be missing or older (a status branch
+        that was reset): of each version, its newest finished run, its newest successful run
+        and its newest finished drift check, oldest first, leaving out the runs in `known`
+        (what the records already show). One lookup for all versions (a journal query, an
+        informer's cache); nothing is started."""
         ...
 
     def logs(self, run_id: RunId) -> str:

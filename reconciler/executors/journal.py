@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,25 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_by_entry ON runs (entry_id, seq);
 CREATE INDEX IF NOT EXISTS runs_to_report ON runs (acknowledged, seq);
+"""
+
+
+_LATEST = """
+WITH wanted AS (SELECT key AS entry_id, value AS spec_hash FROM json_each(?)),
+picked AS (
+    SELECT MAX(runs.seq) AS seq FROM runs JOIN wanted
+        ON runs.entry_id = wanted.entry_id AND runs.spec_hash = wanted.spec_hash
+    WHERE runs.state NOT IN (?, ?)
+    GROUP BY runs.entry_id, runs.operation = 'drift'
+    UNION
+    SELECT MAX(runs.seq) FROM runs JOIN wanted
+        ON runs.entry_id = wanted.entry_id AND runs.spec_hash = wanted.spec_hash
+    WHERE runs.state = ? AND runs.operation != 'drift'
+    GROUP BY runs.entry_id
+)
+SELECT * FROM runs
+WHERE seq IN (SELECT seq FROM picked) AND run_id NOT IN (SELECT value FROM json_each(?))
+ORDER BY seq
 """
 
 
@@ -183,6 +202,18 @@ class Journal:
         )
         return rows[0] if rows else None
 
+    def latest_of(
+        self, versions: Mapping[EntryId, SpecHash], known: Collection[RunId] = ()
+    ) -> list[RunRow]:
+        """Of each version (entry → spec hash): its newest finished run, its newest successful
+        one and its newest finished drift check, each once, oldest first, leaving out the runs
+        in `known`. One query, however many versions (they travel as JSON parameters)."""
+        if not versions:
+            return []
+        return self._query(_LATEST, (
+            json.dumps(dict(versions)), *_ACTIVE, RunState.SUCCEEDED.value,
+            json.dumps(list(known))))
+
     def mark_running(self, run_id: RunId, *, started_at: datetime) -> bool:
         """Claim a queued run before anything of it is started: if the daemon dies from here
         on, the run is found without a live supervisor and reported as interrupted, never
@@ -231,6 +262,12 @@ class Journal:
             if row is not None:
                 done.append(row)
         return done
+
+    def report_again(self, run_id: RunId) -> bool:
+        """Undo the acknowledgement of a finished run (submitted again by a daemon that lost
+        its record of it). False when it was not acknowledged."""
+        return bool(self._change(
+            "UPDATE runs SET acknowledged = 0 WHERE run_id = ? AND acknowledged = 1", (run_id,)))
 
     def prune(self, entry_id: EntryId, *, keep: int) -> list[RunId]:
         """Forget all but the newest `keep` acknowledged runs of an entry; returns the ids

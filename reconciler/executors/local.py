@@ -22,7 +22,7 @@ import os
 import re
 import subprocess
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,7 +55,7 @@ from reconciler.executors.workdir import (
 )
 from reconciler.redact import redactor
 from reconciler.stacks import runner_invocation
-from reconciler.types import EntryId, Kind, RunId, RunState
+from reconciler.types import EntryId, Kind, RunId, RunState, SpecHash
 
 STATE_LOCK_FILE = "executor.lock"
 PRIVATE_DIR = 0o700
@@ -168,6 +168,11 @@ class LocalExecutor:
         with self._lock:
             if self._journal.add(request, submitted_at=self._clock()):
                 logger.info("run {} of {} queued", request.run_id, request.entry.id)
+            elif self._journal.report_again(request.run_id):
+                # Its record was lost (a reset status branch): report how it ended, as the
+                # Kubernetes executor does for a Job it finds, rather than leave it unreported.
+                logger.info("run {} of {} ended before; reporting it again", request.run_id,
+                            request.entry.id)
             self._refresh()
 
     def poll(self) -> Sequence[RunReport]:
@@ -214,6 +219,13 @@ class LocalExecutor:
             self._closed = True
             self._journal.close()
             os.close(self._state_lock)
+
+    def latest(
+        self, versions: Mapping[EntryId, SpecHash], known: Collection[RunId] = ()
+    ) -> Sequence[RunReport]:
+        with self._lock:
+            self._refresh()
+            return [self._report(row) for row in self._journal.latest_of(versions, known)]
 
     def latest_run(self, entry_id: EntryId) -> RunReport | None:
         """The newest run of an entry; see also `history.RunHistory` for a read-only view."""

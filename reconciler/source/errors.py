@@ -73,3 +73,8 @@ class BranchNotFoundError(SourceConfigurationError, LookupError):
 class PushRejectedError(SourceConfigurationError):
     """The server refused to update a branch for a reason other than a concurrent push
     (a protected branch, a hook, missing write permission)."""
+
+
+class HistoryRewrittenError(PushConflictError):
+    """While pushing, the branch was replaced by a history that no longer holds the commit the
+    change was built on (a force-push or reset): the change alone would not make it whole."""

@@ -13,9 +13,11 @@ from tempfile import TemporaryDirectory
 import pygit2
 
 from reconciler.declarations.files import FileSource
+from reconciler.ports import StatusBranchChange
 from reconciler.settings import GitCredentials
 from reconciler.source.errors import BranchNotFoundError
-from reconciler.source.remote import GitRemote
+from reconciler.source.remote import GitRemote, branch_ref
+from reconciler.source.statusbranch import StatusBranch
 from reconciler.source.tree import GitTreeSource, changed_paths, materialize, open_repository
 from reconciler.source.verdicts import SignedCommit
 from reconciler.source.writer import Author, commit_files
@@ -41,13 +43,18 @@ class GitSource:
         self.status_branch = status_branch
         self.author = author or Author()
         self.on_push_conflict = on_push_conflict
+        self._status = StatusBranch(self.remote, status_branch, STATUS_PREFIX.rstrip("/"))
 
     @property
     def url(self) -> str:
         return self.remote.url
 
     def head(self) -> Revision | None:
-        return self.remote.remote_head(self.branch)
+        """The tracked branch's head on the remote. The same round trip shows the status
+        branch's head, which tells `status_changed` whether someone rewrote it."""
+        heads = self.remote.remote_heads()
+        self._status.advertised(heads.get(_name(self.status_branch)))
+        return heads.get(_name(self.branch))
 
     def fetch(self) -> Revision:
         optional = () if self.status_branch == self.branch else (self.status_branch,)
@@ -78,16 +85,27 @@ class GitSource:
 
     def read_status(self) -> dict[str, bytes]:
         self.fetch()
-        return self.remote.read_tree_files(self.status_branch, STATUS_PREFIX.rstrip("/"))
+        return self._status.read()
 
     def write_status(self, changes: Mapping[str, bytes | None], message: str) -> Revision | None:
-        return commit_files(self.remote, self.status_branch, changes, message, self.author,
-                            on_conflict=self.on_push_conflict)
+        """Commit and push `changes`; HistoryRewrittenError when the branch was rewritten
+        while pushing (the next `status_changed` says what is there now)."""
+        commit = commit_files(self.remote, self.status_branch, changes, message, self.author,
+                              on_conflict=self.on_push_conflict, keep=self._status.known)
+        self._status.pushed(commit)
+        return commit
+
+    def status_changed(self) -> StatusBranchChange | None:
+        return self._status.check()
 
     def materialize(self, revision: Revision, dest: Path) -> None:
         """The executors' `Workspace`: the whole repository at `revision` (a stack's module may
         reference modules elsewhere in it)."""
         materialize(self.remote.repository, revision, dest)
+
+
+def _name(branch: str) -> str:
+    return branch_ref(branch).removeprefix("refs/heads/")
 
 
 def read_status_files(location: str, status_branch: str) -> dict[str, bytes]:

@@ -3,7 +3,9 @@
 Trees are rewritten with `TreeBuilder` along the changed paths only, so a one-file status
 commit costs the same in a repository of ten files or ten thousand. When the push is refused
 because the branch moved (another replica, or a person, pushed first), the same changes are
-rebuilt on the new head and pushed again, a bounded number of times with growing pauses.
+rebuilt on the new head and pushed again, a bounded number of times with growing pauses,
+unless the new head no longer holds the commit the caller said must stay (`keep`): then the
+branch was rewritten, and the caller has to write more than this change.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pygit2
 from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field
 
-from reconciler.source.errors import PushConflictError, PushRejectedError
+from reconciler.source.errors import HistoryRewrittenError, PushConflictError, PushRejectedError
 from reconciler.source.remote import GitRemote
 from reconciler.types import Revision
 
@@ -54,6 +56,7 @@ def commit_files(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], datetime] = _now,
     on_conflict: Callable[[], None] | None = None,
+    keep: Revision | None = None,
 ) -> Revision | None:
     """Commit `changes` (path → new content, or None to delete the file) on top of `branch`
     and push it. Returns the pushed commit, or None when the files already hold that content
@@ -63,7 +66,8 @@ def commit_files(
     Raises PushRejectedError when the server refuses the update for another reason than a
     concurrent push, PushConflictError when the branch moved under every attempt, and the
     other SourceErrors of the connection. `on_conflict` is called for every lost race (for
-    the `status_push_total{result="conflict"}` metric).
+    the `status_push_total{result="conflict"}` metric). With `keep`, a lost race to a head
+    that does not contain `keep` raises HistoryRewrittenError instead of rebuilding on it.
     """
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
@@ -86,6 +90,7 @@ def commit_files(
                 on_conflict()
             _catch_up(remote, branch, head, attempt=attempt, attempts=attempts, backoff=backoff,
                       sleep=sleep)
+            _check_kept(remote, branch, keep)
             continue
         return commit
     raise PushConflictError(
@@ -115,6 +120,33 @@ def _catch_up(
         jitter = random.uniform(0.75, 1.25)  # noqa: S311 - not a secret
         sleep(backoff * 2 ** (attempt - 1) * jitter)
         remote.fetch([], optional=[branch])
+
+
+def contains(repo: pygit2.Repository, head: Revision, commit: Revision) -> bool:
+    """Whether `commit` is `head` or one of its ancestors. libgit2 walks back from `head` only
+    until it meets `commit` (or runs out of newer commits), so the cost follows what was added
+    since `commit`, not the length of the history. A commit the mirror no longer has (pruned
+    after a force-push) is not an ancestor: fetching `head` would have brought it back."""
+    if head == commit:
+        return True
+    try:
+        return bool(repo.descendant_of(pygit2.Oid(hex=head), pygit2.Oid(hex=commit)))
+    except (KeyError, ValueError, pygit2.GitError):
+        return False
+
+
+def _check_kept(remote: GitRemote, branch: str, keep: Revision | None) -> None:
+    """After catching up: refuse to rebuild on a head that dropped `keep` (or on nothing)."""
+    if keep is None:
+        return
+    head = remote.local_head(branch)
+    if head is None:
+        raise HistoryRewrittenError(f"{branch} on {remote.url} was deleted while pushing")
+    if not contains(remote.repository, head, keep):
+        raise HistoryRewrittenError(
+            f"{branch} on {remote.url} was rewritten while pushing: {head[:12]} no longer"
+            f" contains {keep[:12]}"
+        )
 
 
 def _commit_on(

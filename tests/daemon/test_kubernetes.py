@@ -111,3 +111,43 @@ def test_a_forbidden_namespace_fails_its_runs_and_recovers_when_reverted(
     hello = w.status("task/hello")
     assert hello["phase"] == "Succeeded"
     assert "hello from a pod" in hello["lastRun"]["logTail"]
+
+
+def test_restart_with_the_status_branch_reset_adopts_the_finished_job(
+        world: Callable[..., World], harness: KubernetesHarness, tmp_path: Path) -> None:
+    """The Job of a recorded run is still in the cluster (its TTL has not passed) when a person
+    resets the status branch to its first commit (which shows the run Running) and the daemon
+    restarts: the run is adopted from its Job, not taken for interrupted and run again."""
+    harness.api.call(harness.api.server.add_namespace, "default")
+    ledger = tmp_path / "ledger"
+    w = world({
+        "reconciler.yaml": declaration("Defaults", "defaults", namespace="runs"),
+        "once.yaml": declaration("Task", "once", image="python:3.12-slim", command=[
+            PY, "-c", f"open({str(ledger)!r}, 'a').write('ran\\n')"]),
+    })
+
+    def executor() -> KubernetesExecutor:
+        made = KubernetesExecutor(api_client=harness.api.client(),
+                                  options=KubernetesOptions(namespace="default"),
+                                  start_grace=0.2, log_interval=0.0, watch_timeout=30)
+        harness.executors.append(made)
+        return made
+
+    w.daemon.executor.close()
+    w.daemon.executor = executor()
+    w.settle()
+    before = w.status("task/once")
+    assert (before["phase"], ledger.read_text()) == ("Succeeded", "ran\n")
+    w.user.git("fetch", "--quiet", "origin", "reconciler-status")
+    first = w.user.git("rev-list", "--max-parents=0", "FETCH_HEAD")
+    w.user.git("push", "--quiet", "--force", "origin", f"{first}:refs/heads/reconciler-status")
+    assert w.status("task/once")["lastRun"]["state"] in ("Pending", "Running")
+    w.restart()
+    w.daemon.executor.close()
+    w.daemon.executor = executor()
+    w.settle()
+    after = w.status("task/once")
+    assert after["phase"] == "Succeeded"
+    assert {k: after["lastRun"][k] for k in ("id", "state", "exitCode", "startedAt")} == {
+        k: before["lastRun"][k] for k in ("id", "state", "exitCode", "startedAt")}
+    assert ledger.read_text() == "ran\n"  # adopted from its Job, not run again

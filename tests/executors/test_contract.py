@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 from reconciler.redact import MASK
-from reconciler.types import RunState, Trigger
+from reconciler.types import RunState, SpecHash, Trigger
 from tests.executors.conftest import (
     REVISION,
     Harness,
@@ -225,3 +226,71 @@ def test_unknown_runs(harness: Harness) -> None:
     assert executor.logs(request_for(task_entry("nope", ["true"])).run_id) == ""
     executor.cancel(request_for(task_entry("nope", ["true"])).run_id)
     executor.acknowledge([request_for(task_entry("nope", ["true"])).run_id])
+
+
+def test_latest_is_what_durably_succeeded_even_after_acknowledgement_and_a_restart(
+    harness: Harness, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran-once"
+    # The same version succeeds the first time and fails the second (a cron run, say).
+    entry = task_entry("kept", ["sh", "-c", f"echo run; test ! -e {marker} && touch {marker}"])
+    executor = harness.make()
+    first = request_for(entry)
+    executor.submit(first)
+    assert wait_until(executor, first.run_id).state is RunState.SUCCEEDED
+    executor.acknowledge([first.run_id])
+    second = request_for(entry, trigger=Trigger.SCHEDULE, salt="2024-05-01T03:00:00+00:00")
+    executor.submit(second)
+    assert wait_until(executor, second.run_id).state is RunState.FAILED
+    executor.acknowledge([second.run_id])
+    busy = task_entry("busy", ["sh", "-c", "echo busy; sleep 30"])
+    running = request_for(busy)
+    executor.submit(running)
+    wait_until(executor, running.run_id, lambda r: "busy" in r.log_tail)
+    executor.close()
+
+    restarted = harness.make()
+    found = restarted.latest({entry.id: entry.spec_hash, busy.id: busy.spec_hash})
+
+    assert [(r.run_id, r.state) for r in found] == [
+        (first.run_id, RunState.SUCCEEDED), (second.run_id, RunState.FAILED)]
+    assert found[0].entry_id == entry.id
+    assert found[0].spec_hash == entry.spec_hash
+    assert found[0].exit_code == 0
+    assert "run" in found[0].log_tail.splitlines()
+    assert found[0].finished_at is not None
+    assert restarted.latest({entry.id: SpecHash("0" * 64)}) == []  # another version
+    assert restarted.latest({}) == []
+    assert [r.run_id for r in restarted.poll()] == [running.run_id]  # nothing started
+    restarted.cancel(running.run_id)
+
+
+def test_latest_leaves_out_the_runs_the_records_show(harness: Harness) -> None:
+    executor = harness.make()
+    entry = task_entry("shown", ["sh", "-c", "echo once"])
+    request = request_for(entry)
+    executor.submit(request)
+    wait_until(executor, request.run_id)
+
+    assert [r.run_id for r in executor.latest({entry.id: entry.spec_hash})] == [request.run_id]
+    assert executor.latest({entry.id: entry.spec_hash}, {request.run_id}) == []
+
+
+def test_resubmitting_an_acknowledged_run_reports_it_again_without_running_it(
+    harness: Harness,
+) -> None:
+    executor = harness.make()
+    entry = task_entry("again", ["sh", "-c", "echo ran-once"])
+    request = request_for(entry)
+    executor.submit(request)
+    wait_until(executor, request.run_id)
+    executor.acknowledge([request.run_id])
+    assert executor.poll() == []
+
+    executor.submit(request)  # a daemon whose record of the run was lost plans it again
+
+    report = wait_until(executor, request.run_id)
+    assert report.state is RunState.SUCCEEDED
+    assert executor.logs(request.run_id).count("ran-once") == 1
+    executor.acknowledge([request.run_id])
+    assert executor.poll() == []

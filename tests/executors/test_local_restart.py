@@ -99,8 +99,8 @@ def test_daemon_killed_mid_run_then_restarted(
     executor.close()
 
     again = local.make()
-    again.submit(request)
-    assert again.poll() == []
+    again.submit(request)  # asked once more after it was recorded: reported, never rerun
+    assert [(r.run_id, r.state) for r in again.poll()] == [(request.run_id, RunState.FAILED)]
     assert starts(counter) == [request.run_id]
 
 

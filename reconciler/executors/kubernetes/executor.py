@@ -28,7 +28,7 @@ update).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -73,11 +73,17 @@ from reconciler.executors.kubernetes.phases import (
     secret_refs,
 )
 from reconciler.executors.kubernetes.podlogs import LogTails, PodLogs
-from reconciler.executors.kubernetes.runs import Tracked, fail, observed, synthetic
+from reconciler.executors.kubernetes.runs import (
+    Tracked,
+    fail,
+    newest_of_each_version,
+    observed,
+    synthetic,
+)
 from reconciler.executors.kubernetes.secretmask import SecretMasker
 from reconciler.redact import redactor
 from reconciler.settings import Settings
-from reconciler.types import RunId, RunState
+from reconciler.types import EntryId, RunId, RunState, SpecHash
 
 __all__ = ["KubernetesExecutor", "KubernetesUnavailableError", "latest_log"]
 
@@ -261,6 +267,26 @@ class KubernetesExecutor:
                 self._recorded.add(run_id)
                 self._resubmitted.discard(run_id)
                 self._mark_recorded(run_id, run.namespace)
+
+    def latest(
+        self, versions: Mapping[EntryId, SpecHash], known: Collection[RunId] = ()
+    ) -> Sequence[RunReport]:
+        """From the Jobs in the informers' caches (finished Jobs stay until their TTL);
+        only the logs of the runs returned are read."""
+        self._wait_synced()
+        with self._lock:
+            found = []
+            for namespace, job in self._caches.jobs():
+                meta = lbl.RunMeta.from_object(job)
+                if meta is None or versions.get(meta.entry_id) != meta.spec_hash:
+                    continue
+                state = observe(job, self._caches.pods_of(meta.run_id, namespace)).state
+                if state.finished:
+                    found.append((meta, state, (namespace, meta, job)))
+            return [self._report(self._runs.get(meta.run_id) or Tracked(namespace=namespace),
+                                 meta, job)
+                    for namespace, meta, job in newest_of_each_version(found)
+                    if meta.run_id not in known]
 
     def logs(self, run_id: RunId) -> str:
         self._wait_synced()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from reconciler.executors.base import (
     RunReport,
@@ -16,7 +17,9 @@ from reconciler.executors.base import (
 from reconciler.executors.kubernetes.labels import RunMeta
 from reconciler.executors.kubernetes.manifests import RunManifests
 from reconciler.executors.kubernetes.phases import Observation
-from reconciler.types import RunState
+from reconciler.types import Operation, RunState
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -77,3 +80,23 @@ def observed(meta: RunMeta, seen: Observation, log: str, *, message: str,
         exit_code=seen.exit_code, message=message,
         log_tail=tail(strip_result_lines(log)), result=parse_result_line(log),
     )
+
+
+def newest_of_each_version(found: Iterable[tuple[RunMeta, RunState, _T]]) -> list[_T]:
+    """Of each entry's finished runs (`found`: the run, how it ended, what to return for it):
+    its newest run, its newest successful run and its newest drift check, each once, oldest
+    first, as `Executor.latest` returns them. Newest by the time the daemon asked for it."""
+    picked: dict[tuple[str, bool, bool], tuple[RunMeta, _T]] = {}
+    for meta, state, value in found:
+        drift = meta.operation is Operation.DRIFT
+        keys = [(meta.entry_id, drift, False)]
+        if state is RunState.SUCCEEDED and not drift:
+            keys.append((meta.entry_id, False, True))
+        for key in keys:
+            held = picked.get(key)
+            if held is None or (held[0].requested_at, held[0].run_id) < (
+                    meta.requested_at, meta.run_id):
+                picked[key] = (meta, value)
+    unique = {meta.run_id: (meta, value) for meta, value in picked.values()}
+    ordered = sorted(unique.values(), key=lambda pair: (pair[0].requested_at, pair[0].run_id))
+    return [value for _, value in ordered]
