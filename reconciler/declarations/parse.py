@@ -26,15 +26,13 @@ try:
 except ImportError:  # no C extension for this interpreter: the pure parser, slower
     CParser = None
 
-from reconciler.types import API_VERSION
+from reconciler.declarations.depth import too_deep
+from reconciler.declarations.limits import MAX_DEPTH, MAX_DOCUMENTS, MAX_FILE_BYTES, MAX_NODES
+from reconciler.declarations.ours import API_GROUP, claims, may_claim
 
-API_GROUP = API_VERSION.partition("/")[0]
-_MARKER = API_GROUP.encode()
+__all__ = ["API_GROUP", "MAX_NODES", "parse_file"]
+
 _DEFAULTS_KIND = re.compile(rb"^\s*kind:\s*[\"']?Defaults\b", re.MULTILINE)
-
-MAX_NODES = 100_000
-"""More values than this in one document (aliases expanded) is refused: a few lines of
-nested aliases can stand for billions of values, and validating them would never end."""
 _SHORT = 64
 """Strings up to this length are interned (see `interned`)."""
 
@@ -71,11 +69,17 @@ NOT_DECLARATIONS = RawFile()
 
 
 def parse_file(data: bytes) -> RawFile:
-    # Cheap screen first: YAML that never names our group (CI configs, Kubernetes
+    # Cheap screen first: YAML that cannot hold a document of ours (CI configs, Kubernetes
     # manifests, Helm values) is skipped without being parsed.
-    if _MARKER not in data:
+    if not may_claim(data):
         return NOT_DECLARATIONS
     mentions_defaults = _DEFAULTS_KIND.search(data) is not None
+    if len(data) > MAX_FILE_BYTES:
+        problem = SyntaxProblem(
+            1, 1, f"the file is {len(data)} bytes; declaration files are limited to "
+            f"{MAX_FILE_BYTES} bytes (1 MiB)"
+        )
+        return RawFile(problem=problem, mentions_defaults=mentions_defaults)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -84,6 +88,11 @@ def parse_file(data: bytes) -> RawFile:
         problem = SyntaxProblem(line, column, "the file is not UTF-8 text")
         return RawFile(problem=problem, mentions_defaults=mentions_defaults)
     try:
+        deep = too_deep(data, text)
+        if deep is not None:
+            message = f"the YAML nests more than {MAX_DEPTH} levels deep, the limit"
+            problem = SyntaxProblem(*deep, message)
+            return RawFile(problem=problem, mentions_defaults=mentions_defaults)
         documents = tuple(_documents(text))
     except YAMLError as err:
         return RawFile(problem=syntax_problem(err, text), mentions_defaults=mentions_defaults)
@@ -100,15 +109,24 @@ def _documents(text: str) -> list[RawDocument]:
         # The loop of `load_all`, keeping each document's node so its first line is known.
         index = 0
         while loader.composer.check_node():
+            if index == MAX_DOCUMENTS:
+                line = parser.peek_event().start_mark.line + 1
+                raise _LimitError(
+                    line, f"the file has more than {MAX_DOCUMENTS} documents, the limit"
+                )
             node = loader.composer.get_node()
             try:
                 data = loader.construct_document(node)
             except (ValueError, TypeError, OverflowError) as err:
                 raise _scalar_error(loader, node, err) from None
-            if _claims_group(data):
+            if claims(data):
                 # Without an anchor (&) there is no alias to expand: nothing to count.
                 if "&" in text and _too_big(data):
-                    raise _TooBigError(node.start_mark.line + 1)
+                    raise _LimitError(
+                        node.start_mark.line + 1,
+                        f"the document has more than {MAX_NODES} values once aliases are "
+                        "expanded",
+                    )
                 found.append(RawDocument(index, node.start_mark.line + 1, data))
             index += 1
     finally:
@@ -211,13 +229,6 @@ def _dispose(loader: Any, parser: Any) -> None:
             setattr(loader, name, None)
 
 
-def _claims_group(data: Any) -> bool:
-    if not isinstance(data, dict):
-        return False
-    version = data.get("apiVersion")
-    return isinstance(version, str) and version.startswith(API_GROUP + "/")
-
-
 def _interned_str(constructor: Any, node: Any) -> Any:
     """A YAML string, as its one interned copy when short. Declarations repeat the same
     keys, images, quantities, labels and commands in file after file, and the validated
@@ -281,15 +292,17 @@ def _too_big(data: Any) -> bool:
     return False
 
 
-class _TooBigError(YAMLError):
-    def __init__(self, line: int) -> None:
-        super().__init__(f"the document has more than {MAX_NODES} values once aliases are expanded")
+class _LimitError(YAMLError):
+    """A bound of `limits` breached, at a line."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
         self.line = line
 
 
 def syntax_problem(err: YAMLError, text: str) -> SyntaxProblem:
     """Where a YAML error happened and what it is, from the error's own mark."""
-    if isinstance(err, _TooBigError):
+    if isinstance(err, _LimitError):
         return SyntaxProblem(err.line, 1, str(err))
     if isinstance(err, ReaderError):
         line = text.count("\n", 0, err.position) + 1
