@@ -25,6 +25,7 @@ from reconciler.declarations.checks import (
     extra_defaults,
     missing_targets,
     reachable,
+    where,
 )
 from reconciler.declarations.documents import FileResult
 from reconciler.declarations.entries import LoadError
@@ -214,7 +215,7 @@ class CrossCheck:
             if ident in self._loops:
                 start.update(self._loops[ident][0].members)
         region = reachable(self._targets, start)
-        found = cycles(self._targets, region)
+        found = cycles(self._targets, region, lambda ident: where(*self.candidates[ident]))
         for ident in region | start:
             old = self._loops.pop(ident, None)
             loop = found.get(ident)

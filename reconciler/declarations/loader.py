@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from loguru import logger
+
 from reconciler.declarations.assemble import Assembly
 from reconciler.declarations.cache import CacheFile, Key, dump_raw, load_raw
 from reconciler.declarations.checks import Pending
@@ -161,17 +163,43 @@ class DeclarationLoader:
             key = (path, oid)
             found = self._recent[0].get(key) or self._recent[1].get(key)
             if found is None:
-                raw = self._cached(key)
-                if raw is None:
-                    raw = _parse(files, path)
-                    parsed += 1
-                    if self._cache is not None:
-                        self._raw[key] = dump_raw(raw)
-                        self._put.add(key)
-                        self._dropped.discard(key)
-                found = analyse(path, oid, raw, read_text=_Text(files, path))
+                found, fresh = self._file_result(files, path, oid)
+                parsed += fresh
             results[path] = found
         return results, parsed
+
+    def _file_result(self, files: FileSource, path: str, oid: str) -> tuple[FileResult, bool]:
+        """The result of one file, from the parse cache or parsed now (then True). Whatever
+        goes wrong with the file's content is in the result, never raised."""
+        key = (path, oid)
+        raw = self._cached(key)
+        fresh = raw is None
+        try:
+            if raw is None:
+                raw = _parse(files, path)
+                self._keep(key, raw)
+            return analyse(path, oid, raw, read_text=_Text(files, path)), fresh
+        except Exception as err:  # a bug shown on one file, not a failed load
+            logger.opt(exception=err).error(
+                "internal error reading {}: {}", path, type(err).__name__
+            )
+            problem = SyntaxProblem(1, 1, "internal error reading this file; see the log")
+            return analyse(path, oid, RawFile(problem=problem), read_text=str), fresh
+
+    def _keep(self, key: Key, raw: RawFile) -> None:
+        """Put a fresh parse in the cache, unless it cannot be serialized: caching only
+        saves time, it never fails a load."""
+        if self._cache is None:
+            return
+        assert self._raw is not None
+        try:
+            blob = dump_raw(raw)
+        except (Exception, RecursionError) as err:
+            logger.warning("not caching the parse of {}: {}", key[0], type(err).__name__)
+            return
+        self._raw[key] = blob
+        self._put.add(key)
+        self._dropped.discard(key)
 
     def _cached(self, key: Key) -> RawFile | None:
         assert self._raw is not None
@@ -227,7 +255,7 @@ class DeclarationLoader:
 def _parse(files: FileSource, path: str) -> RawFile:
     try:
         data = files.read(path)
-    except (PermissionError, FileNotFoundError, IsADirectoryError) as err:
+    except OSError as err:
         # A work tree can hold a file nobody may read, or lose one while it is read.
         problem = SyntaxProblem(1, 1, f"cannot read the file: {err.strerror or err}")
         return RawFile(problem=problem)

@@ -47,7 +47,7 @@ def may_claim(data: bytes) -> bool:
 
 def near_group(group: str) -> bool:
     """Whether `group` is ours or a near miss of it (case aside)."""
-    return _slips(group.lower(), API_GROUP, _MAX_SLIPS) <= _MAX_SLIPS
+    return slips(group.lower(), API_GROUP, _MAX_SLIPS) <= _MAX_SLIPS
 
 
 def version_key(data: dict[Any, Any]) -> Any:
@@ -89,7 +89,7 @@ def our_kind(value: Any) -> str | None:
     return _LOWER_KINDS.get(value.lower())
 
 
-def _slips(a: str, b: str, limit: int) -> int:
+def slips(a: str, b: str, limit: int) -> int:
     """The optimal string alignment distance between `a` and `b`, or `limit + 1` when it
     is larger than `limit` (checked cheaply first)."""
     if abs(len(a) - len(b)) > limit:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,8 +104,22 @@ def parse_file(data: bytes) -> RawFile:
 
 
 def _documents(text: str) -> list[RawDocument]:
-    loader, parser = _new_loader(text)
     found: list[RawDocument] = []
+    for index, line, data in _each_document(text):
+        if claims(data):
+            # Without an anchor (&) there is no alias to expand: nothing to count.
+            if "&" in text and _too_big(data):
+                raise _LimitError(
+                    line, f"the document has more than {MAX_NODES} values once aliases are "
+                    "expanded"
+                )
+            found.append(RawDocument(index, line, data))
+    return found
+
+
+def _each_document(text: str) -> Iterator[tuple[int, int, Any]]:
+    """(index, first line, data) of every document of `text`, of ours or not."""
+    loader, parser = _new_loader(text)
     try:
         # The loop of `load_all`, keeping each document's node so its first line is known.
         index = 0
@@ -119,19 +134,24 @@ def _documents(text: str) -> list[RawDocument]:
                 data = loader.construct_document(node)
             except (ValueError, TypeError, OverflowError) as err:
                 raise _scalar_error(loader, node, err) from None
-            if claims(data):
-                # Without an anchor (&) there is no alias to expand: nothing to count.
-                if "&" in text and _too_big(data):
-                    raise _LimitError(
-                        node.start_mark.line + 1,
-                        f"the document has more than {MAX_NODES} values once aliases are "
-                        "expanded",
-                    )
-                found.append(RawDocument(index, node.start_mark.line + 1, data))
+            yield index, node.start_mark.line + 1, data
             index += 1
     finally:
         _dispose(loader, parser)
-    return found
+
+
+def every_document(data: bytes) -> list[tuple[int, Any]] | None:
+    """(first line, data) of every document of a file, whatever it declares, within the
+    same bounds as `parse_file`; None when the file cannot be read within them."""
+    if len(data) > MAX_FILE_BYTES:
+        return None
+    try:
+        text = data.decode("utf-8-sig")
+        if too_deep(data, text) is not None:
+            return None
+        return [(line, value) for _, line, value in _each_document(text)]
+    except (YAMLError, UnicodeDecodeError, RecursionError):
+        return None
 
 
 def _scalar_error(loader: Any, root: Node, err: Exception) -> YAMLError:
