@@ -174,11 +174,14 @@ class DeclarationLoader:
         key = (path, oid)
         raw = self._cached(key)
         fresh = raw is None
+        data = _read(files, path) if raw is None else b""
         try:
             if raw is None:
-                raw = _parse(files, path)
+                raw = data if isinstance(data, RawFile) else parse_file(data)
                 self._keep(key, raw)
             return analyse(path, oid, raw, read_text=_Text(files, path)), fresh
+        except _SourceFailure as err:
+            raise err.cause from None  # the source's own failure: the load's, not the file's
         except Exception as err:  # a bug shown on one file, not a failed load
             logger.opt(exception=err).error(
                 "internal error reading {}: {}", path, type(err).__name__
@@ -214,7 +217,10 @@ class DeclarationLoader:
     def _locate(self, files: FileSource, problem: Pending) -> LoadError:
         key = (problem.file.path, problem.file.oid)
         if key not in self._maps:
-            self._maps[key] = SourceMap(_Text(files, problem.file.path)())
+            try:
+                self._maps[key] = SourceMap(_Text(files, problem.file.path)())
+            except _SourceFailure as err:
+                raise err.cause from None
         (line, column), path = self._maps[key].locate(
             problem.document.index,
             problem.loc,
@@ -252,14 +258,22 @@ class DeclarationLoader:
             self._dropped.add(key)
 
 
-def _parse(files: FileSource, path: str) -> RawFile:
+def _read(files: FileSource, path: str) -> bytes | RawFile:
+    """The content of a file, or why it cannot be read."""
     try:
-        data = files.read(path)
+        return files.read(path)
     except OSError as err:
         # A work tree can hold a file nobody may read, or lose one while it is read.
         problem = SyntaxProblem(1, 1, f"cannot read the file: {err.strerror or err}")
         return RawFile(problem=problem)
-    return parse_file(data)
+
+
+class _SourceFailure(Exception):
+    """The file source failed while a file's problems were being located."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 class _Text:
@@ -274,6 +288,8 @@ class _Text:
             return self._files.read(self._path).decode("utf-8-sig", "replace")
         except OSError:
             return ""  # positions fall back to the start of the document
+        except Exception as err:
+            raise _SourceFailure(err) from err
 
 
 def load_declarations(
