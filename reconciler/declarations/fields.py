@@ -6,12 +6,13 @@ turns it into an error located at the offending key or value.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date, timedelta
 from fractions import Fraction
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, JsonValue, WithJsonSchema
 
 from reconciler.declarations.cron import check_cron, cron_trigger
 from reconciler.declarations.limits import (
@@ -221,6 +222,21 @@ def _config_key(value: str) -> str:
     return value
 
 
+def _finite(value: Any) -> Any:
+    """JSON has no infinity nor NaN (`.inf`, `.nan`, `1e400` in YAML): an engine given one
+    would fail the run, so say it now."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"{item!r} is not a number JSON can hold")
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return value
+
+
 Name = Annotated[
     str,
     AfterValidator(check_name),
@@ -259,3 +275,4 @@ VarName = Annotated[
     str, AfterValidator(_var_name), Field(json_schema_extra={"pattern": _VAR_NAME.pattern})
 ]
 DependencyList = list[DependencyRef]
+FiniteJson = Annotated[JsonValue, AfterValidator(_finite)]

@@ -170,7 +170,7 @@ def _scalar_error(loader: Any, root: Node, err: Exception) -> YAMLError:
                 loader.construct_object(node)
             except (ValueError, TypeError, OverflowError, YAMLError) as scalar_err:
                 return MarkedYAMLError(
-                    problem=f"cannot read {node.value!r}: {scalar_err}",
+                    problem=f"cannot read {_shortened(node.value)}: {scalar_err}",
                     problem_mark=node.start_mark,
                 )
         elif isinstance(node, MappingNode):
@@ -178,6 +178,11 @@ def _scalar_error(loader: Any, root: Node, err: Exception) -> YAMLError:
         elif isinstance(node, SequenceNode):
             stack.extend(reversed(node.value))
     return MarkedYAMLError(problem=f"cannot read a value: {err}", problem_mark=root.start_mark)
+
+
+def _shortened(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class _Resolver(VersionedResolver):
@@ -320,7 +325,19 @@ class _LimitError(YAMLError):
         self.line = line
 
 
+_MAX_MESSAGE = 200
+"""The YAML library's messages quote the values involved (a duplicate key's, whole): cut."""
+
+
 def syntax_problem(err: YAMLError, text: str) -> SyntaxProblem:
+    """Where a YAML error happened and what it is, from the error's own mark."""
+    found = _syntax_problem(err, text)
+    if len(found.message) <= _MAX_MESSAGE:
+        return found
+    return SyntaxProblem(found.line, found.column, found.message[: _MAX_MESSAGE - 1] + "…")
+
+
+def _syntax_problem(err: YAMLError, text: str) -> SyntaxProblem:
     """Where a YAML error happened and what it is, from the error's own mark."""
     if isinstance(err, _LimitError):
         return SyntaxProblem(err.line, 1, str(err))
