@@ -319,7 +319,8 @@ class CrossCheck:
 
 def capped(errors: list[LoadError], omitted: int = 0) -> tuple[LoadError, ...]:
     """At most MAX_ERRORS_PER_FILE of one file's errors, then one saying how many more
-    there are (`omitted` of them never located), at the first of those not shown."""
+    there are (`omitted` of them never located), placed at the first of those not shown
+    (at the last one shown when they were never located)."""
     if len(errors) <= MAX_ERRORS_PER_FILE and not omitted:
         return tuple(errors)
     shown = errors[:MAX_ERRORS_PER_FILE]

@@ -142,9 +142,11 @@ def _quantity(value: Any) -> Any:
             "128Mi, 2Gi"
         )
     number, exponent, suffix = match.groups()
-    if exponent is not None and abs(int(exponent)) > 64:
+    power = int(exponent or 0)
+    if power > 64:
         raise ValueError(f"{_shown(value)} is too large; the limit is 1E (10^18)")
-    scale = Fraction(10) ** int(exponent or 0) * _SUFFIXES.get(suffix, 1)
+    # A tiny one is rounded up by Kubernetes; its power is clamped to keep it cheap.
+    scale = Fraction(10) ** max(power, -64) * _SUFFIXES.get(suffix, 1)
     amount = abs(Fraction(number) * scale)
     if amount > MAX_QUANTITY:
         raise ValueError(f"{_shown(value)} is too large; the limit is 1E (10^18)")

@@ -156,8 +156,9 @@ def _positions(text: str) -> list[Any]:
         pass  # what was read up to the error is located; the rest at its document
     finally:
         parser.dispose()
-    if stack:
-        documents.append(stack[0][0])
+    while stack:  # cut short: what was read of the open collections still counts
+        node = stack.pop()[0]
+        _attach(stack, documents, node, node.start, node)
     return documents
 
 

@@ -1,0 +1,85 @@
+"""The hostile corpus (`hostile_cases`) through `reconciler validate` as its own process, so
+that a crash (a signal), a traceback or a stall would show: every file answered with
+located errors of its own, in bounded output and time. Then each case on its own, in this
+process and with the parse cache, timed."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from reconciler.declarations.directory import DirectorySource
+from reconciler.declarations.loader import DeclarationLoader
+from tests.declarations.hostile_cases import EXPECTED, OTHER_YAML, corpus
+
+LOCATED = re.compile(r"^repo/([^:]+\.ya?ml):(\d+):(\d+): \S")
+MAX_OUTPUT = 256 * 1024
+"""Bytes of output for the whole corpus: 50 errors a file at most, each line bounded."""
+TIME_BOUND = 120.0
+"""Seconds, for a loaded 2-core machine; the corpus takes about five on an idle one."""
+
+
+def test_validate_answers_every_hostile_file_with_located_errors(tmp_path: Path) -> None:
+    names = corpus(tmp_path / "repo")
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "reconciler", "validate", "repo"],
+        cwd=tmp_path, capture_output=True, timeout=TIME_BOUND * 2, check=False,
+    )
+    elapsed = time.monotonic() - started
+    assert done.returncode == 1, done.stderr.decode(errors="replace")[-2000:]
+    assert b"Traceback" not in done.stderr, done.stderr.decode(errors="replace")[-2000:]
+    assert len(done.stdout) < MAX_OUTPUT
+    by_file: dict[str, list[str]] = defaultdict(list)
+    for line in done.stdout.decode().splitlines():
+        match = LOCATED.match(line)
+        assert match is not None, line
+        by_file[match.group(1)].append(line)
+    assert set(by_file) == set(names) - OTHER_YAML
+    for name, expected in EXPECTED.items():
+        assert any(expected in line for line in by_file[name]), (name, by_file[name][:3])
+    for name, lines in by_file.items():
+        assert len(lines) <= 51, name
+    assert elapsed < TIME_BOUND
+    print(f"\nhostile corpus: {len(names)} files, {len(done.stdout)} bytes, {elapsed:.1f} s")
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("hostile") / "all"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_hostile_file_alone_is_an_error_of_its_own(
+    tmp_path: Path, cases: Path, name: str
+) -> None:
+    if not cases.exists():
+        corpus(cases)
+    root = tmp_path / "repo"
+    root.mkdir()
+    # A cycle needs all of its parts.
+    for part in [name] if not name.startswith("cycle-") else sorted(EXPECTED):
+        if part.startswith("cycle-") or part == name:
+            (root / part).write_bytes((cases / part).read_bytes())
+    loader = DeclarationLoader(cache_file=tmp_path / "state" / "declarations.cache")
+    started = time.monotonic()
+    desired = loader.load(DirectorySource(root))
+    loader.save_cache()
+    elapsed = time.monotonic() - started
+    mine = [str(e) for e in desired.errors if e.location.path == name]
+    assert any(EXPECTED[name] in line for line in mine), mine[:3]
+    assert all(e.location.line >= 1 and e.location.column >= 1 for e in desired.errors)
+    assert not desired.entries or name == "defaults-timeout.yaml"
+    # Read back from the cache, the answer is the same.
+    again = DeclarationLoader(cache_file=tmp_path / "state" / "declarations.cache")
+    assert [str(e) for e in again.load(DirectorySource(root)).errors] == [
+        str(e) for e in desired.errors
+    ]
+    assert elapsed < TIME_BOUND
+    print(f"\n{name}: {elapsed:.2f} s, {len(mine)} errors")
