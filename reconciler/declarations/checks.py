@@ -53,10 +53,25 @@ def duplicates(declared: Iterable[Declared]) -> list[Pending]:
         if len(places) < 2:
             continue
         for file, doc in places:
-            others = ", ".join(where(f, d) for f, d in places if d is not doc or f is not file)
-            message = f"{ident} is declared more than once; also at {others}"
+            message = f"{ident} is declared more than once; also at {_others(places, doc)}"
             found.append(Pending(file, doc, ("metadata", "name"), message))
     return found
+
+
+_OTHERS_SHOWN = 5
+
+
+def _others(places: Sequence[Declared], doc: Document) -> str:
+    """Where the other declarations are, the first few of them: a generated file that
+    repeats one name a thousand times gets a thousand short lines, not a million places."""
+    shown: list[str] = []
+    for f, d in places:
+        if d is not doc:
+            shown.append(where(f, d))
+            if len(shown) == _OTHERS_SHOWN:
+                break
+    more = len(places) - 1 - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
 def extra_defaults(declared: Sequence[Declared]) -> list[Pending]:
@@ -65,8 +80,7 @@ def extra_defaults(declared: Sequence[Declared]) -> list[Pending]:
         return []
     found: list[Pending] = []
     for file, doc in declared:
-        others = ", ".join(where(f, d) for f, d in declared if d is not doc or f is not file)
-        message = f"a repository has at most one Defaults; another is at {others}"
+        message = f"a repository has at most one Defaults; another is at {_others(declared, doc)}"
         found.append(Pending(file, doc, ("kind",), message))
     return found
 

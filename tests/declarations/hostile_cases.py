@@ -54,6 +54,7 @@ GENERATED: dict[str, str] = {
         "env-keys", "  env:\n" + "".join(f'    "{i}-bad": x\n' for i in range(50_000))
     ),
     "path-long.yaml": _stack("path-long", "").replace("stacks/none", "p" * 100_000),
+    "same-name.yaml": "---\n".join([_task("same-name")] * 1_000),
     "cycle-a.yaml": _cycle(0),
     "cycle-b.yaml": _cycle(1),
     "cycle-c.yaml": _cycle(2),
@@ -110,6 +111,8 @@ EXPECTED: dict[str, str] = {
     "many-docs.yaml": "more than 1000 documents",
     "big-file.yaml": "declaration files are limited to 1048576 bytes",
     "env-keys.yaml": "more errors in this file",
+    "same-name.yaml": "task/same-name is declared more than once; also at same-name.yaml:8, "
+    "same-name.yaml:15, same-name.yaml:22, same-name.yaml:29, same-name.yaml:36 and 994 more",
     "cycle-a.yaml": "dependency cycle: task/cycle-0 → task/cycle-1 →",
     "cycle-b.yaml": "part of a dependency cycle of 3000 entries, reported at cycle-a.yaml:1",
     "cycle-c.yaml": "part of a dependency cycle of 3000 entries",
