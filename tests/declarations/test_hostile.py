@@ -5,6 +5,7 @@ process and with the parse cache, timed."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -83,3 +84,26 @@ def test_each_hostile_file_alone_is_an_error_of_its_own(
     ]
     assert elapsed < TIME_BOUND
     print(f"\n{name}: {elapsed:.2f} s, {len(mine)} errors")
+
+
+def test_names_and_values_cannot_break_the_one_line_format(tmp_path: Path) -> None:
+    """A file name with a newline and a byte that is not UTF-8, a key with an escape
+    sequence: shown escaped, one line per problem."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    header = b"apiVersion: reconciler.io/v1alpha1\nkind: Task\nmetadata: {name: t}\n"
+    (root / os.fsdecode(b"bad\xff\nname.yaml")).write_bytes(header + b"spec: {}\n")
+    (root / "esc.yaml").write_bytes(
+        header.replace(b"name: t", b"name: u") + b'spec:\n  command: [x]\n  "\\e[31m\\n": 1\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "reconciler", "validate", "repo"],
+        cwd=tmp_path, capture_output=True, timeout=TIME_BOUND, check=False,
+    )
+    assert done.returncode == 1, done.stderr.decode(errors="replace")[-2000:]
+    assert done.stdout.decode().splitlines() == [
+        "repo/bad\\udcff\\x0aname.yaml:4:1: spec.command: is required",
+        'repo/esc.yaml:6:3: spec["\\x1b[31m\\x0a"]: unknown field; expected one of args, '
+        "command, dependsOn, env, files, image, nodeSelector, repository, resources, retries, "
+        "schedule, secretEnv, serviceAccountName, suspend, timeout, tolerations",
+    ]
