@@ -27,9 +27,9 @@ try:
 except ImportError:  # no C extension for this interpreter: the pure parser, slower
     CParser = None
 
-_LEAD = re.compile(rb"^[ \t?:-]*", re.MULTILINE)
-"""The indentation of a line with the indicators (`- `, `? `, `: `) that open compact
-nested collections on it."""
+_LEADS = [re.compile(rb"^[ \t?:-]{%d}" % width, re.MULTILINE) for width in range(MAX_DEPTH)]
+"""By width: a line whose indentation, with the indicators (`- `, `? `, `: `) that open
+compact nested collections on it, is at least that wide."""
 
 
 def bounded(data: bytes) -> bool:
@@ -41,10 +41,11 @@ def bounded(data: bytes) -> bool:
     each, and a flow list may hold a one-pair mapping without braces (`[a: b]`): twice the
     brackets. Aliases are not nested nodes; expansion is bounded elsewhere."""
     brackets = data.count(b"[") + data.count(b"{")
-    if 2 * brackets >= MAX_DEPTH:
+    # 2 * brackets + 2 * (widest + 1) + 1 <= MAX_DEPTH, solved for the widest allowed.
+    allowed = (MAX_DEPTH - 1 - 2 * brackets) // 2 - 1
+    if allowed < 0:
         return False
-    widest = max(map(len, _LEAD.findall(data)), default=0)
-    return 2 * brackets + 2 * (widest + 1) + 1 <= MAX_DEPTH
+    return _LEADS[allowed + 1].search(data) is None
 
 
 def deepest(text: str) -> tuple[int, int] | None:
