@@ -137,14 +137,17 @@ def _document(doc: RawDocument, locator: _Locator) -> Document:
     if key != "apiVersion" or data[key] != API_VERSION:
         # Still identified when it can be: a typo in the apiVersion makes the entry
         # invalid, it does not remove it.
-        spelled = our_kind(data.get("kind"))
-        near = Kind(spelled) if spelled is not None else None
+        near = _near_kind(data.get("kind"))
         ident = entry_id(near, name) if near in (Kind.TASK, Kind.STACK) and name else None
         error = _version_error(doc, key, locator)
         return Document(doc.index, doc.line, near, name, None, (error,), ident)
     if kind is None:
+        # `kind: stack` is still known to mean a Stack: its entry is invalid, not unknown;
+        # `kind: defaults` makes the Defaults unknown, so nothing runs without them.
         error = _kind_error(doc, locator)
-        return Document(doc.index, doc.line, None, name, None, (error,))
+        near = _near_kind(data.get("kind"))
+        ident = entry_id(near, name) if near in (Kind.TASK, Kind.STACK) and name else None
+        return Document(doc.index, doc.line, near, name, None, (error,), ident)
     try:
         model: Model = DOCUMENT_MODELS[kind.value].model_validate(data)
     except ValidationError as err:
@@ -164,6 +167,11 @@ def _version_error(doc: RawDocument, key: Any, locator: _Locator) -> LoadError:
     version = doc.data[key]
     message = f"unsupported apiVersion {describe(version)}; this reconciler reads {API_VERSION}"
     return locator.error(doc, ("apiVersion",), message)
+
+
+def _near_kind(value: Any) -> Kind | None:
+    spelled = our_kind(value)
+    return Kind(spelled) if spelled is not None else None
 
 
 def _kind(value: Any) -> Kind | None:

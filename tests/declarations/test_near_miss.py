@@ -135,3 +135,22 @@ def test_still_named_looks_only_under_the_declarations_folder_of_a_commit(repo: 
     found = still_named(files, "decl", ["a", "b", "c"])
     assert {n: str(loc) for n, loc in found.items()} == {"a": "decl/a.yaml:1:1"}
     assert still_named(files, "decl", []) == {}
+
+
+def test_a_kind_in_the_wrong_case_is_known_for_what_it_means(repo: Repo) -> None:
+    repo.write({
+        "db.yaml": HEADER + BODY.replace("kind: Stack", "kind: stack"),
+        "st/main.tf": MAIN_TF,
+        "defaults.yaml": HEADER + "kind: defaults\nmetadata: {name: d}\nspec: {namespace: x}\n",
+        "t.yaml": HEADER + "kind: Task\nmetadata: {name: t}\nspec: {command: [x]}\n",
+    })
+    desired = repo.load()
+    assert [str(e) for e in desired.errors] == [
+        "db.yaml:2:7: kind: unknown kind 'stack'; expected one of Task, Stack, Defaults (did "
+        "you mean 'Stack'?)",
+        "defaults.yaml:2:7: kind: unknown kind 'defaults'; expected one of Task, Stack, "
+        "Defaults (did you mean 'Defaults'?)",
+    ]
+    # The Defaults are unknown: the task does not run without them.
+    assert sorted(desired.invalid) == ["stack/db", "task/t"]
+    assert not desired.entries
