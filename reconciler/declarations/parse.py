@@ -33,7 +33,9 @@ from reconciler.declarations.ours import API_GROUP, claims, may_claim
 
 __all__ = ["API_GROUP", "MAX_NODES", "parse_file"]
 
-_DEFAULTS_KIND = re.compile(rb"^\s*kind:\s*[\"']?Defaults\b", re.MULTILINE)
+_DEFAULTS_KIND = re.compile(rb"^[ \t]*kind:[ \t]*[\"']?Defaults\b", re.MULTILINE)
+"""Spaces, not `\\s`: with MULTILINE, `^\\s*` would scan from every line of a long run of
+blank lines to its end, quadratic in the file."""
 _SHORT = 64
 """Strings up to this length are interned (see `interned`)."""
 

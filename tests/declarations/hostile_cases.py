@@ -55,6 +55,8 @@ GENERATED: dict[str, str] = {
     ),
     "path-long.yaml": _stack("path-long", "").replace("stacks/none", "p" * 100_000),
     "same-name.yaml": "---\n".join([_task("same-name")] * 1_000),
+    "blank-lines.yaml": HEADER + " \n" * 500_000 + "kind: Defaults\n",
+    "long-line.yaml": HEADER + "kind: Task\nmetadata: {name: long-line}\n" + "a" * 1_000_000,
     "cycle-a.yaml": _cycle(0),
     "cycle-b.yaml": _cycle(1),
     "cycle-c.yaml": _cycle(2),
@@ -113,6 +115,8 @@ EXPECTED: dict[str, str] = {
     "env-keys.yaml": "more errors in this file",
     "same-name.yaml": "task/same-name is declared more than once; also at same-name.yaml:8, "
     "same-name.yaml:15, same-name.yaml:22, same-name.yaml:29, same-name.yaml:36 and 994 more",
+    "blank-lines.yaml": "blank-lines.yaml:1:1: metadata: is required",
+    "long-line.yaml": "invalid YAML",
     "cycle-a.yaml": "dependency cycle: task/cycle-0 → task/cycle-1 →",
     "cycle-b.yaml": "part of a dependency cycle of 3000 entries, reported at cycle-a.yaml:1",
     "cycle-c.yaml": "part of a dependency cycle of 3000 entries",
