@@ -76,3 +76,8 @@ def _named_lines(data: bytes, names: list[str]) -> dict[str, int]:
         if match is not None:
             found[name] = data.count(b"\n", 0, match.start()) + 1
     return found
+
+
+def refusal(location: Location) -> str:
+    """What a refused destroy says (status, logs): `not destroyed: still named at PATH:LINE`."""
+    return f"not destroyed: still named at {location.path}:{location.line}"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from reconciler.declarations.directory import DirectorySource
-from reconciler.declarations.named import still_named
+from reconciler.declarations.named import refusal, still_named
 from reconciler.declarations.ours import may_claim
 from reconciler.declarations.parse import parse_file
 from reconciler.source.tree import GitTreeSource, open_repository
@@ -135,6 +135,7 @@ def test_still_named_looks_only_under_the_declarations_folder_of_a_commit(repo: 
     found = still_named(files, "decl", ["a", "b", "c"])
     assert {n: str(loc) for n, loc in found.items()} == {"a": "decl/a.yaml:1:1"}
     assert still_named(files, "decl", []) == {}
+    assert refusal(found["a"]) == "not destroyed: still named at decl/a.yaml:1"
 
 
 def test_a_kind_in_the_wrong_case_is_known_for_what_it_means(repo: Repo) -> None:
