@@ -26,6 +26,7 @@ TIME_BOUND = 120.0
 """Seconds, for a loaded 2-core machine; the corpus takes about five on an idle one."""
 
 
+@pytest.mark.timeout(TIME_BOUND * 3)
 def test_validate_answers_every_hostile_file_with_located_errors(tmp_path: Path) -> None:
     names = corpus(tmp_path / "repo")
     started = time.monotonic()

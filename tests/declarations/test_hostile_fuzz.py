@@ -139,12 +139,14 @@ def _load_only_located(root: Path, data: bytes) -> None:
 @settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=files())
+@pytest.mark.timeout(600)
 def test_structured_hostile_yaml_gives_only_located_errors(root: Path, data: bytes) -> None:
     _load_only_located(root, data)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(header=headers, tail=st.binary(max_size=3000))
+@pytest.mark.timeout(600)
 def test_random_bytes_give_only_located_errors(root: Path, header: str, tail: bytes) -> None:
     _load_only_located(root, header.encode() + b"kind: Task\n" + tail)
 
@@ -152,6 +154,7 @@ def test_random_bytes_give_only_located_errors(root: Path, header: str, tail: by
 @settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=files())
+@pytest.mark.timeout(600)
 def test_the_screen_never_skips_a_document_of_ours(data: bytes) -> None:
     parsed = every_document(data)
     if parsed is not None and any(claims(document) for _, document in parsed):
