@@ -109,12 +109,6 @@ def _documents(text: str) -> list[RawDocument]:
     found: list[RawDocument] = []
     for index, line, data in _each_document(text):
         if claims(data):
-            # Without an anchor (&) there is no alias to expand: nothing to count.
-            if "&" in text and _too_big(data):
-                raise _LimitError(
-                    line, f"the document has more than {MAX_NODES} values once aliases are "
-                    "expanded"
-                )
             found.append(RawDocument(index, line, data))
     return found
 
@@ -132,6 +126,14 @@ def _each_document(text: str) -> Iterator[tuple[int, int, Any]]:
                     line, f"the file has more than {MAX_DOCUMENTS} documents, the limit"
                 )
             node = loader.composer.get_node()
+            # Without an anchor (&) there is no alias to expand: nothing to count. With
+            # one, counted on the nodes, before merge keys are expanded: each `<<: [*a, *a]`
+            # doubles what it merges, thirty of them are a billion values.
+            if "&" in text and _too_big(node):
+                raise _LimitError(
+                    node.start_mark.line + 1,
+                    f"the document has more than {MAX_NODES} values once aliases are expanded",
+                )
             try:
                 data = loader.construct_document(node)
             except (ValueError, TypeError, OverflowError) as err:
@@ -303,19 +305,21 @@ if CParser is not None:
     _FastLoader.add_constructor(_STR, _interned_str)
 
 
-def _too_big(data: Any) -> bool:
+def _too_big(root: Node) -> bool:
+    """Whether the document under `root` has more than MAX_NODES values with every alias
+    (and so every merge) expanded. Walks at most that many: a structure that refers to
+    itself is too big, not endless."""
     budget = MAX_NODES
-    stack = [data]
+    stack = [root]
     while stack:
-        item = stack.pop()
+        node = stack.pop()
         budget -= 1
         if budget < 0:
             return True
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple | set | frozenset):
-            stack.extend(item)
+        if isinstance(node, MappingNode):
+            stack.extend(n for pair in node.value for n in pair)
+        elif isinstance(node, SequenceNode):
+            stack.extend(node.value)
     return False
 
 
