@@ -160,3 +160,16 @@ def test_a_large_cycle_is_named_once(repo: Repo) -> None:
         "part of a dependency cycle of 1000 entries, reported at t/0000.yaml:1"
     }
     assert max(len(str(e)) for e in desired.errors) < 300
+
+
+def test_a_module_full_of_blank_lines_is_read_in_linear_time(repo: Repo) -> None:
+    """Looking for local module calls scanned from every blank line to the end of the run:
+    a megabyte of newlines in main.tf took over an hour."""
+    repo.write({
+        "s.yaml": f"{HEADER}kind: Stack\nmetadata: {{name: s}}\nspec:\n  path: st\n",
+        "st/main.tf": "\n" * 1_000_000 + '  source = "../m"\n',
+    })
+    desired = repo.load()
+    assert [str(e) for e in desired.errors] == [
+        "s.yaml:5:9: spec.path: module source '../m' in st/main.tf: m does not exist"
+    ]
