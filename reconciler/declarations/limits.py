@@ -46,4 +46,6 @@ MAX_PATH_COMPONENT_BYTES = 255
 Linux file systems accept; longer ones fail every system call with ENAMETOOLONG)."""
 
 MAX_CYCLE_SHOWN = 10
-"""A dependency cycle is reported with at most this many of its members named."""
+"""A dependency cycle names at most this many of its members. One of at most this many
+members is reported at each of them; a larger one once, at its first member, the others
+saying where."""
