@@ -129,7 +129,13 @@ class DeclarationLoader:
         """Write the parsed data of the files of the last two loads to `cache_file`."""
         if self._cache is None or self._raw is None or not (self._put or self._dropped):
             return
-        self._cache.save(self._raw, self._put, self._dropped)
+        try:
+            self._cache.save(self._raw, self._put, self._dropped)
+        except OSError as err:
+            # A full or read-only state dir costs the next start a parse, nothing more;
+            # what is not saved is tried again at the next save.
+            logger.warning("the parse cache {} was not saved: {}", self._cache.path, err)
+            return
         self._put, self._dropped = set(), set()
 
     def _changes(self, files: FileSource) -> Changes:
