@@ -17,6 +17,7 @@ import pytest
 
 from reconciler.declarations.directory import DirectorySource
 from reconciler.declarations.loader import DeclarationLoader
+from reconciler.declarations.named import still_named
 from tests.declarations.hostile_cases import EXPECTED, OTHER_YAML, corpus
 
 LOCATED = re.compile(r"^repo/([^:]+\.ya?ml):(\d+):(\d+): \S")
@@ -112,3 +113,15 @@ def test_names_and_values_cannot_break_the_one_line_format(tmp_path: Path) -> No
         "command, dependsOn, env, files, image, nodeSelector, repository, resources, retries, "
         "schedule, secretEnv, serviceAccountName, suspend, timeout, tolerations",
     ]
+
+
+def test_still_named_reads_the_hostile_corpus_within_bounds(cases: Path) -> None:
+    if not cases.exists():
+        corpus(cases)
+    stacks = ["deep-flow-seq", "billion-laughs", "near-group-drop", "near-key-upper",
+              "no-api-version", "path-long", "merge-bomb", "big-file", "cycle-1", "nowhere"]
+    started = time.monotonic()
+    found = still_named(DirectorySource(cases), ".", stacks)
+    assert time.monotonic() - started < TIME_BOUND
+    # Stacks (and files too broken to tell) name them; a Task and nothing at all do not.
+    assert sorted(found) == sorted(set(stacks) - {"cycle-1", "nowhere"})
