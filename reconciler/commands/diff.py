@@ -93,8 +93,20 @@ def _field_line(change: FieldChange) -> str:
     return f"{what}: {base} → {head}"
 
 
+_MAX_INVALID_SHOWN = 50
+"""Invalid entries listed in text and Markdown; a generated repository gone wrong can have
+thousands, and a pull-request comment holds 64 KB."""
+
+
 def _entries(diff: DeclarationDiff) -> list[EntryChange]:
-    return [*diff.added, *diff.changed, *diff.removed, *diff.invalid]
+    return [*diff.added, *diff.changed, *diff.removed, *diff.invalid[:_MAX_INVALID_SHOWN]]
+
+
+def _unlisted(diff: DeclarationDiff) -> str | None:
+    more = len(diff.invalid) - _MAX_INVALID_SHOWN
+    if more <= 0:
+        return None
+    return f"… and {more} more invalid entries (`reconciler validate` lists every problem)"
 
 
 def render_text(diff: DeclarationDiff) -> str:
@@ -112,6 +124,9 @@ def render_text(diff: DeclarationDiff) -> str:
         lines.extend(f"    {e}" for e in change.errors)
         if change.note:
             lines.append(f"    {change.note}")
+    unlisted = _unlisted(diff)
+    if unlisted:
+        lines.append(unlisted)
     loose = _loose_errors(diff)
     if loose:
         lines.append("problems:")
@@ -162,6 +177,9 @@ def render_markdown(diff: DeclarationDiff) -> str:
     for change in _entries(diff):
         details = _details_line(change).replace("|", "\\|")
         out.append(f"| {_code(change.id)} | {_BADGES[change.change]} | {details} |")
+    unlisted = _unlisted(diff)
+    if unlisted:
+        out += ["", unlisted]
     for change in _entries(diff):
         out += _markdown_details(change)
     loose = _loose_errors(diff)

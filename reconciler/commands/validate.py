@@ -22,6 +22,7 @@ relative to DIR.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from pathlib import Path
@@ -36,6 +37,10 @@ from reconciler.types import Kind
 
 
 def run(args: argparse.Namespace) -> int:
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            # A file name that is not UTF-8 (a work tree may hold one) is shown escaped.
+            stream.reconfigure(errors="backslashreplace")
     root = Path(args.dir)
     if not root.is_dir():
         print(f"reconciler validate: {root} is not a folder", file=sys.stderr)

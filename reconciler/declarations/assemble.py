@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from itertools import chain
 
+from loguru import logger
+
 from reconciler.declarations.crosscheck import CrossCheck, Locate, model_of, ordered
 from reconciler.declarations.documents import FileResult
 from reconciler.declarations.effective import effective_spec, spec_hash, timeout_seconds
@@ -47,6 +49,8 @@ class Assembly:
         self._changed = {"entries", "invalid", "errors", "files_with_errors", "files"}
         """The fields of the desired state to build again (all of them at first)."""
         self._unsorted = False
+        self._broken: dict[EntryId, LoadError] = {}
+        """Entries whose building raised, with the error standing for them."""
 
     @property
     def index(self) -> Index:
@@ -88,12 +92,18 @@ class Assembly:
                 self._changed.add("invalid")
             old = self._entries.get(ident)
             if errors or ident not in self._checks.candidates:
+                self._mended(ident)
                 if old is not None:
                     self._spare[0][self._keys.pop(ident)] = old
                     del self._entries[ident]
                     self._changed.add("entries")
                 continue
-            entry, key = self._entry(ident)
+            try:
+                entry, key = self._entry(ident)
+            except Exception as err:  # a bug shown on one entry, not a failed load
+                self._failed(ident, err)
+                continue
+            self._mended(ident)
             if entry is old:
                 continue
             if old is not None:
@@ -103,6 +113,32 @@ class Assembly:
             self._keys[ident] = key
             self._entries[ident] = entry
             self._changed.add("entries")
+
+    def _mended(self, ident: EntryId) -> None:
+        """Forget that an entry could not be built (it is built, or invalid, now)."""
+        error = self._broken.pop(ident, None)
+        if error is not None:
+            self._file(error.location.path)
+
+    def _failed(self, ident: EntryId, err: Exception) -> None:
+        """An entry that could not be built: invalid, with an error at its declaration."""
+        file, doc = self._checks.candidates[ident]
+        logger.opt(exception=err).error(
+            "internal error building {} ({}): {}", ident, file.path, type(err).__name__
+        )
+        error = LoadError(
+            location=Location(path=file.path, line=doc.line),
+            message="internal error building this entry; see the log",
+            entry=ident,
+        )
+        self._broken[ident] = error
+        self._invalid[ident] = (error,)
+        self._changed.add("invalid")
+        old = self._entries.pop(ident, None)
+        if old is not None:
+            self._spare[0][self._keys.pop(ident)] = old
+            self._changed.add("entries")
+        self._file(file.path)
 
     def _entry(self, ident: EntryId) -> tuple[Entry, EntryKey]:
         """The Entry of a valid candidate: the one already built from the same inputs, or a
@@ -125,6 +161,9 @@ class Assembly:
 
     def _file(self, path: str) -> None:
         errors = self._checks.errors_in(path)
+        broken = [e for e in self._broken.values() if e.location.path == path]
+        if broken:
+            errors = tuple(ordered([*errors, *broken]))
         if errors != self._file_errors.get(path, ()):
             self._changed.add("errors")
             if errors:

@@ -9,11 +9,12 @@ column) by the loader afterwards.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Collection, Container, Iterable, Mapping, Sequence
+from collections import defaultdict, deque
+from collections.abc import Callable, Collection, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from reconciler.declarations.documents import Document, FileResult
+from reconciler.declarations.limits import MAX_CYCLE_SHOWN
 from reconciler.declarations.positions import Segment
 from reconciler.types import EntryId, Kind
 
@@ -52,10 +53,25 @@ def duplicates(declared: Iterable[Declared]) -> list[Pending]:
         if len(places) < 2:
             continue
         for file, doc in places:
-            others = ", ".join(where(f, d) for f, d in places if d is not doc or f is not file)
-            message = f"{ident} is declared more than once; also at {others}"
+            message = f"{ident} is declared more than once; also at {_others(places, doc)}"
             found.append(Pending(file, doc, ("metadata", "name"), message))
     return found
+
+
+_OTHERS_SHOWN = 5
+
+
+def _others(places: Sequence[Declared], doc: Document) -> str:
+    """Where the other declarations are, the first few of them: a generated file that
+    repeats one name a thousand times gets a thousand short lines, not a million places."""
+    shown: list[str] = []
+    for f, d in places:
+        if d is not doc:
+            shown.append(where(f, d))
+            if len(shown) == _OTHERS_SHOWN:
+                break
+    more = len(places) - 1 - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
 def extra_defaults(declared: Sequence[Declared]) -> list[Pending]:
@@ -64,8 +80,7 @@ def extra_defaults(declared: Sequence[Declared]) -> list[Pending]:
         return []
     found: list[Pending] = []
     for file, doc in declared:
-        others = ", ".join(where(f, d) for f, d in declared if d is not doc or f is not file)
-        message = f"a repository has at most one Defaults; another is at {others}"
+        message = f"a repository has at most one Defaults; another is at {_others(declared, doc)}"
         found.append(Pending(file, doc, ("kind",), message))
     return found
 
@@ -108,12 +123,19 @@ def reachable(graph: Mapping[EntryId, Sequence[str]], start: Iterable[EntryId]) 
 
 
 def cycles(
-    graph: Mapping[EntryId, Sequence[str]], nodes: Collection[EntryId]
+    graph: Mapping[EntryId, Sequence[str]],
+    nodes: Collection[EntryId],
+    where: Callable[[EntryId], str] = str,
 ) -> dict[EntryId, Loop]:
-    """The loop of every node of `nodes` that is part of a dependency cycle, naming the
-    shortest cycle through it. `nodes` must hold everything its nodes lead to (see
-    `reachable`): then the strongly connected components found are those of the whole
-    graph."""
+    """The loop of every node of `nodes` that is part of a dependency cycle. `nodes` must
+    hold everything its nodes lead to (see `reachable`): then the strongly connected
+    components found are those of the whole graph.
+
+    In a small component every member is shown the shortest cycle through it. A large one
+    (a generated repository gone wrong) is reported once, at its first member, naming a
+    cycle through it shortened to MAX_CYCLE_SHOWN entries; every other member is told
+    where (`where` says how a member is placed): linear in the component, and a report a
+    person can read."""
     sub = {n: [EntryId(t) for t in graph[n] if t in graph] for n in nodes}
     found: dict[EntryId, Loop] = {}
     if _acyclic(sub):
@@ -122,12 +144,30 @@ def cycles(
         members = frozenset(component)
         if len(component) == 1 and component[0] not in sub[component[0]]:
             continue
-        for ident in sorted(members):
+        first = min(members)
+        for ident in sorted(members) if len(members) <= MAX_CYCLE_SHOWN else [first]:
             loop = _cycle_through(sub, ident, members)
             following = loop[1] if len(loop) > 1 else ident
-            message = "dependency cycle: " + " → ".join([*loop, ident])
+            message = "dependency cycle: " + _chain([*loop, ident])
             found[ident] = Loop(members, list(graph[ident]).index(following), message)
+        if len(members) > MAX_CYCLE_SHOWN:
+            told = (
+                f"part of a dependency cycle of {len(members)} entries, reported at "
+                f"{where(first)}"
+            )
+            for ident in members - {first}:
+                index = next(i for i, t in enumerate(graph[ident]) if t in members)
+                found[ident] = Loop(members, index, told)
     return found
+
+
+def _chain(loop: list[EntryId]) -> str:
+    """`a → b → a`, with the middle left out of a long one."""
+    if len(loop) <= MAX_CYCLE_SHOWN + 1:
+        return " → ".join(loop)
+    head = loop[: MAX_CYCLE_SHOWN - 2]
+    left_out = len(loop) - len(head) - 2
+    return " → ".join([*head, f"… ({left_out} more)", *loop[-2:]])
 
 
 def _cycle_through(
@@ -136,9 +176,9 @@ def _cycle_through(
     """The shortest loop from `start` back to itself inside its component (breadth first,
     so what is shown is a real chain of `dependsOn`, not just the component)."""
     previous: dict[EntryId, EntryId] = {}
-    queue = [start]
+    queue = deque([start])
     while queue:
-        node = queue.pop(0)
+        node = queue.popleft()
         for target in sorted(graph[node]):
             if target == start:
                 loop = [node]
@@ -193,7 +233,7 @@ def _strongly_connected(graph: Mapping[EntryId, list[EntryId]]) -> list[list[Ent
                 counter += 1
                 stack.append(node)
                 on_stack.add(node)
-            targets = [t for t in graph[node] if t in graph]
+            targets = graph[node]
             if position < len(targets):
                 work.append((node, position + 1))
                 target = targets[position]

@@ -11,10 +11,13 @@ than its author meant, so they are settled here, once, for validation and schedu
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import lru_cache
 
 from apscheduler.triggers.cron import CronTrigger
 
+_PROBE_START = datetime(2024, 1, 1, tzinfo=UTC)
+_PROBE_END = datetime(2032, 12, 31, 23, 59, tzinfo=UTC)
 _DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _FIELDS = "minute hour day-of-month month day-of-week"
 
@@ -72,9 +75,15 @@ def cron_trigger(expression: str) -> CronTrigger:
         days = _weekdays(day_of_week)
         # Monday-first order: the order APScheduler names them in.
         day_of_week = ",".join(_DAY_NAMES[d] for d in sorted(days, key=lambda d: (d - 1) % 7))
-    return CronTrigger(
-        minute=minute, hour=hour, day=day, month=month, day_of_week=day_of_week, timezone="UTC"
-    )
+    fields_of = {"minute": minute, "hour": hour, "day": day, "month": month,
+                 "day_of_week": day_of_week}
+    # A schedule that never fires (`0 0 31 2 *`) sends APScheduler searching to the year
+    # 9999, a second of work at every look: refused. Nine years from a leap year hold every
+    # day a valid schedule can name.
+    probe = CronTrigger(**fields_of, timezone="UTC", start_date=_PROBE_START, end_date=_PROBE_END)
+    if probe.get_next_fire_time(None, _PROBE_START) is None:
+        raise ValueError("it never fires: no month has the day it names")
+    return CronTrigger(**fields_of, timezone="UTC")
 
 
 def check_cron(value: str) -> str:
@@ -83,5 +92,7 @@ def check_cron(value: str) -> str:
     try:
         cron_trigger(normalised)
     except ValueError as err:
-        raise ValueError(f"{value!r} is not a valid cron expression: {err}") from None
+        shown = repr(value) if len(value) <= 60 else repr(value[:57]) + "..."
+        reason = str(err) if len(str(err)) <= 200 else str(err)[:199] + "…"
+        raise ValueError(f"{shown} is not a valid cron expression: {reason}") from None
     return normalised

@@ -25,11 +25,13 @@ from reconciler.declarations.checks import (
     extra_defaults,
     missing_targets,
     reachable,
+    where,
 )
 from reconciler.declarations.documents import FileResult
 from reconciler.declarations.entries import LoadError
 from reconciler.declarations.files import FileSource
 from reconciler.declarations.index import Index, Touched
+from reconciler.declarations.limits import MAX_ERRORS_PER_FILE
 from reconciler.declarations.models import (
     DefaultsDocument,
     DefaultsSpec,
@@ -213,7 +215,7 @@ class CrossCheck:
             if ident in self._loops:
                 start.update(self._loops[ident][0].members)
         region = reachable(self._targets, start)
-        found = cycles(self._targets, region)
+        found = cycles(self._targets, region, lambda ident: where(*self.candidates[ident]))
         for ident in region | start:
             old = self._loops.pop(ident, None)
             loop = found.get(ident)
@@ -311,7 +313,23 @@ class CrossCheck:
                 if doc.id in self._loops:
                     errors.append(self._loops[doc.id][1])
                 errors += self._resolved[doc.id].problems
-        return tuple(ordered(errors))
+        omitted = sum(doc.omitted for doc in file.documents)
+        return capped(ordered(errors), omitted)
+
+
+def capped(errors: list[LoadError], omitted: int = 0) -> tuple[LoadError, ...]:
+    """At most MAX_ERRORS_PER_FILE of one file's errors, then one saying how many more
+    there are (`omitted` of them never located), placed at the first of those not shown
+    (at the last one shown when they were never located)."""
+    if len(errors) <= MAX_ERRORS_PER_FILE and not omitted:
+        return tuple(errors)
+    shown = errors[:MAX_ERRORS_PER_FILE]
+    more = len(errors) - len(shown) + omitted
+    at = errors[len(shown)] if len(errors) > len(shown) else errors[-1]
+    summary = LoadError(
+        location=at.location, message=f"… and {more} more error{'s' * (more != 1)} in this file"
+    )
+    return (*shown, summary)
 
 
 def model_of(declared: Declared) -> TaskDocument | StackDocument:

@@ -118,7 +118,8 @@ class DirectorySource:
     def _stat(self, rel: str) -> FileEntry | None:
         try:
             info = os.lstat(self._full(rel))
-        except (FileNotFoundError, NotADirectoryError):
+        except OSError:
+            # Missing, or a name the system refuses (too long, a loop): not there.
             return None
         if stat.S_ISDIR(info.st_mode):
             children = self._list(rel)
@@ -127,7 +128,10 @@ class DirectorySource:
             oid = tree_id((c.path.rpartition("/")[2], c.kind, c.oid) for c in children)
             return FileEntry(path=rel, kind=FileKind.DIRECTORY, oid=oid)
         if stat.S_ISLNK(info.st_mode):
-            target = os.fsencode(os.readlink(self._full(rel)))
+            try:
+                target = os.fsencode(os.readlink(self._full(rel)))
+            except OSError:
+                return None
             return FileEntry(path=rel, kind=FileKind.SYMLINK, oid=blob_id(target))
         if stat.S_ISREG(info.st_mode):
             kind = FileKind.EXECUTABLE if info.st_mode & stat.S_IXUSR else FileKind.FILE
@@ -142,7 +146,7 @@ class DirectorySource:
         if rel not in self._children:
             try:
                 names = sorted(os.listdir(self._full(rel)))
-            except (FileNotFoundError, NotADirectoryError, PermissionError):
+            except OSError:
                 names = []
             found = (self._entry(join(rel, name)) for name in names if name not in _SKIPPED)
             # Git's order (a folder sorts as `name/`), which makes walk() go in path order.

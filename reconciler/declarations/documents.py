@@ -15,16 +15,19 @@ from pydantic import ValidationError
 
 from reconciler.declarations.entries import LoadError, Location
 from reconciler.declarations.fields import check_name
+from reconciler.declarations.limits import MAX_ERRORS_PER_FILE
 from reconciler.declarations.models import (
     DOCUMENT_MODELS,
     DefaultsDocument,
     StackDocument,
     TaskDocument,
 )
+from reconciler.declarations.ours import our_kind, version_key
 from reconciler.declarations.parse import RawDocument, RawFile
 from reconciler.declarations.positions import (
     Segment,
     SourceMap,
+    describe,
     error_message,
     field_path,
 )
@@ -49,6 +52,8 @@ class Document:
     errors: tuple[LoadError, ...]
     id: EntryId | None = None
     """`task/NAME` or `stack/NAME` when kind and name are known."""
+    omitted: int = 0
+    """Errors of this document not kept (see MAX_ERRORS_PER_FILE)."""
 
     @property
     def identified(self) -> bool:
@@ -85,6 +90,8 @@ class _Locator:
         self.path = path
         self._read_text = read_text
         self._map: SourceMap | None = None
+        self.budget = MAX_ERRORS_PER_FILE
+        """Validation errors still to be located in this file; the others are counted."""
 
     def error(
         self,
@@ -123,24 +130,48 @@ def analyse(path: str, oid: str, raw: RawFile, read_text: Callable[[], str]) -> 
 
 def _document(doc: RawDocument, locator: _Locator) -> Document:
     data = doc.data
-    version = data.get("apiVersion")
-    if version != API_VERSION:
-        message = f"unsupported apiVersion {version!r}; this reconciler reads {API_VERSION}"
-        error = locator.error(doc, ("apiVersion",), message)
-        return Document(doc.index, doc.line, None, None, None, (error,))
     kind = _kind(data.get("kind"))
     name = _name(data.get("metadata"))
     ident = entry_id(kind, name) if kind in (Kind.TASK, Kind.STACK) and name else None
+    key = version_key(data)
+    if key != "apiVersion" or data[key] != API_VERSION:
+        # Still identified when it can be: a typo in the apiVersion makes the entry
+        # invalid, it does not remove it.
+        near = _near_kind(data.get("kind"))
+        ident = entry_id(near, name) if near in (Kind.TASK, Kind.STACK) and name else None
+        error = _version_error(doc, key, locator)
+        return Document(doc.index, doc.line, near, name, None, (error,), ident)
     if kind is None:
+        # `kind: stack` is still known to mean a Stack: its entry is invalid, not unknown;
+        # `kind: defaults` makes the Defaults unknown, so nothing runs without them.
         error = _kind_error(doc, locator)
-        return Document(doc.index, doc.line, None, name, None, (error,))
+        near = _near_kind(data.get("kind"))
+        ident = entry_id(near, name) if near in (Kind.TASK, Kind.STACK) and name else None
+        return Document(doc.index, doc.line, near, name, None, (error,), ident)
     try:
         model: Model = DOCUMENT_MODELS[kind.value].model_validate(data)
     except ValidationError as err:
-        errors = tuple(_validation_errors(doc, err, kind, locator, ident))
-        return Document(doc.index, doc.line, kind, name, None, errors, ident)
+        errors, omitted = _validation_errors(doc, err, kind, locator, ident)
+        return Document(doc.index, doc.line, kind, name, None, errors, ident, omitted)
     share_field_sets(model)
     return Document(doc.index, doc.line, kind, name, model, (), ident)
+
+
+def _version_error(doc: RawDocument, key: Any, locator: _Locator) -> LoadError:
+    if key is None:
+        message = f"is required: {API_VERSION}"
+        return locator.error(doc, ("apiVersion",), message, missing=True)
+    if key != "apiVersion":
+        message = f"unknown field; did you mean 'apiVersion'? (this reconciler reads {API_VERSION})"
+        return locator.error(doc, (key,), message, at_key=True)
+    version = doc.data[key]
+    message = f"unsupported apiVersion {describe(version)}; this reconciler reads {API_VERSION}"
+    return locator.error(doc, ("apiVersion",), message)
+
+
+def _near_kind(value: Any) -> Kind | None:
+    spelled = our_kind(value)
+    return Kind(spelled) if spelled is not None else None
 
 
 def _kind(value: Any) -> Kind | None:
@@ -176,11 +207,17 @@ def _validation_errors(
     kind: Kind,
     locator: _Locator,
     ident: EntryId | None,
-) -> list[LoadError]:
+) -> tuple[tuple[LoadError, ...], int]:
+    """The located errors of one document, and how many more were not located: past the
+    file's budget, only a document's first error is (so it is known to be invalid)."""
     model = DOCUMENT_MODELS[kind.value]
     found: list[LoadError] = []
-    for detail in err.errors(include_url=False):
+    details = err.errors(include_url=False)
+    for detail in details:
+        if found and locator.budget <= 0:
+            break
         loc = tuple(detail["loc"])
+        locator.budget -= 1
         found.append(
             locator.error(
                 doc,
@@ -191,4 +228,4 @@ def _validation_errors(
                 missing=detail["type"] == "missing",
             )
         )
-    return found
+    return tuple(found), len(details) - len(found)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler.declarations.models import DefaultsSpec, StackSpec, TaskSpec
@@ -35,7 +37,19 @@ class LoadError(_Value):
 
     def __str__(self) -> str:
         field = f"{self.field}: " if self.field else ""
-        return f"{self.location}: {field}{self.message}"
+        return _one_line(f"{self.location}: {field}{self.message}")
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _one_line(text: str) -> str:
+    """`text` with control characters escaped: what users wrote (a key with a newline or an
+    escape sequence in it) can neither break the one-line-per-problem output nor drive a
+    terminal."""
+    if _CONTROL.search(text) is None:
+        return text
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 class Entry(_Value):

@@ -6,21 +6,36 @@ turns it into an error located at the offending key or value.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date, timedelta
+from fractions import Fraction
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, JsonValue, WithJsonSchema
 
 from reconciler.declarations.cron import check_cron, cron_trigger
+from reconciler.declarations.limits import (
+    MAX_DURATION_SECONDS,
+    MAX_PATH_BYTES,
+    MAX_PATH_COMPONENT_BYTES,
+    MAX_QUANTITY,
+    MAX_QUANTITY_LENGTH,
+)
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _QUANTITY = re.compile(
-    r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$"
+    r"^[+-]?(\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E))?$"
 )
+_SUFFIXES: dict[str | None, int | Fraction] = {
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+    "n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000),
+    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+}
+_MAX_DAYS = MAX_DURATION_SECONDS // 86400
 _LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 _LABEL_NAME = re.compile(r"^[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
@@ -41,11 +56,11 @@ def check_name(value: str) -> str:
     """A valid `metadata.name` (DNS-1123 label of at most 40 characters), or ValueError."""
     if len(value) > MAX_NAME_LENGTH:
         raise ValueError(
-            f"{value!r} is {len(value)} characters long; the limit is {MAX_NAME_LENGTH}"
+            f"{_shown(value)} is {len(value)} characters long; the limit is {MAX_NAME_LENGTH}"
         )
     if not _DNS_LABEL.match(value):
         raise ValueError(
-            f"{value!r} is not a DNS-1123 label: use lower-case letters, digits and '-', "
+            f"{_shown(value)} is not a DNS-1123 label: use lower-case letters, digits and '-', "
             "starting and ending with a letter or digit"
         )
     return value
@@ -53,14 +68,16 @@ def check_name(value: str) -> str:
 
 def _subdomain(value: str) -> str:
     if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
-        raise ValueError(f"{value!r} is not a valid Kubernetes object name (DNS-1123 subdomain)")
+        raise ValueError(
+            f"{_shown(value)} is not a valid Kubernetes object name (DNS-1123 subdomain)"
+        )
     return value
 
 
 def _env_name(value: str) -> str:
     if not _ENV_NAME.match(value):
         raise ValueError(
-            f"{value!r} is not a valid environment variable name: letters, digits and '_', "
+            f"{_shown(value)} is not a valid environment variable name: letters, digits and '_', "
             "not starting with a digit"
         )
     return value
@@ -71,30 +88,41 @@ def _scalar_to_str(value: Any) -> Any:
     which read back exactly as written. Everything else that YAML turns into another type is
     refused: `true` would become `True`, `1.10` would become `1.1`, `2024-01-01` a date."""
     if isinstance(value, bool) or value is None:
-        raise ValueError(f"{value!r} must be a string: quote it")
+        raise ValueError(f"{_shown(value)} must be a string: quote it")
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float | date):
         raise ValueError(
-            f"YAML read this value as {type(value).__name__} {value!r}, which may not be what "
-            "is written: quote it to keep it as text"
+            f"YAML read this value as {type(value).__name__} {_shown(value)}, which may not "
+            "be what is written: quote it to keep it as text"
         )
     return value
 
 
 def parse_duration(value: str) -> timedelta:
-    """`30m`, `1h30m`, `45s`, `2d` → timedelta. Raises ValueError for anything else."""
+    """`30m`, `1h30m`, `45s`, `2d` → timedelta, at most 30 days. Raises ValueError for
+    anything else."""
     match = _DURATION.match(value)
     if not value or match is None:
         raise ValueError(
-            f"{value!r} is not a duration: use whole numbers with units d, h, m, s, "
+            f"{_shown(value)} is not a duration: use whole numbers with units d, h, m, s, "
             "in that order, e.g. 30s, 5m, 1h30m"
         )
-    days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
-    delta = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
-    if delta <= timedelta(0):
-        raise ValueError(f"{value!r} must be longer than zero")
-    return delta
+    # Compared before a timedelta is built: 1000000000d overflows one.
+    parts = [int(g) if len(g or "") <= 12 else 10**12 for g in match.groups(default="0")]
+    days, hours, minutes, seconds = parts
+    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    if total > MAX_DURATION_SECONDS:
+        raise ValueError(f"{_shown(value)} is longer than the limit of {_MAX_DAYS}d")
+    if total <= 0:
+        raise ValueError(f"{_shown(value)} must be longer than zero")
+    return timedelta(seconds=total)
+
+
+def _shown(value: Any) -> str:
+    """`value` quoted for a message, shortened when long."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _duration(value: str) -> str:
@@ -104,27 +132,50 @@ def _duration(value: str) -> str:
 
 def _quantity(value: Any) -> Any:
     if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a resource quantity")
+        raise ValueError(f"{_shown(value)} is not a resource quantity")
     if isinstance(value, int | float):
         value = str(value)
-    if not isinstance(value, str) or not _QUANTITY.match(value):
+    match = _QUANTITY.match(value) if isinstance(value, str) else None
+    if match is None or len(value) > MAX_QUANTITY_LENGTH:
         raise ValueError(
-            f"{value!r} is not a Kubernetes resource quantity, e.g. 100m, 0.5, 1, 128Mi, 2Gi"
+            f"{_shown(value)} is not a Kubernetes resource quantity, e.g. 100m, 0.5, 1, "
+            "128Mi, 2Gi"
         )
+    number, exponent, suffix = match.groups()
+    power = int(exponent or 0)
+    if power > 64:
+        raise ValueError(f"{_shown(value)} is too large; the limit is 1E (10^18)")
+    # A tiny one is rounded up by Kubernetes; its power is clamped to keep it cheap.
+    power = max(power, -64)
+    unit = _SUFFIXES.get(suffix, 1)
+    rough = float(number) * 10.0**power * float(unit)
+    if rough < MAX_QUANTITY / 2:
+        return value  # the common case, without exact arithmetic (10 times faster)
+    if rough > MAX_QUANTITY * 2 or Fraction(number) * Fraction(10) ** power * unit > MAX_QUANTITY:
+        raise ValueError(f"{_shown(value)} is too large; the limit is 1E (10^18)")
     return value
 
 
 def check_relative_path(value: str) -> str:
     """A repository-relative POSIX path: not absolute, no `..`, no backslashes."""
     if not value or value.strip() != value or any(ord(c) < 32 for c in value):
-        raise ValueError(f"{value!r} is not a path")
+        raise ValueError(f"{_shown(value)} is not a path")
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > MAX_PATH_BYTES:
+        raise ValueError(f"the path is {size} bytes long; the limit is {MAX_PATH_BYTES}")
+    for part in value.split("/"):
+        if len(part.encode("utf-8", "surrogatepass")) > MAX_PATH_COMPONENT_BYTES:
+            raise ValueError(
+                f"{_shown(part)} is longer than {MAX_PATH_COMPONENT_BYTES} bytes, the limit "
+                "for one folder or file name"
+            )
     if value.startswith("/") or re.match(r"^[A-Za-z]:", value):
-        raise ValueError(f"{value!r} is absolute; paths are relative to the repository root")
+        raise ValueError(f"{_shown(value)} is absolute; paths are relative to the repository root")
     if "\\" in value:
-        raise ValueError(f"{value!r} contains '\\'; use '/' between folders")
+        raise ValueError(f"{_shown(value)} contains '\\'; use '/' between folders")
     parts = value.split("/")
     if ".." in parts:
-        raise ValueError(f"{value!r} leaves the repository ('..' is not allowed)")
+        raise ValueError(f"{_shown(value)} leaves the repository ('..' is not allowed)")
     return "/".join(p for p in parts if p not in ("", ".")) or "."
 
 
@@ -138,7 +189,7 @@ def _file_name(value: str) -> str:
 def _depends_on(value: str) -> str:
     prefix, sep, name = value.partition("/")
     if not sep or prefix not in ("task", "stack"):
-        raise ValueError(f"{value!r} must be written task/NAME or stack/NAME")
+        raise ValueError(f"{_shown(value)} must be written task/NAME or stack/NAME")
     check_name(name)
     return value
 
@@ -148,21 +199,21 @@ def _label_key(value: str) -> str:
     if prefix:
         _subdomain(prefix)
     if len(name) > 63 or not _LABEL_NAME.match(name):
-        raise ValueError(f"{value!r} is not a valid label key")
+        raise ValueError(f"{_shown(value)} is not a valid label key")
     return value
 
 
 def _label_value(value: Any) -> Any:
     value = _scalar_to_str(value)
     if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
-        raise ValueError(f"{value!r} is not a valid label value (at most 63 characters)")
+        raise ValueError(f"{_shown(value)} is not a valid label value (at most 63 characters)")
     return value
 
 
 def _var_name(value: str) -> str:
     if not _VAR_NAME.match(value):
         raise ValueError(
-            f"{value!r} is not a valid variable name: letters, digits, '_' and '-', "
+            f"{_shown(value)} is not a valid variable name: letters, digits, '_' and '-', "
             "starting with a letter or '_'"
         )
     return value
@@ -170,7 +221,24 @@ def _var_name(value: str) -> str:
 
 def _config_key(value: str) -> str:
     if not _CONFIG_KEY.match(value):
-        raise ValueError(f"{value!r} is not a valid secret key: letters, digits, '-', '_', '.'")
+        raise ValueError(
+            f"{_shown(value)} is not a valid secret key: letters, digits, '-', '_', '.'"
+        )
+    return value
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no infinity nor NaN (`.inf`, `.nan`, `1e400` in YAML): an engine given one
+    would fail the run, so say it now."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"{item!r} is not a number JSON can hold")
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
     return value
 
 
@@ -212,3 +280,4 @@ VarName = Annotated[
     str, AfterValidator(_var_name), Field(json_schema_extra={"pattern": _VAR_NAME.pattern})
 ]
 DependencyList = list[DependencyRef]
+FiniteJson = Annotated[JsonValue, AfterValidator(_finite)]

@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from loguru import logger
+
 from reconciler.declarations.assemble import Assembly
 from reconciler.declarations.cache import CacheFile, Key, dump_raw, load_raw
 from reconciler.declarations.checks import Pending
@@ -127,7 +129,13 @@ class DeclarationLoader:
         """Write the parsed data of the files of the last two loads to `cache_file`."""
         if self._cache is None or self._raw is None or not (self._put or self._dropped):
             return
-        self._cache.save(self._raw, self._put, self._dropped)
+        try:
+            self._cache.save(self._raw, self._put, self._dropped)
+        except OSError as err:
+            # A full or read-only state dir costs the next start a parse, nothing more;
+            # what is not saved is tried again at the next save.
+            logger.warning("the parse cache {} was not saved: {}", self._cache.path, err)
+            return
         self._put, self._dropped = set(), set()
 
     def _changes(self, files: FileSource) -> Changes:
@@ -161,17 +169,46 @@ class DeclarationLoader:
             key = (path, oid)
             found = self._recent[0].get(key) or self._recent[1].get(key)
             if found is None:
-                raw = self._cached(key)
-                if raw is None:
-                    raw = _parse(files, path)
-                    parsed += 1
-                    if self._cache is not None:
-                        self._raw[key] = dump_raw(raw)
-                        self._put.add(key)
-                        self._dropped.discard(key)
-                found = analyse(path, oid, raw, read_text=_Text(files, path))
+                found, fresh = self._file_result(files, path, oid)
+                parsed += fresh
             results[path] = found
         return results, parsed
+
+    def _file_result(self, files: FileSource, path: str, oid: str) -> tuple[FileResult, bool]:
+        """The result of one file, from the parse cache or parsed now (then True). Whatever
+        goes wrong with the file's content is in the result, never raised."""
+        key = (path, oid)
+        raw = self._cached(key)
+        fresh = raw is None
+        data = _read(files, path) if raw is None else b""
+        try:
+            if raw is None:
+                raw = data if isinstance(data, RawFile) else parse_file(data)
+                self._keep(key, raw)
+            return analyse(path, oid, raw, read_text=_Text(files, path)), fresh
+        except _SourceFailure as err:
+            raise err.cause from None  # the source's own failure: the load's, not the file's
+        except Exception as err:  # a bug shown on one file, not a failed load
+            logger.opt(exception=err).error(
+                "internal error reading {}: {}", path, type(err).__name__
+            )
+            problem = SyntaxProblem(1, 1, "internal error reading this file; see the log")
+            return analyse(path, oid, RawFile(problem=problem), read_text=str), fresh
+
+    def _keep(self, key: Key, raw: RawFile) -> None:
+        """Put a fresh parse in the cache, unless it cannot be serialized: caching only
+        saves time, it never fails a load."""
+        if self._cache is None:
+            return
+        assert self._raw is not None
+        try:
+            blob = dump_raw(raw)
+        except (Exception, RecursionError) as err:
+            logger.warning("not caching the parse of {}: {}", key[0], type(err).__name__)
+            return
+        self._raw[key] = blob
+        self._put.add(key)
+        self._dropped.discard(key)
 
     def _cached(self, key: Key) -> RawFile | None:
         assert self._raw is not None
@@ -186,7 +223,10 @@ class DeclarationLoader:
     def _locate(self, files: FileSource, problem: Pending) -> LoadError:
         key = (problem.file.path, problem.file.oid)
         if key not in self._maps:
-            self._maps[key] = SourceMap(_Text(files, problem.file.path)())
+            try:
+                self._maps[key] = SourceMap(_Text(files, problem.file.path)())
+            except _SourceFailure as err:
+                raise err.cause from None
         (line, column), path = self._maps[key].locate(
             problem.document.index,
             problem.loc,
@@ -224,14 +264,22 @@ class DeclarationLoader:
             self._dropped.add(key)
 
 
-def _parse(files: FileSource, path: str) -> RawFile:
+def _read(files: FileSource, path: str) -> bytes | RawFile:
+    """The content of a file, or why it cannot be read."""
     try:
-        data = files.read(path)
-    except (PermissionError, FileNotFoundError, IsADirectoryError) as err:
+        return files.read(path)
+    except OSError as err:
         # A work tree can hold a file nobody may read, or lose one while it is read.
         problem = SyntaxProblem(1, 1, f"cannot read the file: {err.strerror or err}")
         return RawFile(problem=problem)
-    return parse_file(data)
+
+
+class _SourceFailure(Exception):
+    """The file source failed while a file's problems were being located."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 class _Text:
@@ -246,6 +294,8 @@ class _Text:
             return self._files.read(self._path).decode("utf-8-sig", "replace")
         except OSError:
             return ""  # positions fall back to the start of the document
+        except Exception as err:
+            raise _SourceFailure(err) from err
 
 
 def load_declarations(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, JsonValue, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 from pydantic.alias_generators import to_camel
 
 from reconciler.declarations.fields import (
@@ -18,6 +18,7 @@ from reconciler.declarations.fields import (
     EnvName,
     EnvValue,
     FileName,
+    FiniteJson,
     KubeName,
     LabelKey,
     LabelValue,
@@ -89,7 +90,8 @@ class Toleration(Frozen):
         default=None, description="Taint effect to tolerate; empty tolerates all."
     )
     toleration_seconds: int | None = Field(
-        default=None, ge=0, description="With NoExecute: how long to stay once tainted."
+        default=None, ge=0, le=2**63 - 1,
+        description="With NoExecute: how long to stay once tainted.",
     )
 
 
@@ -200,7 +202,7 @@ class StackSpec(Frozen):
     path: RelativePath = Field(
         description="Root module folder, relative to the repository root; must hold *.tf files."
     )
-    vars: dict[VarName, JsonValue] = Field(
+    vars: dict[VarName, FiniteJson] = Field(
         default_factory=dict, description="Input variables, name to value (any JSON value)."
     )
     var_files: list[RelativePath] = Field(

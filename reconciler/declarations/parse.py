@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,15 +27,15 @@ try:
 except ImportError:  # no C extension for this interpreter: the pure parser, slower
     CParser = None
 
-from reconciler.types import API_VERSION
+from reconciler.declarations.depth import too_deep
+from reconciler.declarations.limits import MAX_DEPTH, MAX_DOCUMENTS, MAX_FILE_BYTES, MAX_NODES
+from reconciler.declarations.ours import API_GROUP, claims, may_claim
 
-API_GROUP = API_VERSION.partition("/")[0]
-_MARKER = API_GROUP.encode()
-_DEFAULTS_KIND = re.compile(rb"^\s*kind:\s*[\"']?Defaults\b", re.MULTILINE)
+__all__ = ["API_GROUP", "MAX_NODES", "parse_file"]
 
-MAX_NODES = 100_000
-"""More values than this in one document (aliases expanded) is refused: a few lines of
-nested aliases can stand for billions of values, and validating them would never end."""
+_DEFAULTS_KIND = re.compile(rb"^[ \t]*kind:[ \t]*[\"']?Defaults\b", re.MULTILINE)
+"""Spaces, not `\\s`: with MULTILINE, `^\\s*` would scan from every line of a long run of
+blank lines to its end, quadratic in the file."""
 _SHORT = 64
 """Strings up to this length are interned (see `interned`)."""
 
@@ -71,11 +72,17 @@ NOT_DECLARATIONS = RawFile()
 
 
 def parse_file(data: bytes) -> RawFile:
-    # Cheap screen first: YAML that never names our group (CI configs, Kubernetes
+    # Cheap screen first: YAML that cannot hold a document of ours (CI configs, Kubernetes
     # manifests, Helm values) is skipped without being parsed.
-    if _MARKER not in data:
+    if not may_claim(data):
         return NOT_DECLARATIONS
     mentions_defaults = _DEFAULTS_KIND.search(data) is not None
+    if len(data) > MAX_FILE_BYTES:
+        problem = SyntaxProblem(
+            1, 1, f"the file is {len(data)} bytes; declaration files are limited to "
+            f"{MAX_FILE_BYTES} bytes (1 MiB)"
+        )
+        return RawFile(problem=problem, mentions_defaults=mentions_defaults)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -84,6 +91,11 @@ def parse_file(data: bytes) -> RawFile:
         problem = SyntaxProblem(line, column, "the file is not UTF-8 text")
         return RawFile(problem=problem, mentions_defaults=mentions_defaults)
     try:
+        deep = too_deep(data, text)
+        if deep is not None:
+            message = f"the YAML nests more than {MAX_DEPTH} levels deep, the limit"
+            problem = SyntaxProblem(*deep, message)
+            return RawFile(problem=problem, mentions_defaults=mentions_defaults)
         documents = tuple(_documents(text))
     except YAMLError as err:
         return RawFile(problem=syntax_problem(err, text), mentions_defaults=mentions_defaults)
@@ -94,26 +106,56 @@ def parse_file(data: bytes) -> RawFile:
 
 
 def _documents(text: str) -> list[RawDocument]:
-    loader, parser = _new_loader(text)
     found: list[RawDocument] = []
+    for index, line, data in _each_document(text):
+        if claims(data):
+            found.append(RawDocument(index, line, data))
+    return found
+
+
+def _each_document(text: str) -> Iterator[tuple[int, int, Any]]:
+    """(index, first line, data) of every document of `text`, of ours or not."""
+    loader, parser = _new_loader(text)
     try:
         # The loop of `load_all`, keeping each document's node so its first line is known.
         index = 0
         while loader.composer.check_node():
+            if index == MAX_DOCUMENTS:
+                line = parser.peek_event().start_mark.line + 1
+                raise _LimitError(
+                    line, f"the file has more than {MAX_DOCUMENTS} documents, the limit"
+                )
             node = loader.composer.get_node()
+            # Without an anchor (&) there is no alias to expand: nothing to count. With
+            # one, counted on the nodes, before merge keys are expanded: each `<<: [*a, *a]`
+            # doubles what it merges, thirty of them are a billion values.
+            if "&" in text and _too_big(node):
+                raise _LimitError(
+                    node.start_mark.line + 1,
+                    f"the document has more than {MAX_NODES} values once aliases are expanded",
+                )
             try:
                 data = loader.construct_document(node)
             except (ValueError, TypeError, OverflowError) as err:
                 raise _scalar_error(loader, node, err) from None
-            if _claims_group(data):
-                # Without an anchor (&) there is no alias to expand: nothing to count.
-                if "&" in text and _too_big(data):
-                    raise _TooBigError(node.start_mark.line + 1)
-                found.append(RawDocument(index, node.start_mark.line + 1, data))
+            yield index, node.start_mark.line + 1, data
             index += 1
     finally:
         _dispose(loader, parser)
-    return found
+
+
+def every_document(data: bytes) -> list[tuple[int, Any]] | None:
+    """(first line, data) of every document of a file, whatever it declares, within the
+    same bounds as `parse_file`; None when the file cannot be read within them."""
+    if len(data) > MAX_FILE_BYTES:
+        return None
+    try:
+        text = data.decode("utf-8-sig")
+        if too_deep(data, text) is not None:
+            return None
+        return [(line, value) for _, line, value in _each_document(text)]
+    except (YAMLError, UnicodeDecodeError, RecursionError):
+        return None
 
 
 def _scalar_error(loader: Any, root: Node, err: Exception) -> YAMLError:
@@ -132,7 +174,7 @@ def _scalar_error(loader: Any, root: Node, err: Exception) -> YAMLError:
                 loader.construct_object(node)
             except (ValueError, TypeError, OverflowError, YAMLError) as scalar_err:
                 return MarkedYAMLError(
-                    problem=f"cannot read {node.value!r}: {scalar_err}",
+                    problem=f"cannot read {_shortened(node.value)}: {scalar_err}",
                     problem_mark=node.start_mark,
                 )
         elif isinstance(node, MappingNode):
@@ -140,6 +182,11 @@ def _scalar_error(loader: Any, root: Node, err: Exception) -> YAMLError:
         elif isinstance(node, SequenceNode):
             stack.extend(reversed(node.value))
     return MarkedYAMLError(problem=f"cannot read a value: {err}", problem_mark=root.start_mark)
+
+
+def _shortened(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class _Resolver(VersionedResolver):
@@ -211,13 +258,6 @@ def _dispose(loader: Any, parser: Any) -> None:
             setattr(loader, name, None)
 
 
-def _claims_group(data: Any) -> bool:
-    if not isinstance(data, dict):
-        return False
-    version = data.get("apiVersion")
-    return isinstance(version, str) and version.startswith(API_GROUP + "/")
-
-
 def _interned_str(constructor: Any, node: Any) -> Any:
     """A YAML string, as its one interned copy when short. Declarations repeat the same
     keys, images, quantities, labels and commands in file after file, and the validated
@@ -265,31 +305,47 @@ if CParser is not None:
     _FastLoader.add_constructor(_STR, _interned_str)
 
 
-def _too_big(data: Any) -> bool:
+def _too_big(root: Node) -> bool:
+    """Whether the document under `root` has more than MAX_NODES values with every alias
+    (and so every merge) expanded. Walks at most that many: a structure that refers to
+    itself is too big, not endless."""
     budget = MAX_NODES
-    stack = [data]
+    stack = [root]
     while stack:
-        item = stack.pop()
+        node = stack.pop()
         budget -= 1
         if budget < 0:
             return True
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple | set | frozenset):
-            stack.extend(item)
+        if isinstance(node, MappingNode):
+            stack.extend(n for pair in node.value for n in pair)
+        elif isinstance(node, SequenceNode):
+            stack.extend(node.value)
     return False
 
 
-class _TooBigError(YAMLError):
-    def __init__(self, line: int) -> None:
-        super().__init__(f"the document has more than {MAX_NODES} values once aliases are expanded")
+class _LimitError(YAMLError):
+    """A bound of `limits` breached, at a line."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
         self.line = line
+
+
+_MAX_MESSAGE = 200
+"""The YAML library's messages quote the values involved (a duplicate key's, whole): cut."""
 
 
 def syntax_problem(err: YAMLError, text: str) -> SyntaxProblem:
     """Where a YAML error happened and what it is, from the error's own mark."""
-    if isinstance(err, _TooBigError):
+    found = _syntax_problem(err, text)
+    if len(found.message) <= _MAX_MESSAGE:
+        return found
+    return SyntaxProblem(found.line, found.column, found.message[: _MAX_MESSAGE - 1] + "…")
+
+
+def _syntax_problem(err: YAMLError, text: str) -> SyntaxProblem:
+    """Where a YAML error happened and what it is, from the error's own mark."""
+    if isinstance(err, _LimitError):
         return SyntaxProblem(err.line, 1, str(err))
     if isinstance(err, ReaderError):
         line = text.count("\n", 0, err.position) + 1

@@ -1,8 +1,8 @@
 """Where in a file a problem is: line and column of the offending key or value.
 
-The fast loader keeps no positions. When a document is wrong, its file is parsed again with
-ruamel's round-trip loader, which records the line and column of every key, value and list
-item, and the problem's field path (`spec.env.FOO`) is followed through it.
+The fast loader keeps no positions. When a document is wrong, the parser's events of its
+file are read again, recording the line and column of every key, value and list item, and
+the problem's field path (`spec.env.FOO`) is followed through them.
 """
 
 from __future__ import annotations
@@ -16,13 +16,31 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    DocumentEndEvent,
+    DocumentStartEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+    StreamStartEvent,
+)
+
+from reconciler.declarations.limits import MAX_DEPTH
+
+try:
+    from _ruamel_yaml import CParser  # type: ignore[import-not-found]
+except ImportError:  # no C extension for this interpreter: the pure parser, slower
+    CParser = None
 
 Segment = str | int
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _KEY_MARK = "[key]"
 _MAX_SHOWN = 60
+_SKIPPED_EVENTS = (StreamStartEvent, DocumentEndEvent)
 
 
 def field_path(segments: Sequence[Segment]) -> str:
@@ -40,13 +58,16 @@ def field_path(segments: Sequence[Segment]) -> str:
 
 
 class SourceMap:
-    """The round-trip parse of one file's text, kept for locating several problems."""
+    """The positions of every key, value and list item of one file's text, kept for
+    locating several problems.
+
+    Built from the C parser's events in one pass with a stack of our own: linear in the
+    file (each mapping's keys are indexed once, so locating an error costs the same in a
+    mapping of ten keys as in one of fifty thousand), never recursive, and no deeper than
+    MAX_DEPTH, whatever the text holds."""
 
     def __init__(self, text: str) -> None:
-        try:
-            self._documents: list[Any] = list(YAML(typ="rt").load_all(text))
-        except (YAMLError, ValueError, TypeError, RecursionError):
-            self._documents = []
+        self._documents: list[Any] = _positions(text)
 
     def locate(
         self,
@@ -75,31 +96,157 @@ class SourceMap:
                 continue
             key, key_pos, value_pos, node = found
             path.append(key)
-            scalar = not isinstance(node, CommentedMap | CommentedSeq) and node is not None
+            scalar = node is _SCALAR
             position = value_pos if scalar and not at_key else key_pos
         return (position[0] + 1, position[1] + 1), path
 
 
-def _start(node: Any, document_line: int) -> tuple[int, int]:
-    if isinstance(node, CommentedMap | CommentedSeq) and node.lc.line is not None:
-        return node.lc.line, node.lc.col or 0
+Position = tuple[int, int]
+"""0-based line and column."""
+
+
+class _Map:
+    __slots__ = ("keys", "start")
+
+    def __init__(self, start: Position) -> None:
+        self.start = start
+        self.keys: dict[Any, tuple[Segment, Position, Position, Any]] = {}
+        """key → (key as written, key position, value position, value)."""
+
+
+class _Seq:
+    __slots__ = ("items", "start")
+
+    def __init__(self, start: Position) -> None:
+        self.start = start
+        self.items: list[tuple[Position, Any]] = []
+
+
+_SCALAR = object()
+"""A scalar value other than null (a null is None)."""
+_NO_KEY = object()
+_UNNAMED = object()
+"""The key of a mapping entry whose key is not a scalar: never looked up."""
+_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
+_INT = re.compile(r"^[-+]?[0-9]{1,18}$")
+
+
+def _positions(text: str) -> list[Any]:
+    """The root of each document of `text`: _Map, _Seq, _SCALAR or None. Up to the first
+    YAML error, or the first collection nested deeper than MAX_DEPTH."""
+    documents: list[Any] = []
+    stack: list[list[Any]] = []
+    """Open collections: [node, pending key (or _NO_KEY), its position]."""
+    anchors: dict[str, Any] = {}
+    parser = _parser(text)
+    try:
+        while True:
+            event = parser.get_event()
+            kind = type(event)
+            if kind is StreamEndEvent:
+                break
+            if kind is DocumentStartEvent:
+                anchors = {}
+            elif kind is MappingEndEvent or kind is SequenceEndEvent:
+                node = stack.pop()[0]
+                _attach(stack, documents, node, node.start, node)
+            elif kind not in _SKIPPED_EVENTS and not _node(event, stack, documents, anchors):
+                break
+    except (YAMLError, ValueError, TypeError):
+        pass  # what was read up to the error is located; the rest at its document
+    finally:
+        parser.dispose()
+    while stack:  # cut short: what was read of the open collections still counts
+        node = stack.pop()[0]
+        _attach(stack, documents, node, node.start, node)
+    return documents
+
+
+def _node(
+    event: Any, stack: list[list[Any]], documents: list[Any], anchors: dict[str, Any]
+) -> bool:
+    """Record a scalar, an alias or the start of a collection; False when that collection
+    would nest deeper than MAX_DEPTH."""
+    kind = type(event)
+    mark = event.start_mark
+    position = (mark.line, mark.column)
+    if kind is AliasEvent:
+        _attach(stack, documents, anchors.get(event.anchor), position, _UNNAMED)
+        return True
+    if kind is MappingStartEvent or kind is SequenceStartEvent:
+        if len(stack) >= MAX_DEPTH:
+            return False
+        node: Any = _Map(position) if kind is MappingStartEvent else _Seq(position)
+        stack.append([node, _NO_KEY, position])
+    else:
+        node = _scalar(event)
+        _attach(stack, documents, node, position, _key_of(event))
+    if event.anchor is not None:
+        anchors[event.anchor] = node
+    return True
+
+
+def _attach(
+    stack: list[list[Any]], documents: list[Any], node: Any, position: Position, key: Any
+) -> None:
+    """Put a finished node where it belongs: a document's root, a list's item, a mapping's
+    key (then `key` is how it is looked up) or the value of the key before it."""
+    if not stack:
+        documents.append(node)
+        return
+    frame = stack[-1]
+    parent = frame[0]
+    if isinstance(parent, _Seq):
+        parent.items.append((position, node))
+    elif frame[1] is _NO_KEY:
+        frame[1], frame[2] = key, position
+    else:
+        written = frame[1]
+        if isinstance(written, str | int) and written not in parent.keys:
+            parent.keys[written] = (written, frame[2], position, node)
+        frame[1] = _NO_KEY
+
+
+def _scalar(event: Any) -> Any:
+    if event.implicit[0] and event.tag is None and event.value in _NULLS:
+        return None
+    return _SCALAR
+
+
+def _key_of(event: Any) -> Segment:
+    """A scalar key as the constructed data has it: plain whole numbers are ints."""
+    value: str = event.value
+    if event.implicit[0] and event.tag is None and _INT.match(value):
+        return int(value)
+    return value
+
+
+def _parser(text: str) -> Any:
+    if CParser is not None:
+        return CParser(text)
+    return YAML(typ="safe", pure=True).get_constructor_parser(text)[1]
+
+
+def _start(node: Any, document_line: int) -> Position:
+    if isinstance(node, _Map | _Seq):
+        return node.start
     return document_line - 1, 0
 
 
-def _child(node: Any, seg: Segment) -> tuple[Segment, Any, Any, Any] | None:
+def _child(node: Any, seg: Segment) -> tuple[Segment, Position, Position, Any] | None:
     """(key as written, key position, value position, value) of `seg` in `node`."""
-    try:
-        if isinstance(node, CommentedSeq) and isinstance(seg, int) and 0 <= seg < len(node):
-            pos = node.lc.item(seg)
-            return seg, pos, pos, node[seg]
-        if isinstance(node, CommentedMap):
-            for key in node:
-                if key == seg or (not isinstance(key, str) and str(key) == str(seg)):
-                    written = key if isinstance(key, str | int) else str(key)
-                    return written, node.lc.key(key), node.lc.value(key), node[key]
-    except (KeyError, IndexError, TypeError, AttributeError):
-        # Keys brought in by a `<<` merge have no position of their own.
+    if isinstance(node, _Seq):
+        if isinstance(seg, int) and 0 <= seg < len(node.items):
+            position, item = node.items[seg]
+            return seg, position, position, item
         return None
+    if isinstance(node, _Map):
+        found = node.keys.get(seg)
+        if found is None and isinstance(seg, str) and _INT.match(seg):
+            found = node.keys.get(int(seg))
+        if found is None and isinstance(seg, int):
+            found = node.keys.get(str(seg))
+        return found
     return None
 
 

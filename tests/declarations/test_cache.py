@@ -87,3 +87,18 @@ def test_a_cache_of_another_format_is_ignored(repo: Repo, tmp_path: Path) -> Non
     cache.write_bytes(bytes(data))
     assert CacheFile(cache).read() == {}
     assert _restart(cache, repo)[1] == 1
+
+
+def test_a_cache_that_cannot_be_written_costs_nothing_but_the_next_parse(
+    repo: Repo, tmp_path: Path
+) -> None:
+    blocked = tmp_path / "state"
+    blocked.write_text("a file where the state folder should be\n")
+    cache = blocked / "declarations.cache"
+    repo.write({"t.yaml": task("t")})
+    loader = DeclarationLoader(cache_file=cache)
+    assert list(loader.load(DirectorySource(repo.root)).entries) == ["task/t"]
+    loader.save_cache()  # refused by the file system: no exception
+    blocked.unlink()
+    loader.save_cache()  # what was not saved is saved now
+    assert _restart(cache, repo)[1] == 0

@@ -196,3 +196,26 @@ def test_sample_files_carry_a_schema_modeline_and_match_it() -> None:
     typo = {"apiVersion": "reconciler.io/v1alpha1", "kind": "Task",
             "metadata": {"name": "t"}, "spec": {"command": ["true"], "comand": ["x"]}}
     assert not jsonschema.Draft202012Validator(schemas()["reconciler.json"]).is_valid(typo)
+
+
+def test_diff_lists_fifty_invalid_entries_then_counts_the_rest(
+    history: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = history.git("rev-parse", "HEAD")
+    history.write({
+        f"broken/t{i}.yaml": "apiVersion: reconciler.io/v1alpha1\nkind: Task\n"
+        f"metadata: {{name: broken-{i}}}\nspec: {{retries: -1}}\n"
+        for i in range(60)
+    })
+    history.commit("sixty broken tasks")
+    for form in ("text", "markdown"):
+        code, out, _ = cli(capsys, "diff", "--repo", str(history.root), "--base", base,
+                           "--format", form)
+        assert code == 1
+        assert "60 invalid" in out
+        assert "… and 10 more invalid entries (`reconciler validate` lists every problem)" in out
+    code, out, _ = cli(capsys, "diff", "--repo", str(history.root), "--base", base)
+    assert sum(line.startswith("! task/broken-") for line in out.splitlines()) == 50
+    code, out, _ = cli(capsys, "diff", "--repo", str(history.root), "--base", base,
+                       "--format", "json")
+    assert len(json.loads(out)["invalid"]) == 60

@@ -48,3 +48,16 @@ def test_minutes_and_months() -> None:
     assert [f.strftime("%H:%M") for f in fire_times("*/20 9 * * *", 3)] == [
         "09:00", "09:20", "09:40"]
     assert [f.strftime("%m-%d") for f in fire_times("0 0 1 jan,jul *", 2)] == ["01-01", "07-01"]
+
+
+@pytest.mark.parametrize("expression", ["0 0 31 2 *", "0 0 30 2 *", "15 3 31 4,6,9,11 *"])
+def test_a_schedule_that_never_fires_is_refused(expression: str) -> None:
+    """APScheduler would search up to the year 9999 for it, a second at every look."""
+    with pytest.raises(ValueError, match="it never fires: no month has the day it names"):
+        cron_trigger(expression)
+
+
+def test_the_twenty_ninth_of_february_fires_in_leap_years() -> None:
+    trigger = cron_trigger("0 0 29 2 *")
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    assert trigger.get_next_fire_time(None, start) == datetime(2028, 2, 29, tzinfo=UTC)
