@@ -19,6 +19,7 @@ from loguru import logger
 from reconciler import adoption
 from reconciler import status as status_files
 from reconciler.declarations.entries import DesiredState, Entry, LoadError, Location
+from reconciler.declarations.named import refusal, still_named
 from reconciler.executors.base import Executor, RunReport, RunRequest, run_id_for
 from reconciler.metrics import Metrics
 from reconciler.plan import ActiveRun, Plan, Start, plan
@@ -105,6 +106,8 @@ class Daemon:
         self._adopt_pending = False
         self._leading = False
         self._busy_since: float | None = None
+        self._named: dict[EntryId, tuple[Revision, str | None]] = {}
+        """Per stack about to be destroyed: the commit looked at, and what still names it."""
         self._renderer = status_files.Renderer(branch=source.branch, redact=redact)
         self.gate = None if signatures is None or not signatures.enabled else CommitGate(
             signatures, branch=source.branch, status_branch=source.status_branch,
@@ -387,6 +390,11 @@ class Daemon:
         """Submit one planned run; returns its id, or None when it could not start now."""
         record = self.records.get(start.entry_id) or new_record(
             start.entry_id, *split_entry_id(start.entry_id))
+        named = self._still_named(start) if start.operation is Operation.DESTROY else None
+        if named is not None:
+            self.records[start.entry_id] = record.model_copy(update={
+                "phase": Phase.ORPHANED, "message": f"declaration removed; {named}"})
+            return None
         if self.executor.free_slots() <= 0:
             self.records[start.entry_id] = record.model_copy(update={
                 "phase": Phase.PENDING, "message": f"{start.message}; waiting for a free slot"})
@@ -421,6 +429,23 @@ class Daemon:
                            dependencies=dict(start.dependencies))
         self.records[start.entry_id] = fold_report(record, pending).model_copy(update=updates)
         return request.run_id
+
+    def _still_named(self, start: Start) -> str | None:
+        """Why a stack about to be destroyed is not gone after all, or None: a destroy cannot
+        be undone, so any YAML document anywhere in the commit that still names the stack
+        (misspelt out of being a declaration, in a file that does not parse, under another
+        apiVersion) holds it back. Looked up once per commit."""
+        if self.revision is None:
+            return "not destroyed: no commit is loaded"
+        cached = self._named.get(start.entry_id)
+        if cached is None or cached[0] != self.revision:
+            name = split_entry_id(start.entry_id)[1]
+            found = still_named(self.source.files(self.revision), ".", [name]).get(name)
+            cached = (self.revision, refusal(found) if found is not None else None)
+            self._named[start.entry_id] = cached
+            if found is not None:
+                logger.bind(entry=start.entry_id).warning("{} {}", start.entry_id, cached[1])
+        return cached[1]
 
     def _entry_at(self, entry_id: EntryId, revision: Revision | None) -> Entry | None:
         """The declaration of a removed entry as of the commit it was last applied at."""
