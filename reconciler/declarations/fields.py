@@ -179,6 +179,29 @@ def check_relative_path(value: str) -> str:
     return "/".join(p for p in parts if p not in ("", ".")) or "."
 
 
+_GIT_REF = re.compile(r"^(?!-)(?!.*\.\.)(?!.*@\{)(?!.*//)[^\s~^:?*\[\\\x00-\x1f\x7f]+(?<![./])$")
+_MAX_GIT_REF = 255
+
+
+def _git_ref(value: str) -> str:
+    """A branch, tag or commit as `git check-ref-format` accepts one; never something that
+    begins with `-`, which git would read as an option (`--upload-pack=...`)."""
+    if len(value) > _MAX_GIT_REF or not _GIT_REF.match(value) or value.endswith(".lock"):
+        raise ValueError(
+            f"{_shown(value)} is not a Git branch, tag or commit: no leading '-', no spaces, "
+            "'..', '~', '^', ':', '?', '*', '[' or '\\', not ending in '/', '.' or '.lock'"
+        )
+    return value
+
+
+def _git_url(value: str) -> str:
+    """A clone URL that git reads as a URL, never as an option or two words."""
+    if value.startswith("-") or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError(f"{_shown(value)} is not a Git URL: it may not begin with '-' or "
+                         "hold spaces or control characters")
+    return value
+
+
 def _file_name(value: str) -> str:
     value = check_relative_path(value)
     if value == ".":
@@ -268,6 +291,16 @@ Cron = Annotated[
 Quantity = Annotated[str, BeforeValidator(_quantity), _STRING_OR_NUMBER]
 RelativePath = Annotated[str, AfterValidator(check_relative_path)]
 FileName = Annotated[str, AfterValidator(_file_name)]
+GitRef = Annotated[
+    str,
+    AfterValidator(_git_ref),
+    # The same rule without the look-behind, which not every JSON Schema validator reads.
+    Field(json_schema_extra={"pattern": r"^(?!-)(?!.*\.\.)(?!.*@\{)[^\s~^:?*\[\\]+$",
+                             "maxLength": _MAX_GIT_REF}),
+]
+GitUrl = Annotated[
+    str, AfterValidator(_git_url), Field(json_schema_extra={"pattern": r"^[^-\s]\S*$"})
+]
 DependencyRef = Annotated[
     str,
     AfterValidator(_depends_on),

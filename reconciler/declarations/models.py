@@ -19,6 +19,8 @@ from reconciler.declarations.fields import (
     EnvValue,
     FileName,
     FiniteJson,
+    GitRef,
+    GitUrl,
     KubeName,
     LabelKey,
     LabelValue,
@@ -96,11 +98,11 @@ class Toleration(Frozen):
 
 
 class Repository(Frozen):
-    url: str = Field(
+    url: GitUrl = Field(
         min_length=1,
         description="Git URL cloned into /workspace before the run (https, ssh or git).",
     )
-    ref: str = Field(default="main", min_length=1, description="Branch, tag or commit.")
+    ref: GitRef = Field(default="main", min_length=1, description="Branch, tag or commit.")
     credentials_secret: KubeName | None = Field(
         default=None,
         description="Secret holding `username`/`password` (HTTPS) or `ssh-privatekey` "

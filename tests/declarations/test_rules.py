@@ -23,6 +23,20 @@ FIELD_RULES = [
         id="duration",
     ),
     pytest.param(
+        spec_line("  repository:\n    url: https://git.example.com/app.git\n"
+                  "    ref: --upload-pack=touch /tmp/x\n"),
+        "tasks/t.yaml:9:10: spec.repository.ref: '--upload-pack=touch /tmp/x' is not a Git "
+        "branch, tag or commit: no leading '-', no spaces, '..', '~', '^', ':', '?', '*', '[' "
+        "or '\\', not ending in '/', '.' or '.lock'",
+        id="git-ref-option",
+    ),
+    pytest.param(
+        spec_line("  repository:\n    url: --config=core.sshCommand=x\n"),
+        "tasks/t.yaml:8:10: spec.repository.url: '--config=core.sshCommand=x' is not a Git URL: "
+        "it may not begin with '-' or hold spaces or control characters",
+        id="git-url-option",
+    ),
+    pytest.param(
         spec_line("  timeout: 0m\n"),
         "tasks/t.yaml:7:12: spec.timeout: '0m' must be longer than zero",
         id="duration-zero",
@@ -361,3 +375,4 @@ def test_task_file_through_a_symlink_outside(repo: Repo) -> None:
         "a.yaml:8:16: spec.files.pw.path: conf/passwd goes through symlink conf pointing "
         "outside the repository"
     ]
+
