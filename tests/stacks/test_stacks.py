@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -142,6 +143,14 @@ class TestDeclaresBackend:
         (tmp_path / name).write_text(text)
 
         assert declares_backend(tmp_path) is expected
+
+    def test_a_long_run_of_blank_lines_is_read_in_linear_time(self, tmp_path: Path) -> None:
+        """A module is the repository's, so anyone who can push writes it: 200,000 blank lines
+        took hours to search when the search restarted at every one of them."""
+        (tmp_path / "main.tf").write_text("\n" * 200_000 + 'terraform {\n  backend "s3" {}\n}\n')
+        began = time.monotonic()
+        assert declares_backend(tmp_path) is True
+        assert time.monotonic() - began < 30  # linear: milliseconds; quadratic: hours
 
 
 def _change(address: str, *actions: str, mode: str = "managed") -> dict[str, object]:
