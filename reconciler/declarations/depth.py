@@ -20,12 +20,8 @@ from ruamel.yaml.events import (
     StreamEndEvent,
 )
 
+from reconciler.declarations.cparser import CParser
 from reconciler.declarations.limits import MAX_DEPTH
-
-try:
-    from _ruamel_yaml import CParser  # type: ignore[import-not-found]
-except ImportError:  # no C extension for this interpreter: the pure parser, slower
-    CParser = None
 
 _LEADS = [re.compile(rb"^[ \t?:-]{%d}" % width, re.MULTILINE) for width in range(MAX_DEPTH)]
 """By width: a line whose indentation, with the indicators (`- `, `? `, `: `) that open

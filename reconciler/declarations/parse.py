@@ -22,11 +22,7 @@ from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.resolver import VersionedResolver, implicit_resolvers
 from ruamel.yaml.tag import Tag
 
-try:
-    from _ruamel_yaml import CParser  # type: ignore[import-not-found]
-except ImportError:  # no C extension for this interpreter: the pure parser, slower
-    CParser = None
-
+from reconciler.declarations.cparser import CParser
 from reconciler.declarations.depth import too_deep
 from reconciler.declarations.limits import MAX_DEPTH, MAX_DOCUMENTS, MAX_FILE_BYTES, MAX_NODES
 from reconciler.declarations.ours import API_GROUP, claims, may_claim

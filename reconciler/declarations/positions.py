@@ -29,12 +29,8 @@ from ruamel.yaml.events import (
     StreamStartEvent,
 )
 
+from reconciler.declarations.cparser import CParser
 from reconciler.declarations.limits import MAX_DEPTH
-
-try:
-    from _ruamel_yaml import CParser  # type: ignore[import-not-found]
-except ImportError:  # no C extension for this interpreter: the pure parser, slower
-    CParser = None
 
 Segment = str | int
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
