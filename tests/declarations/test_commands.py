@@ -219,3 +219,19 @@ def test_diff_lists_fifty_invalid_entries_then_counts_the_rest(
     code, out, _ = cli(capsys, "diff", "--repo", str(history.root), "--base", base,
                        "--format", "json")
     assert len(json.loads(out)["invalid"]) == 60
+
+
+def test_the_readme_states_the_bounds_the_loader_enforces() -> None:
+    from reconciler.declarations import limits
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    stated = [
+        f"{limits.MAX_FILE_BYTES >> 20} MiB, at most {limits.MAX_DOCUMENTS:,} documents",
+        f"{limits.MAX_DEPTH} levels",
+        f"| {limits.MAX_NODES:,} |",
+        f"{limits.MAX_DURATION_SECONDS // 86400} days",
+        f"10^{len(str(limits.MAX_QUANTITY)) - 1}, {limits.MAX_QUANTITY_LENGTH} characters",
+        f"{limits.MAX_PATH_BYTES:,} bytes, {limits.MAX_PATH_COMPONENT_BYTES} per",
+        f"| {limits.MAX_ERRORS_PER_FILE}, then how many more |",
+    ]
+    assert [s for s in stated if s not in text] == []
