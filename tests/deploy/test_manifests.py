@@ -270,3 +270,33 @@ def _secret_keys_created_in_docs() -> set[str]:
                         text, re.S)
     assert command, "docs/deploy.md shows how to create the credentials Secret"
     return set(re.findall(r"--from-(?:file|literal)=([\w.-]+)=", command.group(1)))
+
+
+def test_a_policy_set_as_the_docs_say_is_mounted_where_the_daemon_reads_it(
+        tmp_path: Path) -> None:
+    """docs/deploy.md: an overlay replaces the `reconciler-policy` ConfigMap with its own
+    policy.yaml; the Deployment mounts it (by its hashed name) where RECONCILER_POLICY says."""
+    shutil.copytree(DEPLOY, tmp_path / "deploy")
+    mine = tmp_path / "deploy" / "overlays" / "production"
+    mine.mkdir()
+    (mine / "policy.yaml").write_text(
+        "apiVersion: reconciler.io/v1alpha1\nkind: Policy\nspec:\n  namespaces: [runs]\n")
+    (mine / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        "resources: [../ha]\nconfigMapGenerator:\n"
+        "  - {name: reconciler-policy, behavior: replace, files: [policy.yaml]}\n")
+    objects = kustomize(mine)
+    path = config_map_data(objects)["RECONCILER_POLICY"]
+    mount = next(m for m in daemon_container(objects)["volumeMounts"] if m["name"] == "policy")
+    assert path == f"{mount['mountPath']}/policy.yaml"
+    volume = next(v for v in pod_spec(objects)["volumes"] if v["name"] == "policy")
+    generated = find(objects, "ConfigMap", volume["configMap"]["name"])
+    assert generated["metadata"]["name"].startswith("reconciler-policy-")  # rolls on change
+    assert "namespaces: [runs]" in generated["data"]["policy.yaml"]
+
+
+def test_the_shipped_policy_is_valid_and_states_the_safe_defaults() -> None:
+    from reconciler.policy.file import load_policy
+    from reconciler.policy.model import DEFAULT_POLICY
+
+    assert load_policy(DEPLOY / "base" / "policy.yaml") == DEFAULT_POLICY
