@@ -11,6 +11,8 @@ command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v gpg >/dev/null || need+=(gpg)
 command -v gpg-agent >/dev/null || need+=(gpg-agent)
 command -v gpgconf >/dev/null || need+=(gpgconf)
+# Clone tests over TLS make a throwaway certificate.
+command -v openssl >/dev/null || need+=(openssl)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
