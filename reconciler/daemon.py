@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -24,6 +24,7 @@ from reconciler.executors.base import Executor, RunReport, RunRequest, run_id_fo
 from reconciler.metrics import Metrics
 from reconciler.plan import ActiveRun, Plan, Start, plan
 from reconciler.ports import LoaderPort, SourcePort
+from reconciler.publisher import StatusPublisher
 from reconciler.records import DriftInfo, EntryRecord, fold_report, new_record
 from reconciler.redact import Redactor, redactor
 from reconciler.scheduler import jittered
@@ -81,10 +82,7 @@ class Daemon:
         self.is_leader = is_leader
         self.desired = DesiredState()
         self.records: dict[EntryId, EntryRecord] = {}
-        self.pushed: dict[str, bytes] = {}
-        self._pushed_records: dict[EntryId, EntryRecord] = {}
-        """The records as the last status commit (or the status branch read back) has them."""
-        self._pushed_revision: Revision | None = None
+        self.publisher = StatusPublisher(source, redact=redact)
         self.revision: Revision | None = None
         """The commit the declarations were last loaded from."""
         self._head: Revision | None = None
@@ -108,7 +106,6 @@ class Daemon:
         self._busy_since: float | None = None
         self._named: dict[EntryId, tuple[Revision, str | None]] = {}
         """Per stack about to be destroyed: the commit looked at, and what still names it."""
-        self._renderer = status_files.Renderer(branch=source.branch, redact=redact)
         self.gate = None if signatures is None or not signatures.enabled else CommitGate(
             signatures, branch=source.branch, status_branch=source.status_branch,
             metrics=metrics)
@@ -126,8 +123,7 @@ class Daemon:
         self.records, problems = status_files.parse(files)
         for problem in problems:
             logger.warning("ignoring unreadable status file: {}", problem)
-        self.pushed = {p: d for p, d in files.items() if p.startswith(status_files.ROOT + "/")}
-        self._pushed_records, self._pushed_revision = dict(self.records), None
+        self.publisher.restored(files, self.records)
         # Adoption looks up the declared versions: at once if they are loaded, else as soon
         # as they are (before anything is planned from the records).
         self._adopt_pending = True
@@ -460,8 +456,7 @@ class Daemon:
 
     def _write_status(self, finished: list[RunReport], result: CycleResult) -> None:
         """One status commit for everything this cycle changed; none when nothing did. Finished
-        runs are acknowledged to the executor only once their status is pushed. A status
-        branch that lost files (a reset, a force-push, a hand edit) gets them back."""
+        runs are acknowledged to the executor only once their status is pushed."""
         self.unacked.update(r.run_id for r in finished)
         if not self._restored or (self.revision is None and not self.records
                                   and self.refusal is None):
@@ -469,27 +464,11 @@ class Daemon:
         errors = self.desired.errors
         if self.load_failure is not None:
             errors = (self.load_failure, *errors)
-        files = self._renderer.render(self.records, errors, revision=self.revision,
-                                      refusal=self.refusal)
         try:
-            moved = self.source.status_changed()
-            if moved is not None:
-                self.pushed = dict(moved.files)  # diff against what is there now
-            changes = status_files.changed_files(self.pushed, files)
-            if moved is not None and (moved.rewritten or changes):
-                logger.warning("status branch {} {}; writing {} status file(s) again",
-                               self.source.status_branch, moved.reason, len(changes))
-            # Only the progress of runs in flight changed: it goes with the next change that does.
-            if changes and (finished or moved is not None or self._worth_a_commit(changes)):
-                message = self._commit_message(finished, result)
-                if moved is not None and moved.rewritten:
-                    message += f"\nThe branch {moved.reason}: its status files are written again.\n"
-                self.source.write_status(changes, message)
+            if self.publisher.publish(self.records, errors, revision=self.revision,
+                                      refusal=self.refusal, finished=finished,
+                                      started=result.started):
                 self.metrics.observe_status_push("success")
-                self.pushed.update(files)
-                for path in [p for p, data in changes.items() if data is None]:
-                    del self.pushed[path]
-                self._pushed_records, self._pushed_revision = dict(self.records), self.revision
         except Exception as err:  # kept, pushed next cycle
             self.metrics.observe_status_push("error")
             logger.error("status push failed (kept for the next cycle): {}", err)
@@ -499,39 +478,6 @@ class Daemon:
             self.executor.acknowledge(sorted(self.unacked))
             self.counted -= self.unacked
             self.unacked.clear()
-
-    def _worth_a_commit(self, changes: Mapping[str, bytes | None]) -> bool:
-        """Whether a status commit of `changes` tells anything: a record that changed more than
-        the progress of its run in flight, an error, another commit read. The README only
-        summarises those."""
-        for path in changes:
-            if path == status_files.README:
-                if self.revision != self._pushed_revision:
-                    return True
-                continue
-            entry = status_files.entry_of(path)
-            if entry is None or status_files.worth_committing(
-                    self.records.get(entry), self._pushed_records.get(entry)):
-                return True
-        return False
-
-    def _commit_message(self, finished: list[RunReport], result: CycleResult) -> str:
-        """`status: task/a Succeeded, stack/b Drifted` (what changed phase or drift since the
-        last push), then a line per finished run."""
-        moved = [f"{record.entry} {_headline(record)}"
-                 for entry, record in sorted(self.records.items())
-                 if _headline(record) != _headline(self._pushed_records.get(entry))]
-        summary = ", ".join(moved[:_SUBJECT_ENTRIES])
-        if len(moved) > _SUBJECT_ENTRIES:
-            summary += f" and {len(moved) - _SUBJECT_ENTRIES} more"
-        if not summary:
-            counts = [f"{len(finished)} run{'s' if len(finished) != 1 else ''} finished"
-                      if finished else "", f"{result.started} started" if result.started else ""]
-            summary = ", ".join(c for c in counts if c) or "records updated"
-        source = f" at {self.revision[:12]}" if self.revision else ""
-        lines = [f"status: {summary}{source}", ""]
-        lines += [f"{r.entry_id}: {r.state.value} ({r.run_id})" for r in finished]
-        return "\n".join(lines).rstrip() + "\n"
 
     def _export_state(self, result: CycleResult) -> None:
         self.metrics.set_entry_phases({(r.kind, r.name): r.phase for r in self.records.values()})
@@ -585,20 +531,6 @@ class Daemon:
                 if run_id not in self._in_flight:
                     break
         return self.records[entry_id]
-
-
-_SUBJECT_ENTRIES = 4
-"""Entries named in a status commit's subject; the rest are counted."""
-
-
-def _headline(record: EntryRecord | None) -> str:
-    """A record's phase as a person scanning the status history wants it: `Succeeded`,
-    `Drifted` for a stack whose last drift plan found changes."""
-    if record is None:
-        return ""
-    if record.drift is not None and record.drift.state is DriftState.DRIFTED:
-        return DriftState.DRIFTED.value
-    return record.phase.value
 
 
 class _Backoff:

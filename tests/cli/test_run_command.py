@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -15,7 +16,6 @@ from tests.e2e.harness import task_yaml
 from tests.support.fixtures import HTTP_PASSWORD, HTTP_USER
 from tests.support.githttp import GitHTTPServer
 from tests.support.gitservers import (
-    GitDaemon,
     GitUser,
     branch_head,
     git_env,
@@ -149,12 +149,14 @@ def test_unreachable_remote_in_once_mode_fails_fast(tmp_path: Path) -> None:
     assert one_line(done.stderr).startswith("reconciler: ")
 
 
-def test_daemon_keeps_serving_when_the_remote_is_down_at_start(tmp_path: Path,
-                                                               git_root: Path) -> None:
+def test_daemon_keeps_serving_when_the_remote_is_down_at_start(tmp_path: Path) -> None:
     """An unreachable remote is not a configuration error: the daemon backs off and retries
     instead of exiting, so a remote outage during a rollout does not crash-loop it."""
-    with GitDaemon(git_root) as server:
-        url = server.url("later.git")
+    # A port bound but never listening refuses every connection, and stays ours for the whole
+    # test: a closed port could be taken by another test's server meanwhile.
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    url = f"git://127.0.0.1:{holder.getsockname()[1]}/later.git"
     log = tmp_path / "daemon.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([PY, "-m", "reconciler", "run", "--repo", url, "--state-dir",
@@ -171,4 +173,5 @@ def test_daemon_keeps_serving_when_the_remote_is_down_at_start(tmp_path: Path,
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(30)
+        holder.close()
     assert proc.returncode == 0, log.read_text()

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
+from reconciler import status
 from tests.daemon.conftest import World, task
 from tests.daemon.test_stacks import drift_state_by_hand, module, resources, stack
 
@@ -111,8 +112,9 @@ def test_a_rewritten_status_branch_is_whole_again_one_cycle_later(
 
     after = status_tree(w.bare)
     assert {p: d for p, d in after.items() if p != "status/NOTE.md"} == before
-    rendered = w.daemon._renderer.render(w.daemon.records, w.daemon.desired.errors,
-                                         revision=w.daemon.revision)
+    rendered = status.render(w.daemon.records, w.daemon.desired.errors,
+                             branch=w.daemon.source.branch, revision=w.daemon.revision,
+                             redact=w.daemon.redact)
     assert {p: d.decode() for p, d in rendered.items()} == before
     if "unrelated" in rewrite or "recreated" in rewrite:
         assert after["status/NOTE.md"] == "started over\n"  # a person's file is left alone
