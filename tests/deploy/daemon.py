@@ -4,6 +4,7 @@ whose declarations exercise every metric the alerts and the dashboard rely on.""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.gitservers import GitDaemon, free_port, git_env, make_bare_remote
+from tests.support.gitservers import GitDaemon, git_env, make_bare_remote
 
 PY = sys.executable
 DEADLINE = 60.0
@@ -102,20 +103,32 @@ def running_daemon(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]
     secret = workdir / "webhook-secret"
     secret.write_text("a-webhook-secret-for-the-scrape\n")
     log = workdir / "daemon.log"
-    port = free_port()
     with GitDaemon(served) as git_daemon, log.open("wb") as out:
+        # Port 0: the daemon binds a free port and logs its address (no race for the port).
         process = subprocess.Popen(
             [PY, "-m", "reconciler", "run", "--repo", git_daemon.url("declarations.git"),
              "--executor", "local", "--state-dir", str(workdir / "state"),
-             "--interval", "1s", "--listen", f"127.0.0.1:{port}",
+             "--interval", "1s", "--listen", "127.0.0.1:0",
              "--webhook-secret-file", str(secret), "--log-format", "json"],
             env=git_env(), stdout=out, stderr=out, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         try:
-            yield f"http://127.0.0.1:{port}", process, log
+            yield _served_address(process, log), process, log
         finally:
             _stop(process)
+
+
+def _served_address(process: subprocess.Popen[bytes], log: Path) -> str:
+    deadline = time.monotonic() + 60
+    while True:
+        found = re.search(r"serving metrics and webhooks on (http://[^\s\"]+)",
+                          log.read_text(errors="replace"))
+        if found:
+            return found.group(1)
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"the daemon did not start serving:\n{log.read_text()}")
+        time.sleep(0.05)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,9 +16,11 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from tests.support.gitservers import free_port, git, git_env
+from tests.support.gitservers import git, git_env
 
 STATUS_BRANCH = "reconciler-status"
+_DAEMONS = itertools.count(1)
+_SERVING = re.compile(r"serving metrics and webhooks on (http://[^\s\"]+)")
 
 
 def task_yaml(name: str, command: Sequence[str], **spec: Any) -> str:
@@ -34,22 +38,39 @@ class Daemon:
 
     def __init__(self, repo_url: str, state_dir: Path, *extra: str,
                  interval: str = "1s", env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.log_path = state_dir.parent / f"daemon-{self.port}.log"
+        self.log_path = state_dir.parent / f"daemon-{next(_DAEMONS)}.log"
+        # Port 0: the daemon binds a free port itself and logs it, so no other process can
+        # take the port between choosing and binding it.
         self.args = [
             sys.executable, "-m", "reconciler", "run", "--repo", repo_url,
             "--state-dir", str(state_dir), "--interval", interval,
-            "--listen", f"127.0.0.1:{self.port}", "--log-format", "json", "--log-level", "DEBUG",
+            "--listen", "127.0.0.1:0", "--log-format", "json", "--log-level", "DEBUG",
             *extra,
         ]
         self.env = {**git_env(), **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
+        self._started_at = 0
+        """Where in the log the current process's lines begin."""
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        """The daemon's HTTP address, as it logs it once bound."""
+        def served() -> str | None:
+            text = self.log_path.read_bytes()[self._started_at:].decode(errors="replace")
+            for line in text.splitlines():
+                found = _SERVING.search(line)
+                if found:
+                    return found.group(1)
+            assert self.process is not None
+            assert self.process.poll() is None, f"the daemon exited\n{text}"
+            return None
+
+        address: str = wait_for(served, timeout=60, what="the daemon's HTTP address",
+                                on_timeout=self.log_text)
+        return address
 
     def start(self) -> Daemon:
+        self._started_at = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=log,
                                         stdin=subprocess.DEVNULL, start_new_session=True)

@@ -8,12 +8,14 @@ CLI, the way a user would, with an environment that ignores the machine's Git co
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -220,41 +222,75 @@ class GitUser:
         return git("show", f"{ref}:{path}", cwd=self.workdir, env=self.env).encode()
 
 
+class InetdListener:
+    """A listening socket of ours on 127.0.0.1, bound to port 0, whose every connection is
+    handed to a new process of a real server in inetd mode (`git daemon --inetd`, `sshd -i`)
+    as its standard input and output. No other process can take the port between choosing
+    it and serving on it, as it could with a port chosen first and passed to the server."""
+
+    def __init__(self, argv: Sequence[str], *, env: Mapping[str, str],
+                 stderr: Path | None = None) -> None:
+        self._argv = list(argv)
+        self._env = dict(env)
+        self._stderr = stderr
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(64)
+        self.port: int = self._socket.getsockname()[1]
+        self._served: list[subprocess.Popen[bytes]] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept, name="inetd", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._socket.accept()
+            except OSError:  # shut down: the server is stopping
+                return
+            with conn, contextlib.ExitStack() as files:
+                err = (files.enter_context(self._stderr.open("ab")) if self._stderr
+                       else subprocess.DEVNULL)
+                process = subprocess.Popen(self._argv, stdin=conn.fileno(),
+                                           stdout=conn.fileno(), stderr=err, env=self._env)
+            with self._lock:
+                self._served = [p for p in self._served if p.poll() is None] + [process]
+
+    def close(self) -> None:
+        # shutdown() wakes the accept() in progress; a close alone would leave it waiting
+        # and the port still served.
+        with contextlib.suppress(OSError):
+            self._socket.shutdown(socket.SHUT_RDWR)
+        self._socket.close()
+        self._thread.join(30)
+        with self._lock:
+            served, self._served = self._served, []
+        for process in served:
+            stop_process(process)
+
+
 class GitDaemon:
     """`git daemon` serving every repository below `root` over git://, pushes allowed."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.port = 0
-        self._process: subprocess.Popen[bytes] | None = None
+        self._listener: InetdListener | None = None
 
     def url(self, name: str) -> str:
         return f"git://127.0.0.1:{self.port}/{name}"
 
     def __enter__(self) -> GitDaemon:
         self.root.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self._process = subprocess.Popen(
-            [
-                GIT,
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                "--enable=receive-pack",
-                f"--base-path={self.root}",
-                "--listen=127.0.0.1",
-                f"--port={self.port}",
-                str(self.root),
-            ],
-            env=git_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_port(self.port, process=self._process)
+        self._listener = InetdListener(
+            [GIT, "daemon", "--inetd", "--export-all", "--enable=receive-pack",
+             f"--base-path={self.root}", str(self.root)], env=git_env())
+        self.port = self._listener.port
         return self
 
     def __exit__(self, *exc: object) -> None:
-        stop_process(self._process)
+        if self._listener is not None:
+            self._listener.close()
 
 
 def stop_process(process: subprocess.Popen[Any] | None) -> None:

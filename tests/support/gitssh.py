@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.support.gitservers import free_port, stop_process, wait_for_port
+from tests.support.gitservers import InetdListener
 
 SSHD = "/usr/sbin/sshd"
 
@@ -62,7 +62,7 @@ class SSHServer:
         self.client_key = workdir / "client_ed25519"
         self.client_passphrase = client_passphrase
         self.log_file = workdir / "sshd.log"
-        self._process: subprocess.Popen[bytes] | None = None
+        self._listener: InetdListener | None = None
 
     def url(self, repo: Path) -> str:
         return f"ssh://{self.user}@127.0.0.1:{self.port}{repo.resolve()}"
@@ -85,8 +85,6 @@ class SSHServer:
     def _config(self) -> Path:
         config = self.workdir / "sshd_config"
         lines = [
-            "ListenAddress 127.0.0.1",
-            f"Port {self.port}",
             f"HostKey {self.host_key}",
             f"AuthorizedKeysFile {self.workdir / 'authorized_keys'}",
             f"PidFile {self.workdir / 'sshd.pid'}",
@@ -113,21 +111,13 @@ class SSHServer:
         ssh_keygen(self.host_key)
         ssh_keygen(self.client_key, passphrase=self.client_passphrase)
         self.authorize(self.client_key)
-        self.port = free_port()
-        config = self._config()
-        with self.log_file.open("wb") as log:
-            self._process = subprocess.Popen(
-                [SSHD, "-D", "-e", "-f", str(config)],
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-            )
-        try:
-            wait_for_port(self.port, process=self._process)
-        except Exception as exc:
-            stop_process(self._process)
-            raise RuntimeError(f"sshd did not start: {self.log_file.read_text()}") from exc
+        # sshd in inetd mode (-i), one process per connection, behind our own socket.
+        self._listener = InetdListener(
+            [SSHD, "-i", "-e", "-f", str(self._config())], stderr=self.log_file,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+        self.port = self._listener.port
         return self
 
     def __exit__(self, *exc: object) -> None:
-        stop_process(self._process)
+        if self._listener is not None:
+            self._listener.close()
