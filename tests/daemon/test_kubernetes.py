@@ -50,11 +50,11 @@ def test_tasks_run_as_jobs_in_dependency_order(world: Callable[..., World],
     assert prepare["lastRun"]["id"] in names
 
 
-def test_restart_finds_runs_in_a_defaults_namespace(world: Callable[..., World],
-                                                    harness: KubernetesHarness,
-                                                    tmp_path: Path) -> None:
+def _once_in_runs(world: Callable[..., World], harness: KubernetesHarness,
+                  ledger: Path) -> tuple[World, Callable[[], KubernetesExecutor]]:
+    """A Task that leaves a line in `ledger` each time it runs, sent by Defaults to the
+    namespace `runs` (not the daemon's), and how to make an executor for it."""
     harness.api.call(harness.api.server.add_namespace, "default")
-    ledger = tmp_path / "ledger"
     w = world({
         "reconciler.yaml": declaration("Defaults", "defaults", namespace="runs"),
         "once.yaml": declaration("Task", "once", image="python:3.12-slim", command=[
@@ -68,6 +68,14 @@ def test_restart_finds_runs_in_a_defaults_namespace(world: Callable[..., World],
         harness.executors.append(made)
         return made
 
+    return w, executor
+
+
+def test_restart_finds_runs_in_a_defaults_namespace(world: Callable[..., World],
+                                                    harness: KubernetesHarness,
+                                                    tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    w, executor = _once_in_runs(world, harness, ledger)
     w.daemon.executor.close()
     w.daemon.executor = executor()
     result = w.daemon.cycle(fetch=True)  # the run starts; status says Running
@@ -118,21 +126,8 @@ def test_restart_with_the_status_branch_reset_adopts_the_finished_job(
     """The Job of a recorded run is still in the cluster (its TTL has not passed) when a person
     resets the status branch to its first commit (which shows the run Running) and the daemon
     restarts: the run is adopted from its Job, not taken for interrupted and run again."""
-    harness.api.call(harness.api.server.add_namespace, "default")
     ledger = tmp_path / "ledger"
-    w = world({
-        "reconciler.yaml": declaration("Defaults", "defaults", namespace="runs"),
-        "once.yaml": declaration("Task", "once", image="python:3.12-slim", command=[
-            PY, "-c", f"open({str(ledger)!r}, 'a').write('ran\\n')"]),
-    })
-
-    def executor() -> KubernetesExecutor:
-        made = KubernetesExecutor(api_client=harness.api.client(),
-                                  options=KubernetesOptions(namespace="default"),
-                                  start_grace=0.2, log_interval=0.0, watch_timeout=30)
-        harness.executors.append(made)
-        return made
-
+    w, executor = _once_in_runs(world, harness, ledger)
     w.daemon.executor.close()
     w.daemon.executor = executor()
     w.settle()
