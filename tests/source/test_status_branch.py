@@ -4,7 +4,6 @@ is gone (a force-push, a reset, a deletion). A push that races a rewrite is refu
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import pytest
 
 from reconciler.source.errors import HistoryRewrittenError
 from reconciler.source.gitsource import GitSource
-from tests.support.gitservers import GitDaemon, GitUser, branch_head, install_hook
+from tests.support.gitservers import GitDaemon, GitUser, branch_head, push_once_before_the_next
 
 STATUS = "reconciler-status"
 FIRST = {"status/README.md": b"# one\n", "status/tasks/a.yaml": b"a: 1\n"}
@@ -129,16 +128,7 @@ def test_a_push_racing_a_rewrite_is_refused_not_rebuilt_on_it(
     change on their head would leave the other status files lost, so the push fails."""
     older = user.git("rev-parse", "HEAD^")
     marker = tmp_path / "raced"
-    clean_env = " ".join(f"{k}={shlex.quote(v)}" for k, v in user.env.items())
-    install_hook(
-        bare_remote,
-        "pre-receive",
-        "#!/bin/sh\n"
-        f"[ -e {marker} ] && exit 0\n"
-        f"touch {marker}\n"
-        f"env -i {clean_env} git -C {user.workdir} push --quiet --force origin"
-        f" {older}:refs/heads/{STATUS}\n",
-    )
+    push_once_before_the_next(bare_remote, user, marker, "--force", f"{older}:refs/heads/{STATUS}")
 
     with pytest.raises(HistoryRewrittenError, match="no longer contains"):
         source.write_status({"status/tasks/a.yaml": b"a: 3\n"}, "status 3")

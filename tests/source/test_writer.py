@@ -23,6 +23,7 @@ from tests.support.gitservers import (
     branch_head,
     git,
     install_hook,
+    push_once_before_the_next,
     refuse_pushes_to,
 )
 
@@ -166,15 +167,7 @@ def test_a_push_racing_ours_on_the_server_is_kept_and_ours_retried(
     user = git_user(bare_remote, branch=STATUS)
     user.commit({"status/NOTE.md": "racing note\n"}, "Theirs")
     marker = tmp_path / "raced"
-    clean_env = " ".join(f"{k}={shlex.quote(v)}" for k, v in user.env.items())
-    install_hook(
-        bare_remote,
-        "pre-receive",
-        "#!/bin/sh\n"
-        f"[ -e {marker} ] && exit 0\n"
-        f"touch {marker}\n"
-        f"env -i {clean_env} git -C {user.workdir} push --quiet origin HEAD:refs/heads/{STATUS}\n",
-    )
+    push_once_before_the_next(bare_remote, user, marker, f"HEAD:refs/heads/{STATUS}")
 
     ours = commit_files(remote, STATUS, {"status/tasks/a.yaml": b"a2\n"}, "Ours 2",
                         sleep=no_sleep)

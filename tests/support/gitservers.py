@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -145,6 +146,22 @@ def install_hook(bare: Path, name: str, script: str) -> Path:
     hook.write_text(script)
     hook.chmod(0o755)
     return hook
+
+
+def push_once_before_the_next(bare: Path, user: GitUser, marker: Path, *push: str) -> Path:
+    """Make `user` push (`git push --quiet origin PUSH...`) from inside the server's next
+    receive, once: a push that lands while another is in flight. `marker` records that it
+    happened."""
+    clean_env = " ".join(f"{k}={shlex.quote(v)}" for k, v in user.env.items())
+    pushed = " ".join(shlex.quote(arg) for arg in push)
+    return install_hook(
+        bare,
+        "pre-receive",
+        "#!/bin/sh\n"
+        f"[ -e {marker} ] && exit 0\n"
+        f"touch {marker}\n"
+        f"env -i {clean_env} git -C {user.workdir} push --quiet origin {pushed}\n",
+    )
 
 
 def refuse_pushes_to(bare: Path, branch: str, reason: str = "branch is protected") -> Path:
