@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import status_file, task_yaml
-from tests.policy.support import cli, defaults, policy, task, write_repo
+from tests.policy.support import defaults, policy, task, write_repo
+from tests.support.commands import cli
 from tests.support.gitservers import make_bare_remote
 
 

@@ -13,21 +13,14 @@ import jsonschema
 import pytest
 from ruamel.yaml import YAML
 
-from reconciler.cli import main
 from reconciler.declarations.schema import render, schemas
 from tests.declarations.repo import Repo
+from tests.support.commands import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample-repo"
 
 
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exited:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    code = exited.value.code
-    assert isinstance(code, int)
-    return code, out, err
 
 
 def test_sample_repo_is_valid() -> None:

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from reconciler.cli import main
-
 HEADER = "apiVersion: reconciler.io/v1alpha1\n"
 
 
@@ -51,10 +47,3 @@ def where(text: str, fragment: str, value: str) -> tuple[int, int]:
     raise AssertionError(f"{fragment!r} is not in the text")
 
 
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exited:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    code = exited.value.code
-    assert isinstance(code, int)
-    return code, out, err

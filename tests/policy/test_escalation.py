@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.policy.support import cli, defaults, policy, stack, task, where, write_repo
+from tests.policy.support import defaults, policy, stack, task, where, write_repo
+from tests.support.commands import cli
 
 OPEN = ('serviceAccounts: ["*"]', 'secrets: ["*"]')
 """A policy that allows every service account and every secret: the daemon's own stay out."""

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.policy.support import cli, defaults, policy, task, write_repo
+from tests.policy.support import defaults, policy, task, write_repo
+from tests.support.commands import cli
 
 
 def test_namespaces_and_required_limits_do_not_apply_locally(

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.policy.support import HEADER, cli, defaults, policy, task, where, write_repo
+from tests.policy.support import HEADER, defaults, policy, task, where, write_repo
+from tests.support.commands import cli
 
 
 def _run(capsys: pytest.CaptureFixture[str], tmp_path: Path, files: dict[str, str],

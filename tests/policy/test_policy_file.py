@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.policy.file import PolicyError, load_policy
-from tests.policy.support import HEADER, cli, task, write_repo
+from tests.policy.support import HEADER, task, write_repo
+from tests.support.commands import cli
 
 BAD: dict[str, tuple[str, str]] = {
     "cpu not a quantity": (
