@@ -124,24 +124,24 @@ class Daemon:
         for problem in problems:
             logger.warning("ignoring unreadable status file: {}", problem)
         self.publisher.restored(files, self.records)
-        # Adoption looks up the declared versions: at once if they are loaded, else as soon
-        # as they are (before anything is planned from the records).
         self._adopt_pending = True
-        if self.revision is not None:
-            self._adopt()
         self._restored = True
         logger.info("restored {} status records from branch {}", len(self.records),
                     self.source.status_branch)
 
     def _adopt(self) -> None:
         """Fold in what the executor durably knows of the declared versions and the records
-        lack (the status branch was reset while the daemon was down)."""
-        self._adopt_pending = False
+        lack (the status branch was reset while the daemon was down). Once after a restore,
+        as soon as declarations are in force (it looks their versions up), and before
+        anything is observed or planned from the records."""
+        if not self._adopt_pending or self.revision is None:
+            return
         entries = self.desired.entries.values()
         found = self.executor.latest({e.id: e.spec_hash for e in entries},
                                      adoption.shown(self.records.values()))
         self.records, adopted = adoption.adopt(
             self.records, {e.id: e.depends_on for e in entries}, found)
+        self._adopt_pending = False
         for run in adopted:
             logger.bind(entry=run.entry_id, run=run.run_id).info(
                 "adopted run {} ({}) from the {} executor's records: the status branch lacked it",
@@ -182,6 +182,7 @@ class Daemon:
             stages: list[Callable[[], object]] = [
                 self._ensure_restored,
                 lambda: self._sync_source(fetch, urgent=urgent),
+                self._adopt,
                 lambda: finished.extend(self._observe()),
                 lambda: self._plan_and_start(result),
             ]
@@ -282,8 +283,6 @@ class Daemon:
             logger.warning("cannot save the declarations cache: {}", err)
         self.desired, self.revision = desired, revision
         self.executor.expect(list(desired.entries.values()))
-        if self._adopt_pending:
-            self._adopt()
         self.metrics.set_revision(self.source.branch, revision)
         counts: dict[tuple[Kind | str, bool], int] = {}
         for entry in desired.entries.values():
@@ -510,6 +509,7 @@ class Daemon:
             self._leading = True
             self._ensure_restored()
             self._sync_source(True)
+            self._adopt()
             finished = self._observe()
             entry = self.desired.entries.get(entry_id)
             if entry is None:
