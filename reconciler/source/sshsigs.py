@@ -1,11 +1,10 @@
 """SSH commit signatures, checked by `ssh-keygen -Y verify` against an `allowed_signers` file.
 
 `ssh-keygen` is the reference for the format (principal patterns, `cert-authority`,
-`namespaces`, `valid-after`/`valid-before`), so a commit is accepted exactly when `git
-verify-commit` with the same file accepts it. Two differences, both stricter: the principal is
-the committer's address (a key listed for `bob@example.com` does not sign for alice; list it for
-`*@example.com` or `*` to let it sign for others), and validity times are checked at the time of
-verification, not at the committer date the signer wrote. The namespace must be `git`.
+`namespaces`, `valid-after`/`valid-before`), and a key is looked up as `git verify-commit`
+looks it up: for the committer's address first, else for any principal it is listed for. Two
+differences, both stricter: validity times are checked at the time of verification, not at
+the committer date the signer wrote, and the namespace must be `git`.
 
 The file is read once and copied into a private folder, so the verdicts kept for commits stay
 consistent with it. `ssh-keygen` skips lines it cannot parse; here they stop the start with a
@@ -70,13 +69,25 @@ class SSHVerifier:
         with NamedTemporaryFile(dir=self._folder, suffix=".sig") as sig:
             sig.write(commit.signature)
             sig.flush()
-            email = commit.committer_email
-            verified = self._run(["-Y", "verify", "-f", _COPY, "-I", email, "-n", NAMESPACE,
-                                  "-s", sig.name], commit.payload)
-            if verified.returncode == 0:
-                return Verdict("verified", f"signed by {email} with SSH key {fingerprint}",
-                               signer=email)
-            return self._refusal(sig.name, commit, fingerprint, verified.stderr)
+            # As `git verify-commit` does: the committer's address when the key is listed for
+            # it, else any principal the key is listed for (a CI bot's key, a merge key).
+            tried = self._verify_as(commit.committer_email, sig.name, commit.payload)
+            if tried.returncode == 0:
+                return _verified(commit.committer_email, fingerprint)
+            for principal in self._principals(sig.name):
+                if self._verify_as(principal, sig.name, commit.payload).returncode == 0:
+                    return _verified(principal, fingerprint)
+            return self._refusal(sig.name, commit, fingerprint, tried.stderr)
+
+    def _verify_as(self, principal: str, sig: str,
+                   payload: bytes) -> subprocess.CompletedProcess[str]:
+        return self._run(["-Y", "verify", "-f", _COPY, "-I", principal, "-n", NAMESPACE,
+                          "-s", sig], payload)
+
+    def _principals(self, sig: str) -> list[str]:
+        """The principals the signing key is listed for (none when it is not listed)."""
+        found = self._run(["-Y", "find-principals", "-f", _COPY, "-s", sig], b"")
+        return found.stdout.split() if found.returncode == 0 else []
 
     def _refusal(self, sig: str, commit: SignedCommit, fingerprint: str, stderr: str) -> Verdict:
         """Why `-Y verify` said no: a changed commit, a key listed for others, a key whose
@@ -91,12 +102,6 @@ class SSHVerifier:
                    if line.startswith(_COPY + ":")]
         if details:
             return Verdict("untrusted", f"SSH key {fingerprint}: {self.path}:{details[0]}")
-        found = self._run(["-Y", "find-principals", "-f", _COPY, "-s", sig], b"")
-        principals = found.stdout.split() if found.returncode == 0 else []
-        if principals:
-            return Verdict("untrusted", f"SSH key {fingerprint} is allowed for "
-                                        f"{', '.join(principals)}, not for the committer "
-                                        f"{commit.committer_email or '(no address)'}")
         return Verdict("untrusted", f"SSH key {fingerprint} is not in {self.path}")
 
     def _run(self, args: list[str], stdin: bytes) -> subprocess.CompletedProcess[str]:
@@ -144,3 +149,7 @@ def key_fingerprint(key: bytes) -> str:
     """OpenSSH's SHA256 fingerprint of a public key blob (`ssh-keygen -l`)."""
     digest = base64.b64encode(hashlib.sha256(key).digest()).decode().rstrip("=")
     return f"SHA256:{digest}"
+
+
+def _verified(signer: str, fingerprint: str) -> Verdict:
+    return Verdict("verified", f"signed by {signer} with SSH key {fingerprint}", signer=signer)

@@ -131,17 +131,22 @@ def test_a_signature_for_another_namespace_is_invalid(
     assert "namespace 'file', not 'git'" in verdict.reason
 
 
-def test_an_allowed_key_signs_only_for_the_principals_listed_with_it(
+def test_an_allowed_key_signs_whoever_commits_as_git_verify_commit_accepts(
         repo: Repo, keys: dict[str, SSHKey], tmp_path: Path) -> None:
+    """An allowed signer is a key of the file, whoever the committer is (a CI bot's key, a
+    forge's merge key): the signer named is the principal the key is listed for."""
     commit = ssh_commit(repo.user, keys["alice"], {"tasks/a.yaml": "a: 1\n"})
 
     for verifier in ssh_verifier(tmp_path, keys["alice"].signer_line("bob@example.com")):
         verdict = check(verifier, repo, commit)
-        assert verdict.result == "untrusted"
-        assert verdict.reason.endswith(
-            f"is allowed for bob@example.com, not for the committer {ALICE}")
+        assert verdict.verified
+        assert verdict.signer == "bob@example.com"
     for verifier in ssh_verifier(tmp_path, keys["alice"].signer_line("*@example.com")):
-        assert check(verifier, repo, commit).verified
+        verdict = check(verifier, repo, commit)
+        assert verdict.verified
+        assert verdict.signer == ALICE
+    for verifier in ssh_verifier(tmp_path, keys["mallory"].signer_line("bob@example.com")):
+        assert check(verifier, repo, commit).result == "untrusted"  # alice's key is not listed
 
 
 @pytest.mark.parametrize(("options", "why"), [
@@ -170,8 +175,8 @@ def test_a_certificate_from_an_allowed_authority_signs_for_its_own_principals(
     for verifier in ssh_verifier(tmp_path, authority):
         assert check(verifier, repo, good).verified
 
-    bobs = ssh_certificate(ca, key, "bob@example.com")
-    other = ssh_commit(repo.user, bobs, {"tasks/a.yaml": "a: 2\n"})
+    outside = ssh_certificate(ca, key, "mallory@elsewhere.example.org")
+    other = ssh_commit(repo.user, outside, {"tasks/a.yaml": "a: 2\n"})
     for verifier in ssh_verifier(tmp_path, authority):
         verdict = check(verifier, repo, other)
         assert verdict.result == "untrusted"
