@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="Check declarations; exit 1 on any problem.")
     p.add_argument("dir", nargs="?", default=".", help="Repository folder (default: .).")
     p.add_argument("--path", default=".", help="Folder of the declarations inside DIR.")
-    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("--format", choices=["text", "json", "github"], default="text",
+                   help="github: GitHub Actions annotations on the offending lines.")
     _add_policy_flags(p)
     _flag(p, "--executor", default="local", choices=["local", "kubernetes"],
           help="With --policy: the daemon's executor (namespaces count only on Kubernetes).")

@@ -6,8 +6,9 @@ file cannot be read. With `--policy`, what the policy denies is wrong too, repor
 daemon reports it (`path:line:col: field: denied by policy: ...`).
 
 Text output is one line per problem on stdout, `path:line:col: field: message` with
-paths as reachable from the current directory, and a summary on stderr. `--format json`
-prints one object:
+paths as reachable from the current directory, and a summary on stderr. `--format github`
+prints the same problems as GitHub Actions annotations (`::error file=…,line=…,col=…::…`).
+`--format json` prints one object:
 
     {"root": DIR, "valid": bool,
      "summary": {"files": n, "tasks": n, "stacks": n, "invalid": n, "errors": n},
@@ -61,11 +62,36 @@ def run(args: argparse.Namespace) -> int:
         desired = check.apply(desired, files)
     if args.format == "json":
         print(json.dumps(report(desired, str(root)), indent=2))
+    elif args.format == "github":
+        for error in desired.errors:
+            print(github_annotation(error, root))
+        print(summary(desired), file=sys.stderr)
     else:
         for error in desired.errors:
             print(_shown(error, root))
         print(summary(desired), file=sys.stderr)
     return 0 if desired.clean else 1
+
+
+def github_annotation(error: LoadError, root: Path) -> str:
+    """`::error file=…,line=…,col=…,title=…::message`: a GitHub Actions workflow command, which
+    the pull request shows on the offending line. Values are escaped as the runner reads them
+    (`%`, CR, LF, and in properties also `:` and `,`)."""
+    path = error.location.path if str(root) in ("", ".") else (root / error.location.path)
+    properties = {
+        "file": Path(path).as_posix(),
+        "line": str(error.location.line),
+        "col": str(error.location.column),
+        "title": error.field or "reconciler validate",
+    }
+    shown = ",".join(f"{key}={_escape(value, property_value=True)}"
+                     for key, value in properties.items())
+    return f"::error {shown}::{_escape(error.message)}"
+
+
+def _escape(text: str, *, property_value: bool = False) -> str:
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return text.replace(":", "%3A").replace(",", "%2C") if property_value else text
 
 
 def _shown(error: LoadError, root: Path) -> str:

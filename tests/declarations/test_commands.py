@@ -65,6 +65,28 @@ def test_one_broken_field_names_file_and_line(
     assert report["invalid"] == [{"id": "task/build-report", "errors": report["errors"]}]
 
 
+def test_github_annotations_point_at_the_offending_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--format github` in a workflow: each problem is an `::error` command GitHub shows on
+    the line, with `%`, newlines, `:` and `,` escaped as the runner reads them."""
+    (tmp_path / "t.yaml").write_text(
+        "apiVersion: reconciler.io/v1alpha1\nkind: Task\nmetadata: {name: t}\nspec:\n"
+        "  command: [x]\n  timeout: '50%, or: more'\n")
+    (tmp_path / "broken.yaml").write_text("apiVersion: reconciler.io/v1alpha1\nkind: [\n")
+    monkeypatch.chdir(tmp_path)
+
+    code, out, _ = cli(capsys, "validate", ".", "--format", "github")
+
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[1] == (
+        "::error file=t.yaml,line=6,col=12,title=spec.timeout::'50%25, or: more' is not a "
+        "duration: use whole numbers with units d, h, m, s, in that order, e.g. 30s, 5m, 1h30m")
+    assert lines[0].startswith("::error file=broken.yaml,line=3,col=1,title=reconciler validate::")
+    assert len(lines) == 2
+
+
 def test_validate_refuses_a_missing_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
