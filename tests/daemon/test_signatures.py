@@ -55,6 +55,25 @@ def warnings() -> Iterator[list[str]]:
 
 
 @pytest.fixture
+def marks(tmp_path: Path) -> Path:
+    """Where the Tasks of `marking` leave their lines."""
+    path = tmp_path / "marks"
+    path.mkdir()
+    return path
+
+
+def signed_start(world: Callable[..., World], key: SSHKey, check: SignatureCheck,
+                 marks: Path) -> tuple[World, str]:
+    """A verifying daemon that reconciled a head signed with `key` adding task/a."""
+    w = world({"README.md": "# declarations\n"})
+    verifying(w, check)
+    signed = ssh_commit(w.user, key, {"a.yaml": marking("a", marks)})
+    w.user.push()
+    w.settle()
+    return w, signed
+
+
+@pytest.fixture
 def alice(tmp_path: Path) -> SSHKey:
     return ssh_key(tmp_path / "keys", "alice")
 
@@ -77,15 +96,9 @@ def errors_file(w: World) -> dict[str, Any]:
 
 
 def test_only_signed_heads_run_and_an_unsigned_one_is_refused_and_reported(
-        world: Callable[..., World], tmp_path: Path, alice: SSHKey, ssh_check: SignatureCheck,
+        world: Callable[..., World], marks: Path, alice: SSHKey, ssh_check: SignatureCheck,
         warnings: list[str]) -> None:
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    w = world({"README.md": "# declarations\n"})
-    verifying(w, ssh_check)
-    signed = ssh_commit(w.user, alice, {"a.yaml": marking("a", marks)})
-    w.user.push()
-    w.settle()
+    w, signed = signed_start(world, alice, ssh_check, marks)
     assert runs(marks, "a") == 1
     assert w.status("task/a")["phase"] == "Succeeded"
 
@@ -136,15 +149,9 @@ def test_only_signed_heads_run_and_an_unsigned_one_is_refused_and_reported(
 
 
 def test_a_restart_finds_the_commit_in_force_again_and_runs_nothing_new(
-        world: Callable[..., World], tmp_path: Path, alice: SSHKey,
+        world: Callable[..., World], marks: Path, alice: SSHKey,
         ssh_check: SignatureCheck) -> None:
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    w = world({"README.md": "# declarations\n"})
-    verifying(w, ssh_check)
-    signed = ssh_commit(w.user, alice, {"a.yaml": marking("a", marks)})
-    w.user.push()
-    w.settle()
+    w, signed = signed_start(world, alice, ssh_check, marks)
     w.push({"b.yaml": marking("b", marks)}, "Unsigned one")
     unsigned = w.push({"c.yaml": marking("c", marks)}, "Unsigned two")
     w.settle()
@@ -158,9 +165,7 @@ def test_a_restart_finds_the_commit_in_force_again_and_runs_nothing_new(
 
 
 def test_with_no_verified_commit_nothing_runs_and_the_refusal_is_still_reported(
-        world: Callable[..., World], tmp_path: Path, ssh_check: SignatureCheck) -> None:
-    marks = tmp_path / "marks"
-    marks.mkdir()
+        world: Callable[..., World], marks: Path, ssh_check: SignatureCheck) -> None:
     w = world({"a.yaml": marking("a", marks)})  # the seed commit is not signed
     daemon = verifying(w, ssh_check)
     w.settle()
@@ -173,9 +178,7 @@ def test_with_no_verified_commit_nothing_runs_and_the_refusal_is_still_reported(
 
 
 def test_gpg_signed_heads_run_and_an_unsigned_one_does_not(
-        world: Callable[..., World], tmp_path: Path) -> None:
-    marks = tmp_path / "marks"
-    marks.mkdir()
+        world: Callable[..., World], tmp_path: Path, marks: Path) -> None:
     home = GPGHome("Alice Example", "alice@example.com")
     try:
         check = SignatureCheck(mode="gpg", keyring=home.export(tmp_path / "keyring.asc"))
