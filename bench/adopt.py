@@ -23,11 +23,11 @@ from tempfile import TemporaryDirectory
 from loguru import logger
 
 from reconciler.adoption import adopt, shown
-from reconciler.executors.base import RunRequest, run_id_for
 from reconciler.executors.history import run_dir
 from reconciler.executors.journal import Journal
 from reconciler.executors.local import LocalExecutor
 from reconciler.records import fold_report, new_record
+from reconciler.runs import RunRequest, run_id_for
 from reconciler.source.gitsource import GitSource
 from reconciler.source.writer import contains
 from reconciler.types import EntryId, Kind, Operation, Revision, RunState, SpecHash, Trigger

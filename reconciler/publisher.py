@@ -14,10 +14,10 @@ from loguru import logger
 
 from reconciler import status as status_files
 from reconciler.declarations.entries import LoadError
-from reconciler.executors.base import RunReport
 from reconciler.ports import SourcePort
 from reconciler.records import EntryRecord
 from reconciler.redact import Redactor
+from reconciler.runs import RunReport
 from reconciler.types import DriftState, EntryId, Revision
 
 SUBJECT_ENTRIES = 4

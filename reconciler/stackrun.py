@@ -25,8 +25,8 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import TextIO
 
-from reconciler.executors.base import RESULT_MARKER
 from reconciler.redact import Redactor
+from reconciler.runs import RESULT_MARKER
 from reconciler.stackengine import Engine, Interrupted, Log, StackRunError, forward_signals
 from reconciler.stackfiles import make_private, private_files
 from reconciler.stacks import (

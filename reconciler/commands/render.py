@@ -32,7 +32,6 @@ from reconciler.commands.policyflags import check_from_args
 from reconciler.declarations.directory import DirectorySource
 from reconciler.declarations.entries import DesiredState, Entry
 from reconciler.declarations.loader import DeclarationLoader
-from reconciler.executors.base import RunRequest, run_id_for
 from reconciler.executors.kubernetes.manifests import (
     KubernetesOptions,
     ManifestError,
@@ -40,6 +39,7 @@ from reconciler.executors.kubernetes.manifests import (
 )
 from reconciler.policy.file import PolicyError
 from reconciler.policy.rules import namespace_allowed
+from reconciler.runs import RunRequest, run_id_for
 from reconciler.types import EntryId, Kind, Operation, Revision, Trigger, entry_id, split_entry_id
 
 UNKNOWN_REVISION = Revision("0" * 40)

@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.executors.base import RunReport, parse_result_line, strip_result_lines, tail
 from reconciler.executors.journal import JOURNAL_FILE, Journal, RunRow
 from reconciler.executors.runner import (
     ERRORS_FILE,
@@ -25,6 +24,7 @@ from reconciler.executors.runner import (
     RunnerResult,
 )
 from reconciler.redact import redactor
+from reconciler.runs import RunReport, parse_result_line, strip_result_lines, tail
 from reconciler.types import EntryId, Kind, RunId, RunState
 
 RUNS_DIR = "runs"

@@ -4,7 +4,7 @@ own `env`, so a command (or a stack's engine) sees the same identity locally and
 
 from __future__ import annotations
 
-from reconciler.executors.base import RunRequest
+from reconciler.runs import RunRequest
 
 
 def run_identity(request: RunRequest) -> dict[str, str]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from reconciler.executors.base import RunRequest
+from reconciler.runs import RunRequest
 from reconciler.types import EntryId, Kind, Operation, Revision, RunId, RunState, SpecHash, Trigger
 
 JOURNAL_FILE = "journal.sqlite"

@@ -31,7 +31,7 @@ from loguru import logger
 
 from reconciler.declarations.entries import Entry
 from reconciler.executors import history
-from reconciler.executors.base import RunReport, RunRequest, Workspace
+from reconciler.executors.base import Workspace
 from reconciler.executors.checkout import CheckoutSpec
 from reconciler.executors.journal import Journal, RunRow
 from reconciler.executors.runner import (
@@ -54,6 +54,7 @@ from reconciler.executors.workdir import (
     write_task_files,
 )
 from reconciler.redact import redactor
+from reconciler.runs import RunReport, RunRequest
 from reconciler.stacks import runner_invocation
 from reconciler.types import EntryId, Kind, RunId, RunState, SpecHash
 

@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from reconciler.declarations.models import Repository, SecretRef
-from reconciler.executors.base import RunRequest
 from reconciler.executors.checkout import PASSWORD_VAR, SSH_KEY_VAR, USERNAME_VAR, is_ssh_url
 from reconciler.executors.identity import run_identity
 from reconciler.redact import redactor
+from reconciler.runs import RunRequest
 
 DEFAULT_PATH = "/usr/local/bin:/usr/local/sbin:/usr/bin:/usr/sbin:/bin:/sbin"
 INHERITED_VARIABLES = ("PATH", "LANG", "LC_ALL")

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from reconciler.adoption import adopt
-from reconciler.executors.base import RunReport
 from reconciler.records import EntryRecord, RunInfo, fold_report, new_record
+from reconciler.runs import RunReport
 from reconciler.types import (
     DriftState,
     EntryId,

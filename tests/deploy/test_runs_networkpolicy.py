@@ -9,8 +9,8 @@ import ipaddress
 from datetime import UTC, datetime
 from typing import Any
 
-from reconciler.executors.base import RunRequest, run_id_for
 from reconciler.executors.kubernetes.manifests import KubernetesOptions, build_manifests
+from reconciler.runs import RunRequest, run_id_for
 from reconciler.types import Operation, Revision, Trigger
 from tests.deploy.support import find, find_all, pod_spec, rendered
 from tests.executors.conftest import task_entry

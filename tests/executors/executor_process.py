@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from reconciler.executors.base import RunRequest
 from reconciler.executors.local import LocalExecutor
+from reconciler.runs import RunRequest
 
 
 def main(argv: list[str]) -> None:

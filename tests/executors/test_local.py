@@ -10,9 +10,9 @@ import pytest
 
 from reconciler.declarations.entries import Entry, Location
 from reconciler.declarations.models import StackSpec
-from reconciler.executors.base import RunRequest
 from reconciler.executors.history import RunHistory, run_dir, work_dir
 from reconciler.executors.local import LocalExecutor, StateDirBusyError
+from reconciler.runs import RunRequest
 from reconciler.types import Kind, Operation, RunId, RunState, SpecHash, Trigger, entry_id
 from tests.executors.conftest import (
     REVISION,

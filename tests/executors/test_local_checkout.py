@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.declarations.models import TaskSpec
-from reconciler.executors.base import RunRequest
+from reconciler.runs import RunRequest
 from reconciler.types import RunState
 from tests.executors.conftest import LocalHarness, request_for, task_entry, wait_until
 from tests.support.githttp import GitHTTPServer

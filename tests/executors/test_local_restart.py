@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.executors.base import RunRequest
 from reconciler.executors.history import run_dir
 from reconciler.executors.journal import Journal
 from reconciler.executors.runner import RESULT_FILE
+from reconciler.runs import RunRequest
 from reconciler.types import RunState
 from tests.executors.conftest import (
     LocalHarness,

@@ -10,7 +10,7 @@ import pytest
 
 from reconciler.declarations.entries import Entry, Location
 from reconciler.declarations.models import StackSpec
-from reconciler.executors.base import RESULT_MARKER, RunRequest, run_id_for
+from reconciler.runs import RESULT_MARKER, RunRequest, run_id_for
 from reconciler.types import Kind, Operation, Revision, RunState, SpecHash, Trigger, entry_id
 from tests.executors.conftest import REVISION, LocalHarness, wait_until
 

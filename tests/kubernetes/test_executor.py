@@ -14,12 +14,12 @@ import pytest
 
 from reconciler.declarations.entries import Entry, Location
 from reconciler.declarations.models import DefaultsSpec, StackSpec
-from reconciler.executors.base import RESULT_MARKER, RunRequest
 from reconciler.executors.kubernetes import labels as lbl
 from reconciler.executors.kubernetes.client import KubernetesConfigError, connect
 from reconciler.executors.kubernetes.executor import KubernetesExecutor, latest_log
 from reconciler.executors.kubernetes.jobs import Outcome, create_run
 from reconciler.executors.kubernetes.manifests import KubernetesOptions, build_manifests
+from reconciler.runs import RESULT_MARKER, RunRequest
 from reconciler.settings import Settings
 from reconciler.types import Kind, Operation, RunState, SpecHash, Trigger, entry_id
 from tests.executors.conftest import (

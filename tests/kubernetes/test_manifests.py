@@ -19,7 +19,6 @@ from reconciler import __version__
 from reconciler.declarations.directory import DirectorySource
 from reconciler.declarations.entries import Entry
 from reconciler.declarations.loader import DeclarationLoader
-from reconciler.executors.base import RunRequest, run_id_for
 from reconciler.executors.kubernetes import labels as lbl
 from reconciler.executors.kubernetes.guards import token_account
 from reconciler.executors.kubernetes.manifests import (
@@ -28,6 +27,7 @@ from reconciler.executors.kubernetes.manifests import (
     RunManifests,
     build_manifests,
 )
+from reconciler.runs import RunRequest, run_id_for
 from reconciler.types import EntryId, Kind, Operation, Revision, Trigger
 from tests.deploy.podsecurity import restricted_violations
 from tests.kubernetes.cluster import expand

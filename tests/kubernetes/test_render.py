@@ -17,7 +17,7 @@ from reconciler.cli import build_parser
 from reconciler.commands import render
 from reconciler.declarations.directory import DirectorySource
 from reconciler.declarations.loader import DeclarationLoader
-from reconciler.executors.base import run_id_for
+from reconciler.runs import run_id_for
 from reconciler.types import Operation
 from tests.support.gitservers import git
 

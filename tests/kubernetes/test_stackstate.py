@@ -24,12 +24,12 @@ from kubernetes.client import CoordinationV1Api, CoreV1Api, RbacAuthorizationV1A
 from reconciler.declarations.directory import DirectorySource
 from reconciler.declarations.entries import Entry
 from reconciler.declarations.loader import DeclarationLoader
-from reconciler.executors.base import RunRequest, run_id_for
 from reconciler.executors.kubernetes.access import AccessApis, ensure_access
 from reconciler.executors.kubernetes.executor import KubernetesExecutor
 from reconciler.executors.kubernetes.manifests import KubernetesOptions, build_manifests
 from reconciler.executors.kubernetes.stackstate import _Synced
 from reconciler.executors.kubernetes.statestore import StateStore
+from reconciler.runs import RunRequest, run_id_for
 from reconciler.types import EntryId, Operation, Revision, Trigger
 from tests.deploy.rbac import permission
 from tests.kubernetes.conftest import DAEMON_AGENT, NAMESPACE

@@ -16,7 +16,7 @@ import pytest
 
 from reconciler.declarations.entries import Entry, Location
 from reconciler.declarations.models import StackSpec
-from reconciler.executors.base import parse_result_line
+from reconciler.runs import parse_result_line
 from reconciler.stacks import StackResult, runner_invocation, state_file
 from reconciler.types import EntryId, Kind, Operation, SpecHash
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.declarations.entries import Entry
-from reconciler.executors.base import RESULT_MARKER, RunReport, RunRequest, run_id_for
 from reconciler.executors.local import LocalExecutor
 from reconciler.records import DriftInfo, EntryRecord, fold_report, new_record
+from reconciler.runs import RESULT_MARKER, RunReport, RunRequest, run_id_for
 from reconciler.source.tree import RepositoryWorkspace, open_repository
 from reconciler.stacks import state_file
 from reconciler.types import DriftState, Kind, Operation, Revision, RunState, SpecHash, Trigger

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pytest
 
 from reconciler.declarations.entries import Entry
-from reconciler.executors.base import parse_result_line
+from reconciler.runs import parse_result_line
 from reconciler.stackrun import BACKEND_FILE
 from reconciler.stacks import runner_args, stack_dir
 from reconciler.types import DriftState, Operation

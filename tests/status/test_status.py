@@ -9,9 +9,9 @@ from ruamel.yaml import YAML
 
 from reconciler import status
 from reconciler.declarations.entries import LoadError, Location
-from reconciler.executors.base import RunReport
 from reconciler.records import Changes, DriftInfo, EntryRecord, fold_report, new_record
 from reconciler.redact import Redactor
+from reconciler.runs import RunReport
 from reconciler.types import (
     DriftState,
     EntryId,

@@ -43,7 +43,6 @@ from kubernetes.client import (
 from loguru import logger
 
 from reconciler.declarations.entries import Entry
-from reconciler.executors.base import RunReport, RunRequest
 from reconciler.executors.kubernetes import labels as lbl
 from reconciler.executors.kubernetes.access import AccessApis
 from reconciler.executors.kubernetes.caches import KubernetesUnavailableError, RunCaches
@@ -82,6 +81,7 @@ from reconciler.executors.kubernetes.runs import (
 )
 from reconciler.executors.kubernetes.secretmask import SecretMasker
 from reconciler.redact import redactor
+from reconciler.runs import RunReport, RunRequest
 from reconciler.settings import Settings
 from reconciler.types import EntryId, RunId, RunState, SpecHash
 

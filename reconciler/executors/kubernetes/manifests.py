@@ -36,7 +36,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from reconciler import __version__
 from reconciler.declarations.entries import Entry
 from reconciler.declarations.models import ResourceList, Resources, StackSpec, TaskSpec
-from reconciler.executors.base import RunRequest
 from reconciler.executors.identity import run_identity
 from reconciler.executors.kubernetes import labels as lbl
 from reconciler.executors.kubernetes import stackaccess
@@ -54,6 +53,7 @@ from reconciler.executors.kubernetes.taskfiles import (
     config_map_of,
     file_keys,
 )
+from reconciler.runs import RunRequest
 from reconciler.stacks import runner_args, state_file
 
 __all__ = ["MAX_CONFIGMAP_BYTES", "KubernetesOptions", "ManifestError", "RunManifests",

@@ -7,16 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from reconciler.executors.base import (
-    RunReport,
-    RunRequest,
-    parse_result_line,
-    strip_result_lines,
-    tail,
-)
 from reconciler.executors.kubernetes.labels import RunMeta
 from reconciler.executors.kubernetes.manifests import RunManifests
 from reconciler.executors.kubernetes.phases import Observation
+from reconciler.runs import RunReport, RunRequest, parse_result_line, strip_result_lines, tail
 from reconciler.types import Operation, RunState
 
 _T = TypeVar("_T")

@@ -11,8 +11,8 @@ import hashlib
 import re
 from typing import Any
 
-from reconciler.executors.base import RunRequest
 from reconciler.executors.kubernetes import labels as lbl
+from reconciler.runs import RunRequest
 
 MAX_CONFIGMAP_BYTES = 1024 * 1024
 _CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
