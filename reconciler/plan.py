@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -50,6 +51,28 @@ DESTROY_ATTEMPTS = 3
 
 class _Value(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Lifecycle(_Value):
+    """What plan needs to know of an entry's kind, as values: each kind in `kinds/` says it
+    for its entries, so no rule here names a kind."""
+
+    success: Operation = Field(description="What brings a new version into force.")
+    schedule: str | None = Field(default=None, description="A cron that runs `success` again.")
+    drift: str | None = Field(default=None, description="A cron of drift plans.")
+    remediate: bool = Field(default=False, description="Drift found: run `success` again.")
+    prune: bool = Field(default=False, description="Destroy what it made when it is removed.")
+
+    @property
+    def steady(self) -> Phase:
+        """The phase of a version that is in force."""
+        return Phase.PLANNED if self.success is Operation.PLAN else Phase.SUCCEEDED
+
+
+class KindRules(Protocol):
+    """What plan asks of a kind (`kinds.base.KindDef` provides it)."""
+
+    def lifecycle(self, entry: Entry) -> Lifecycle: ...
 
 
 class ActiveRun(_Value):
