@@ -26,7 +26,7 @@ def _not_a_daemon_state_dir(settings: Settings) -> str | None:
     result on the status branch, so the command refuses rather than guess."""
     if settings.executor != "local":
         return None
-    from reconciler.executors.journal import JOURNAL_FILE
+    from reconciler.executors.local.journal import JOURNAL_FILE
 
     if (settings.state_dir / JOURNAL_FILE).is_file():
         return None

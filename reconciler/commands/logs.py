@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _local_log(entry: EntryId, state_dir: Path) -> str | None:
-    from reconciler.executors.history import RunHistory
+    from reconciler.executors.local.history import RunHistory
 
     if not state_dir.is_dir():
         return None

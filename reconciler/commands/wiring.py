@@ -168,7 +168,7 @@ def build_executor(settings: Settings, workspace: Workspace) -> Executor:
             return KubernetesExecutor.from_settings(settings)
         except KubernetesConfigError as err:
             raise ConfigError(str(err)) from None
-    from reconciler.executors.local import LocalExecutor, StateDirBusyError
+    from reconciler.executors.local.executor import LocalExecutor, StateDirBusyError
 
     try:
         return LocalExecutor(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.declarations.entries import Entry
-from reconciler.executors.local import LocalExecutor
+from reconciler.executors.local.executor import LocalExecutor
 from reconciler.records import DriftInfo, EntryRecord, fold_report, new_record
 from reconciler.runs import RESULT_MARKER, RunReport, RunRequest, run_id_for
 from reconciler.source.tree import RepositoryWorkspace, open_repository

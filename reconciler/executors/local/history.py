@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.executors.journal import JOURNAL_FILE, Journal, RunRow
-from reconciler.executors.runner import (
+from reconciler.executors.local.journal import JOURNAL_FILE, Journal, RunRow
+from reconciler.executors.local.runner import (
     ERRORS_FILE,
     LOCK_FILE,
     LOG_FILE,
