@@ -19,7 +19,7 @@ from reconciler.executors.kubernetes.client import KubernetesConfigError, connec
 from reconciler.executors.kubernetes.executor import KubernetesExecutor, latest_log
 from reconciler.executors.kubernetes.jobs import Outcome, create_run
 from reconciler.executors.kubernetes.manifests import KubernetesOptions, build_manifests
-from reconciler.runs import RESULT_MARKER, RunRequest
+from reconciler.runs import RESULT_MARKER, RunRequest, StackResult
 from reconciler.settings import Settings
 from reconciler.types import Kind, Operation, RunState, SpecHash, Trigger, entry_id
 from tests.executors.conftest import (
@@ -306,7 +306,7 @@ def test_a_stack_runs_result_line_is_read_from_its_pod(
 
     assert report.state is RunState.SUCCEEDED
     assert (report.operation, report.trigger) == (Operation.PLAN, Trigger.DRIFT)
-    assert report.result == result
+    assert report.result == StackResult.from_result(result)
     assert report.log_tail == "Plan: 1 to add"
     assert executor.logs(request.run_id).startswith("checked out abc (abc)\nPlan: 1 to add")
 
