@@ -53,9 +53,9 @@ from reconciler.executors.workdir import (
     run_environment,
     write_task_files,
 )
+from reconciler.kinds.stack.launch import runner_invocation
 from reconciler.redact import redactor
 from reconciler.runs import RunReport, RunRequest
-from reconciler.stacks import runner_invocation
 from reconciler.types import EntryId, Kind, RunId, RunState, SpecHash
 
 STATE_LOCK_FILE = "executor.lock"
