@@ -23,9 +23,10 @@ from reconciler.executors.runner import (
     Outcome,
     RunnerResult,
 )
+from reconciler.kinds.base import kind_of
 from reconciler.redact import redactor
 from reconciler.runs import RunReport, parse_result_line, strip_result_lines, tail
-from reconciler.types import EntryId, Kind, RunId, RunState
+from reconciler.types import EntryId, RunId, RunState
 
 RUNS_DIR = "runs"
 WORK_DIR = "work"
@@ -94,7 +95,7 @@ def observe(row: RunRow, folder: Path, *, now: datetime) -> Ending | None:
     if state is RunState.SUCCEEDED and outcome.exit_code != 0:
         state = RunState.FAILED
     result: dict[str, Any] = {}
-    if row.kind is Kind.STACK:
+    if kind_of(row.kind).reports_result:
         result = parse_result_line(_read_end(folder / LOG_FILE, _RESULT_BYTES))
     return Ending(
         state=state,
@@ -146,7 +147,7 @@ def read_log(folder: Path) -> str:
 
 def report(row: RunRow, folder: Path) -> RunReport:
     text = _read_end(folder / LOG_FILE, _TAIL_BYTES)
-    if row.kind is Kind.STACK:
+    if kind_of(row.kind).reports_result:
         text = strip_result_lines(text)
     return RunReport(
         run_id=row.run_id,
