@@ -21,12 +21,12 @@ from reconciler.commands.wiring import (
     state_dir_problem,
 )
 from reconciler.daemon import Daemon
+from reconciler.http.server import Server
 from reconciler.logs import setup_logging
 from reconciler.loops import liveness, run_once, serve
 from reconciler.metrics import Metrics
 from reconciler.ports import Elector
 from reconciler.scheduler import Scheduler, Wakeup, WorkQueue
-from reconciler.server import Server
 from reconciler.settings import Settings
 from reconciler.source.errors import SourceConfigurationError, SourceError
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import pytest
 from loguru import logger
 
+from reconciler.http.server import Server
 from reconciler.logs import setup_logging
 from reconciler.metrics import Metrics
-from reconciler.server import Server
 
 
 @dataclass
