@@ -42,7 +42,7 @@ from prometheus_client.exposition import choose_encoder
 
 from reconciler import __version__
 from reconciler.redact import redactor
-from reconciler.types import DriftState, Kind, Phase, RunState, Trigger
+from reconciler.types import ENTRY_KINDS, DriftState, Kind, Phase, RunState, Trigger
 
 PREFIX = "reconciler_"
 
@@ -69,7 +69,7 @@ COMMIT_VERIFICATION_RESULTS: tuple[str, ...] = get_args(CommitVerificationResult
 PUSH_RESULTS: tuple[str, ...] = get_args(PushResult)
 WEBHOOK_PROVIDERS: tuple[str, ...] = get_args(WebhookProvider)
 WEBHOOK_RESULTS: tuple[str, ...] = get_args(WebhookResult)
-RUN_KINDS: tuple[Kind, ...] = (Kind.TASK, Kind.STACK)
+RUN_KINDS: tuple[Kind, ...] = ENTRY_KINDS
 RUN_RESULTS: tuple[RunState, ...] = tuple(s for s in RunState if s.finished)
 DRIFT_RESULTS: tuple[DriftState, ...] = (DriftState.IN_SYNC, DriftState.DRIFTED, DriftState.ERROR)
 

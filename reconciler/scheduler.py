@@ -18,7 +18,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from reconciler.declarations.entries import DesiredState
 from reconciler.declarations.fields import cron_trigger
-from reconciler.types import Kind
+from reconciler.kinds.base import kind_of
 
 WATCH_SECONDS = 1.0
 """How often runs in flight are looked at: finished runs and their dependents show up fast,
@@ -57,13 +57,15 @@ class WorkQueue:
 
 
 def crons(desired: DesiredState) -> dict[str, str]:
-    """Job id → cron expression, for every task schedule and stack drift schedule."""
+    """Job id → cron expression, for every schedule and drift schedule: the crons plan reads
+    from each entry's lifecycle, so a job fires exactly when plan would find it due."""
     jobs: dict[str, str] = {}
     for entry in desired.entries.values():
-        if entry.kind is Kind.TASK and entry.task.schedule:
-            jobs[f"cron:{entry.id}"] = entry.task.schedule
-        elif entry.kind is Kind.STACK and entry.stack.drift.schedule:
-            jobs[f"drift:{entry.id}"] = entry.stack.drift.schedule
+        lifecycle = kind_of(entry.kind).lifecycle(entry)
+        if lifecycle.schedule:
+            jobs[f"cron:{entry.id}"] = lifecycle.schedule
+        if lifecycle.drift:
+            jobs[f"drift:{entry.id}"] = lifecycle.drift
     return jobs
 
 

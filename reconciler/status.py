@@ -23,7 +23,7 @@ from reconciler import types, yamlout
 from reconciler.declarations.entries import LoadError
 from reconciler.records import EntryRecord
 from reconciler.redact import Redactor
-from reconciler.types import DriftState, EntryId, Kind, Phase, Revision, RunState
+from reconciler.types import DriftState, EntryId, Phase, Revision, RunState
 
 ROOT = "status"
 README = f"{ROOT}/README.md"
@@ -32,7 +32,8 @@ HEADER = (
     "# Written by reconciler from the declarations on branch {branch}; do not edit:\n"
     "# the next status commit replaces this file.\n"
 )
-_FOLDERS = {Kind.TASK: "tasks", Kind.STACK: "stacks"}
+_FOLDERS = {kind: kind.plural for kind in types.ENTRY_KINDS}
+"""Each kind of entry's records in a folder of its own (`Kind.plural`)."""
 
 
 class CommitRefusal(BaseModel):

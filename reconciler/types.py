@@ -7,7 +7,7 @@ string that one module spells differently from another.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import NewType
+from typing import NewType, assert_never
 
 API_VERSION = "reconciler.io/v1alpha1"
 
@@ -34,18 +34,50 @@ class Kind(StrEnum):
         """The lower-case word used in entry ids and `dependsOn` (`task`, `stack`)."""
         return self.value.lower()
 
+    @property
+    def entries(self) -> bool:
+        """Whether its documents are entries (an id, runs, a status file); a Defaults document
+        only configures the entries of the others."""
+        match self:
+            case Kind.TASK | Kind.STACK:
+                return True
+            case Kind.DEFAULTS:
+                return False
+            case _:
+                assert_never(self)
+
+    @property
+    def plural(self) -> str:
+        """`tasks`, `stacks`: the status folder of its records, its count in `validate`."""
+        match self:
+            case Kind.TASK:
+                return "tasks"
+            case Kind.STACK:
+                return "stacks"
+            case Kind.DEFAULTS:
+                raise ValueError("Defaults are not entries: they have no status")
+            case _:
+                assert_never(self)
+
+
+ENTRY_KINDS: tuple[Kind, ...] = tuple(k for k in Kind if k.entries)
+"""The kinds of entries, in the order they are listed (task, stack)."""
+
 
 def entry_id(kind: Kind, name: str) -> EntryId:
     return EntryId(f"{kind.prefix}/{name}")
 
 
+_BY_PREFIX = {kind.prefix: kind for kind in ENTRY_KINDS}
+
+
 def split_entry_id(value: EntryId | str) -> tuple[Kind, str]:
     """`task/x` → (Kind.TASK, "x"). Raises ValueError on anything else."""
     prefix, sep, name = value.partition("/")
-    kinds = {Kind.TASK.prefix: Kind.TASK, Kind.STACK.prefix: Kind.STACK}
-    if not sep or prefix not in kinds or not name:
-        raise ValueError(f"expected task/NAME or stack/NAME, got {value!r}")
-    return kinds[prefix], name
+    if not sep or prefix not in _BY_PREFIX or not name:
+        expected = " or ".join(f"{kind.prefix}/NAME" for kind in ENTRY_KINDS)
+        raise ValueError(f"expected {expected}, got {value!r}")
+    return _BY_PREFIX[prefix], name
 
 
 class Phase(StrEnum):

@@ -14,11 +14,12 @@ import threading
 from reconciler.commands.run import build_daemon
 from reconciler.commands.wiring import EXIT_CONFIG, ConfigError, settings_from_args
 from reconciler.executors import registry
+from reconciler.kinds.base import kind_of
 from reconciler.logs import setup_logging
 from reconciler.metrics import Metrics
 from reconciler.settings import Settings
 from reconciler.source.errors import SourceError
-from reconciler.types import DriftState, EntryId, Kind, Operation, split_entry_id
+from reconciler.types import DriftState, EntryId, Operation, split_entry_id
 
 
 def _not_a_daemon_state_dir(settings: Settings) -> str | None:
@@ -31,8 +32,8 @@ def _not_a_daemon_state_dir(settings: Settings) -> str | None:
 def run(args: argparse.Namespace) -> int:
     try:
         kind, name = split_entry_id(args.entry)
-        if kind is not Kind.STACK:
-            raise ValueError(f"drift plans are for stacks; {args.entry} is a task")
+        if Operation.DRIFT not in kind_of(kind).operations:
+            raise ValueError(f"drift plans are for stacks; {args.entry} is a {kind.prefix}")
         settings = settings_from_args(args)
         setup_logging(settings.log_format, settings.log_level)
         problem = _not_a_daemon_state_dir(settings)

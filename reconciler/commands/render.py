@@ -38,10 +38,11 @@ from reconciler.executors.kubernetes.manifests import (
     ManifestError,
     build_manifests,
 )
+from reconciler.kinds.base import kind_of
 from reconciler.policy.file import PolicyError
 from reconciler.policy.rules import namespace_allowed
 from reconciler.runs import RunRequest, run_id_for
-from reconciler.types import EntryId, Kind, Operation, Revision, Trigger, entry_id, split_entry_id
+from reconciler.types import EntryId, Revision, Trigger, entry_id, split_entry_id
 
 UNKNOWN_REVISION = Revision("0" * 40)
 
@@ -76,10 +77,11 @@ def run(args: argparse.Namespace) -> int:
     if entry is None:
         return 1
     revision, source_url, committed_at = _repository(root)
+    operation = kind_of(entry.kind).lifecycle(entry).success
     request = RunRequest(
-        run_id=run_id_for(entry, _operation(entry), 1),
+        run_id=run_id_for(entry, operation, 1),
         entry=entry,
-        operation=_operation(entry),
+        operation=operation,
         trigger=Trigger.MANUAL,
         attempt=1,
         revision=revision,
@@ -111,12 +113,6 @@ def _entry(desired: DesiredState, wanted: EntryId) -> Entry | None:
     hint = f"; entries: {', '.join(known)}" if known else "; there are no entries"
     print(f"reconciler render: {wanted}: no such entry{hint}", file=sys.stderr)
     return None
-
-
-def _operation(entry: Entry) -> Operation:
-    if entry.kind is Kind.TASK:
-        return Operation.RUN
-    return Operation.PLAN if entry.stack.apply == "plan" else Operation.APPLY
 
 
 def _repository(root: Path) -> tuple[Revision, str, datetime | None]:

@@ -33,8 +33,8 @@ from reconciler.commands.policyflags import check_from_args
 from reconciler.declarations.directory import DirectorySource
 from reconciler.declarations.entries import DesiredState, LoadError
 from reconciler.declarations.loader import DeclarationLoader
+from reconciler.kinds.base import registry
 from reconciler.policy.file import PolicyError
-from reconciler.types import Kind
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,8 +109,7 @@ def _counts(desired: DesiredState) -> dict[str, int]:
     kinds = [e.kind for e in desired.entries.values()]
     return {
         "files": len(desired.files),
-        "tasks": kinds.count(Kind.TASK),
-        "stacks": kinds.count(Kind.STACK),
+        **{kind.plural: kinds.count(kind) for kind in registry()},
         "invalid": len(desired.invalid),
         "errors": len(desired.errors),
     }
@@ -122,10 +121,8 @@ def _count(n: int, word: str) -> str:
 
 def summary(desired: DesiredState) -> str:
     c = _counts(desired)
-    found = (
-        f"{_count(c['tasks'], 'task')} and {_count(c['stacks'], 'stack')} "
-        f"in {_count(c['files'], 'file')}"
-    )
+    entries = " and ".join(_count(c[kind.plural], kind.prefix) for kind in registry())
+    found = f"{entries} in {_count(c['files'], 'file')}"
     if desired.clean:
         return f"valid: {found}"
     invalid = _count(c["invalid"], "entry") if c["invalid"] == 1 else f"{c['invalid']} entries"

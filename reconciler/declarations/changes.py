@@ -8,12 +8,13 @@ between the commits, to show which module files changed under a Stack).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, assert_never
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from reconciler.declarations.entries import DesiredState, Entry, LoadError, Location
+from reconciler.declarations.models import StackSpec, TaskSpec
 from reconciler.declarations.positions import Segment, field_path
 from reconciler.types import EntryId, Kind, Revision, SpecHash, split_entry_id
 
@@ -155,20 +156,29 @@ def _changed(old: Entry, new: Entry, changed_files: Sequence[str]) -> EntryChang
 
 def _removed(ident: EntryId, old: Entry | None, head: DesiredState) -> EntryChange:
     kind, name = _identity(ident)
-    prune = old is not None and old.kind is Kind.STACK and old.stack.prune
-    note = ""
-    if prune and not head.clean:
-        prune = False
-        note = "prune is on, but nothing is destroyed while the head commit has errors"
-    elif prune:
-        note = "prune is on: merging destroys this stack's resources"
-    elif kind is Kind.STACK:
-        note = "prune is off: its resources are left in place"
+    prune, note = _on_removal(kind, old, clean=head.clean)
     return EntryChange(
         id=ident, kind=kind, name=name, change="removed",
         location=old.location if old is not None else None,
         base_hash=old.spec_hash if old is not None else None, prune=prune, note=note,
     )
+
+
+def _on_removal(kind: Kind, old: Entry | None, *, clean: bool) -> tuple[bool, str]:
+    """Whether merging destroys what the removed entry made, and the note that says so."""
+    match kind:
+        case Kind.TASK | Kind.DEFAULTS:
+            # A task's runs leave nothing the reconciler could destroy (and Defaults are no entry).
+            return False, ""
+        case Kind.STACK:
+            if old is None or not old.stack.prune:
+                return False, "prune is off: its resources are left in place"
+            if not clean:
+                return False, ("prune is on, but nothing is destroyed while the head commit "
+                               "has errors")
+            return True, "prune is on: merging destroys this stack's resources"
+        case _:
+            assert_never(kind)
 
 
 def _invalid(ident: EntryId, errors: tuple[LoadError, ...]) -> EntryChange:
@@ -201,9 +211,14 @@ def view(entry: Entry) -> dict[str, Any]:
         "imagePullSecrets": list(entry.defaults.image_pull_secrets),
         "sources": dict(entry.sources),
     }
-    if entry.kind is Kind.STACK:
-        shown["runnerImage"] = (getattr(entry.defaults.runner_images, entry.stack.engine)
-                                or "(the daemon's --runner-image)")
+    match entry.spec:
+        case StackSpec() as stack:
+            shown["runnerImage"] = (getattr(entry.defaults.runner_images, stack.engine)
+                                    or "(the daemon's --runner-image)")
+        case TaskSpec():
+            pass  # a task runs its own image, which is in its spec
+        case _:
+            assert_never(entry.spec)
     return shown
 
 

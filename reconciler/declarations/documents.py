@@ -132,13 +132,13 @@ def _document(doc: RawDocument, locator: _Locator) -> Document:
     data = doc.data
     kind = _kind(data.get("kind"))
     name = _name(data.get("metadata"))
-    ident = entry_id(kind, name) if kind in (Kind.TASK, Kind.STACK) and name else None
+    ident = _identity(kind, name)
     key = version_key(data)
     if key != "apiVersion" or data[key] != API_VERSION:
         # Still identified when it can be: a typo in the apiVersion makes the entry
         # invalid, it does not remove it.
         near = _near_kind(data.get("kind"))
-        ident = entry_id(near, name) if near in (Kind.TASK, Kind.STACK) and name else None
+        ident = _identity(near, name)
         error = _version_error(doc, key, locator)
         return Document(doc.index, doc.line, near, name, None, (error,), ident)
     if kind is None:
@@ -146,7 +146,7 @@ def _document(doc: RawDocument, locator: _Locator) -> Document:
         # `kind: defaults` makes the Defaults unknown, so nothing runs without them.
         error = _kind_error(doc, locator)
         near = _near_kind(data.get("kind"))
-        ident = entry_id(near, name) if near in (Kind.TASK, Kind.STACK) and name else None
+        ident = _identity(near, name)
         return Document(doc.index, doc.line, near, name, None, (error,), ident)
     try:
         model: Model = DOCUMENT_MODELS[kind.value].model_validate(data)
@@ -155,6 +155,11 @@ def _document(doc: RawDocument, locator: _Locator) -> Document:
         return Document(doc.index, doc.line, kind, name, None, errors, ident, omitted)
     share_field_sets(model)
     return Document(doc.index, doc.line, kind, name, model, (), ident)
+
+
+def _identity(kind: Kind | None, name: str | None) -> EntryId | None:
+    """The entry a document declares, when its kind is one of entries and it has a name."""
+    return entry_id(kind, name) if kind is not None and kind.entries and name else None
 
 
 def _version_error(doc: RawDocument, key: Any, locator: _Locator) -> LoadError:

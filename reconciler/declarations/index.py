@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 from reconciler.declarations.checks import Declared
 from reconciler.declarations.documents import FileResult
-from reconciler.declarations.models import StackDocument, TaskDocument
 from reconciler.types import EntryId, Kind
 
 
@@ -82,7 +81,8 @@ class Index:
         """The declaration an entry is built from: the last valid one (when there are more,
         all of them are reported as duplicates)."""
         for place in reversed(self.places.get(ident, ())):
-            if isinstance(place[1].model, TaskDocument | StackDocument):
+            # Only entry documents have an identity, so any valid one declares the entry.
+            if place[1].model is not None:
                 return place
         return None
 

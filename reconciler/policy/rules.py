@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, assert_never
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -86,10 +86,7 @@ def evaluate(entry: Entry, policy: Policy, identity: DaemonIdentity) -> list[Den
     found.extend(_secrets(entry, spec.secrets, identity))
     if spec.images is not None:
         found.extend(_images(entry, _image_prefixes(tuple(spec.images))))
-    if spec.repositories is not None and isinstance(entry.spec, TaskSpec):
-        found.extend(_repository(entry.spec, _repository_prefixes(tuple(spec.repositories))))
-    if isinstance(entry.spec, StackSpec):
-        found.extend(_stack(entry.spec, policy))
+    found.extend(_kind_rules(entry.spec, policy))
     found.extend(_limits(entry, policy, require=identity.kubernetes))
     return found
 
@@ -145,10 +142,15 @@ def _secrets(
         (("spec", "secretEnv", name, "secret"), ref.secret, "entry")
         for name, ref in entry.spec.secret_env.items()
     ]
-    if isinstance(entry.spec, TaskSpec) and entry.spec.repository is not None:
-        secret = entry.spec.repository.credentials_secret
-        if secret:
-            asked.append((("spec", "repository", "credentialsSecret"), secret, "entry"))
+    match entry.spec:
+        case TaskSpec(repository=repository) if repository is not None:
+            if repository.credentials_secret:
+                asked.append((("spec", "repository", "credentialsSecret"),
+                              repository.credentials_secret, "entry"))
+        case TaskSpec() | StackSpec():
+            pass  # nothing else names a secret outside `secretEnv`
+        case _:
+            assert_never(entry.spec)
     for i, secret in enumerate(entry.defaults.image_pull_secrets):
         asked.append((("spec", "imagePullSecrets", i), secret, "defaults"))
     for loc, secret, origin in asked:
@@ -187,24 +189,40 @@ def _seconds(duration: str) -> int:
 
 def _images(entry: Entry, prefixes: tuple[ImageName, ...]) -> Iterator[Denial]:
     shown = ", ".join(_shown_prefixes(prefixes))
-    if isinstance(entry.spec, TaskSpec):
-        image = entry.spec.image
-        if image and not _image_ok(image, prefixes):
-            yield Denial(("spec", "image"), f"image {image} is not under an allowed prefix "
-                         f"({shown or 'the policy allows none'})",
-                         _origin(image, entry.defaults.image))
-        return
-    runner = getattr(entry.defaults.runner_images, entry.spec.engine)
-    if runner and not _image_ok(runner, prefixes):
-        yield Denial(("spec", "runnerImages", entry.spec.engine),
-                     f"runner image {runner} is not under an allowed prefix "
-                     f"({shown or 'the policy allows none'})", "defaults")
+    match entry.spec:
+        case TaskSpec(image=image):
+            if image and not _image_ok(image, prefixes):
+                yield Denial(("spec", "image"), f"image {image} is not under an allowed prefix "
+                             f"({shown or 'the policy allows none'})",
+                             _origin(image, entry.defaults.image))
+        case StackSpec(engine=engine):
+            # A stack runs in the runner image of its engine, which only Defaults can set.
+            runner = getattr(entry.defaults.runner_images, engine)
+            if runner and not _image_ok(runner, prefixes):
+                yield Denial(("spec", "runnerImages", engine),
+                             f"runner image {runner} is not under an allowed prefix "
+                             f"({shown or 'the policy allows none'})", "defaults")
+        case _:
+            assert_never(entry.spec)
 
 
 def _shown_prefixes(prefixes: Iterable[ImageName]) -> Iterator[str]:
     for p in prefixes:
         name = "/".join((p.host, *p.path)) + ("/" if not p.tag and not p.digest else "")
         yield name + (f":{p.tag}" if p.tag else "") + (f"@{p.digest}" if p.digest else "")
+
+
+def _kind_rules(spec: TaskSpec | StackSpec, policy: Policy) -> Iterator[Denial]:
+    """What only one kind can ask for: a task's clone URL, a stack at all and its engine."""
+    match spec:
+        case TaskSpec():
+            if policy.spec.repositories is not None:
+                prefixes = _repository_prefixes(tuple(policy.spec.repositories))
+                yield from _repository(spec, prefixes)
+        case StackSpec():
+            yield from _stack(spec, policy)
+        case _:
+            assert_never(spec)
 
 
 def _repository(spec: TaskSpec, prefixes: tuple[RepositoryURL, ...]) -> Iterator[Denial]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.stacks import state_file
+from reconciler.kinds.stack.launch import state_file
 from tests.daemon.conftest import World, declaration
 
 pytestmark = pytest.mark.engine

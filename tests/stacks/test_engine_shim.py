@@ -10,7 +10,7 @@ import pytest
 
 pytestmark = pytest.mark.engine
 
-SHIM = [sys.executable, "-m", "reconciler.engine_shim"]
+SHIM = [sys.executable, "-m", "reconciler.programs.engine_shim"]
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -59,7 +59,7 @@ def test_detailed_exit_codes_and_streams(tmp_path: Path) -> None:
 def test_the_process_can_write_after_the_engine_returns(tmp_path: Path) -> None:
     # The engine closes the descriptors it is handed; the shim hands it duplicates.
     code = (
-        "from reconciler.engine_shim import main\n"
+        "from reconciler.programs.engine_shim import main\n"
         "first = main(['version'])\n"
         "print('after', first, flush=True)\n"
         "import sys; print('still', file=sys.stderr, flush=True)\n"

@@ -16,10 +16,10 @@ import pytest
 
 from reconciler.declarations.entries import Entry
 from reconciler.executors.local.executor import LocalExecutor
+from reconciler.kinds.stack.launch import state_file
 from reconciler.records import DriftInfo, EntryRecord, fold_report, new_record
 from reconciler.runs import RESULT_MARKER, RunReport, RunRequest, run_id_for
 from reconciler.source.tree import RepositoryWorkspace, open_repository
-from reconciler.stacks import state_file
 from reconciler.types import DriftState, Kind, Operation, Revision, RunState, SpecHash, Trigger
 from tests.stacks.conftest import MODULE, set_state_input, stack_entry
 

@@ -15,9 +15,9 @@ from collections.abc import Callable
 import pytest
 
 from reconciler.declarations.entries import Entry
+from reconciler.kinds.stack.launch import runner_args, stack_dir
+from reconciler.kinds.stack.runner import BACKEND_FILE
 from reconciler.runs import parse_result_line
-from reconciler.stackrun import BACKEND_FILE
-from reconciler.stacks import runner_args, stack_dir
 from reconciler.types import DriftState, Operation
 from tests.stacks.conftest import (
     MODULE,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.stacks import stack_dir
+from reconciler.kinds.stack.launch import stack_dir
 from reconciler.types import Operation
 from tests.stacks.conftest import MODULE, Stacks, stack_entry
 

@@ -10,17 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.runs import PlanChanges, StackResult
-from reconciler.stacks import (
+from reconciler.kinds.stack.engine import HideOutputValues, engine_error
+from reconciler.kinds.stack.launch import (
     EngineNotFoundError,
-    HideOutputValues,
     declares_backend,
-    engine_error,
     find_engine,
     runner_args,
     runner_invocation,
-    summarize_plan,
 )
+from reconciler.kinds.stack.summaries import summarize_plan
+from reconciler.runs import PlanChanges, StackResult
 from reconciler.types import DriftState, Operation
 from tests.stacks.conftest import stack_entry
 
@@ -104,7 +103,7 @@ class TestRunnerCommandLine:
         invocation = runner_invocation(entry, Operation.DRIFT, state_dir=Path("rel/state"),
                                        engine_bin=None)
 
-        assert invocation.argv[:3] == (sys.executable, "-m", "reconciler.stackrun")
+        assert invocation.argv[:3] == (sys.executable, "-m", "reconciler.programs.stack_runner")
         assert invocation.argv[3:5] == ("drift", "--stack")
         state_dir = invocation.argv[invocation.argv.index("--state-dir") + 1]
         assert Path(state_dir).is_absolute(), "the runner runs in another folder"

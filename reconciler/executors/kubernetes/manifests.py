@@ -54,8 +54,8 @@ from reconciler.executors.kubernetes.taskfiles import (
     config_map_of,
     file_keys,
 )
+from reconciler.kinds.stack.launch import runner_args, state_file
 from reconciler.runs import RunRequest
-from reconciler.stacks import runner_args, state_file
 
 __all__ = ["MAX_CONFIGMAP_BYTES", "KubernetesOptions", "ManifestError", "RunManifests",
            "build_manifests", "run_namespace"]

@@ -29,9 +29,9 @@ from types import FrameType
 
 from reconciler.executors.kubernetes.client import KubernetesConfigError, connect, message_of
 from reconciler.executors.kubernetes.statestore import StateLockedError, StateStore
-from reconciler.stacks import declares_backend
+from reconciler.kinds.stack.launch import declares_backend
 
-RUNNER_MODULE = "reconciler.stackrun"
+RUNNER_MODULE = "reconciler.programs.stack_runner"
 SYNC_SECONDS = 15.0
 """How often the state is written back while the runner works."""
 

@@ -27,6 +27,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import assert_never
 
 from loguru import logger
 
@@ -54,10 +55,11 @@ from reconciler.executors.local.workdir import (
     run_environment,
     write_task_files,
 )
+from reconciler.kinds.base import Launch, kind_of
+from reconciler.kinds.stack.launch import runner_invocation
 from reconciler.redact import redactor
 from reconciler.runs import RunReport, RunRequest
-from reconciler.stacks import runner_invocation
-from reconciler.types import EntryId, Kind, RunId, RunState, SpecHash
+from reconciler.types import EntryId, RunId, RunState, SpecHash
 
 STATE_LOCK_FILE = "executor.lock"
 PRIVATE_DIR = 0o700
@@ -320,9 +322,13 @@ class LocalExecutor:
         (work / "home").mkdir(parents=True)
         (work / "tmp").mkdir()
         secrets = read_secret_env(entry.spec.secret_env, self._secrets_dir)
-        launch = self._task_launch(entry, work) if entry.kind is Kind.TASK else (
-            self._stack_launch(request, work)
-        )
+        match kind_of(entry.kind).launch:
+            case Launch.COMMAND:
+                launch = self._task_launch(entry, work)
+            case Launch.STACK_RUNNER:
+                launch = self._stack_launch(request, work)
+            case other:
+                assert_never(other)
         env = run_environment(
             request, base=self._base_env, home=work / "home", tmp=work / "tmp",
             extra=launch.extra_env, secrets=secrets,

@@ -22,9 +22,10 @@ from reconciler.executors.local.runner import (
     Outcome,
     RunnerResult,
 )
+from reconciler.kinds.base import kind_of
 from reconciler.redact import redactor
 from reconciler.runs import RunReport, StackResult, read_result, strip_result_lines, tail
-from reconciler.types import EntryId, Kind, RunId, RunState
+from reconciler.types import EntryId, RunId, RunState
 
 RUNS_DIR = "runs"
 WORK_DIR = "work"
@@ -93,7 +94,7 @@ def observe(row: RunRow, folder: Path, *, now: datetime) -> Ending | None:
     if state is RunState.SUCCEEDED and outcome.exit_code != 0:
         state = RunState.FAILED
     result = None
-    if row.kind is Kind.STACK:
+    if kind_of(row.kind).reports_result:
         result = read_result(_read_end(folder / LOG_FILE, _RESULT_BYTES))
     return Ending(
         state=state,
@@ -145,7 +146,7 @@ def read_log(folder: Path) -> str:
 
 def report(row: RunRow, folder: Path) -> RunReport:
     text = _read_end(folder / LOG_FILE, _TAIL_BYTES)
-    if row.kind is Kind.STACK:
+    if kind_of(row.kind).reports_result:
         text = strip_result_lines(text)
     return RunReport(
         run_id=row.run_id,

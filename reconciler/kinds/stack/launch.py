@@ -1,9 +1,9 @@
-"""How a Stack becomes engine commands: engine discovery, the runner's command line, backend
-detection, plan summaries, and the typed result a stack run reports.
+"""How a stack run is launched: engine discovery, the runner's command line, where a stack's
+state lives, and backend detection.
 
-The runner program (`reconciler.stackrun`) does the work inside the module folder; this module
-holds what the daemon, the executors and the status writer need to know about it, and the pure
-pieces of the runner itself, so they are tested without an engine.
+The runner program (`reconciler.programs.stack_runner`, its logic in `kinds.stack.runner`) does
+the work inside the module folder; this module holds what the executors need to start it, and
+the pure pieces the runner decides with, so they are tested without an engine.
 """
 
 from __future__ import annotations
@@ -14,16 +14,13 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
 
 from reconciler.declarations.entries import Entry
 from reconciler.declarations.fields import parse_duration
-from reconciler.runs import PlanChanges
 from reconciler.types import Operation
 
 EngineName = Literal["opentofu", "terraform"]
@@ -71,7 +68,7 @@ def _bundled(search_path: str | None) -> EngineBinary | None:
             return _binary(str(Path(candidate).absolute()), "terraform", bundled=True)
     return EngineBinary(
         path=sys.executable, name="terraform", bundled=True,
-        argv=(sys.executable, "-m", "reconciler.engine_shim"),
+        argv=(sys.executable, "-m", "reconciler.programs.engine_shim"),
     )
 
 
@@ -129,7 +126,7 @@ def state_file(state_dir: Path, name: str) -> Path:
 def runner_args(
     entry: Entry, operation: Operation, *, state_dir: Path, engine_bin: str | None
 ) -> tuple[str, ...]:
-    """The runner's arguments, after the program (`python -m reconciler.stackrun` or
+    """The runner's arguments, after the program (`python -m reconciler.programs.stack_runner` or
     `reconciler stack-run`). Secret values never appear here: only the names of the
     `secretEnv` variables, so the runner can mask their values in the engine's output."""
     if operation not in STACK_OPERATIONS:
@@ -166,7 +163,7 @@ def runner_invocation(
     found by the runner itself, in the environment it runs in."""
     args = runner_args(entry, operation, state_dir=state_dir, engine_bin=engine_bin)
     return StackInvocation(
-        argv=(sys.executable, "-m", "reconciler.stackrun", *args),
+        argv=(sys.executable, "-m", "reconciler.programs.stack_runner", *args),
         # Unbuffered, so the run log follows the engine as it works.
         env={"PYTHONUNBUFFERED": "1"},
         workdir=entry.stack.path,
@@ -206,133 +203,3 @@ def _json_backend(path: Path) -> bool:
         if isinstance(block, dict) and ("backend" in block or "cloud" in block):
             return True
     return False
-
-
-# -- plan summaries and results --------------------------------------------------------------
-
-
-class PlanSummary(BaseModel):
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", alias_generator=to_camel,
-        populate_by_name=True, serialize_by_alias=True,
-    )
-
-    changes: PlanChanges = Field(default_factory=PlanChanges)
-    addresses: tuple[str, ...] = Field(
-        default=(), description="Managed resources the plan would create, update or delete."
-    )
-    outputs: tuple[str, ...] = Field(
-        default=(), description="Names of the root outputs the plan sets (never their values)."
-    )
-
-
-_QUIET_ACTIONS = ({"no-op"}, {"read"})
-
-
-def summarize_plan(plan: Mapping[str, Any]) -> PlanSummary:
-    """Counts and addresses from `show -json PLANFILE`, counted the way the engine's own
-    `Plan: N to add, …` line counts them (a replacement is one add and one destroy).
-    Nothing else is taken from the JSON: it holds variable and attribute values."""
-    add = change = destroy = 0
-    addresses: list[str] = []
-    for item in plan.get("resource_changes") or ():
-        if not isinstance(item, dict) or item.get("mode", "managed") != "managed":
-            continue
-        actions = set((item.get("change") or {}).get("actions") or ())
-        if not actions or actions in _QUIET_ACTIONS:
-            continue
-        add += "create" in actions
-        change += "update" in actions
-        destroy += "delete" in actions
-        addresses.append(str(item.get("address", "")))
-    outputs = [
-        name for name, item in (plan.get("output_changes") or {}).items()
-        if isinstance(item, dict) and "delete" not in (item.get("actions") or ())
-    ]
-    return PlanSummary(
-        changes=PlanChanges(add=add, change=change, destroy=destroy),
-        addresses=tuple(sorted(addresses)),
-        outputs=tuple(sorted(outputs)),
-    )
-
-
-# -- the engine's messages -------------------------------------------------------------------
-
-_ERROR_START = re.compile(r"^(?:[│|]\s*)?Error: (.*)$")
-_LOCATION = re.compile(r"^\s*on (\S+) line (\d+)")
-_SNIPPET = re.compile(r"^\s*(\d+:|\(source code not available\)|├|│|╵|╷)")
-MAX_ERROR_LENGTH = 1000
-
-
-def engine_error(stderr: str) -> str:
-    """One line per engine `Error:` block, most specific first: summary, location, detail.
-
-    The engine writes a generic block (`problems during initialisation…`) before the one that
-    names the file and line; a status message should lead with the latter."""
-    blocks: list[list[str]] = []
-    for line in stderr.splitlines():
-        start = _ERROR_START.match(line)
-        if start:
-            blocks.append([start.group(1).strip()])
-        elif blocks:
-            blocks[-1].append(line.strip())
-    if not blocks:
-        lines = [x.strip() for x in stderr.splitlines() if x.strip()]
-        return _clip(" ".join(lines[-3:]))
-    located: list[str] = []
-    others: list[str] = []
-    for block in blocks:
-        text, has_location = _describe(block)
-        (located if has_location else others).append(text)
-    return _clip("\n".join(located + others))
-
-
-def _describe(block: list[str]) -> tuple[str, bool]:
-    # The summary runs to the first blank line: the engine wraps long ones.
-    end = block.index("") if "" in block else len(block)
-    summary, rest = " ".join(block[:end]), block[end:]
-    where = ""
-    detail: list[str] = []
-    for line in rest:
-        location = _LOCATION.match(line)
-        if location and not where:
-            where = f" ({location.group(1)} line {location.group(2)})"
-        elif line and not _SNIPPET.match(line) and not location:
-            detail.append(line)
-    text = f"{summary}{where}"
-    if detail:
-        text += ": " + " ".join(detail)
-    return text, bool(where)
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 1] + "…"
-
-
-class HideOutputValues:
-    """Drops output values from the engine's human output: the `Outputs:` section an apply
-    ends with, and the values in a plan's `Changes to Outputs:` (names and actions stay)."""
-
-    _PLAN_LINE = re.compile(r"^  ([-+~/<=]+) (\S+)")
-
-    def __init__(self) -> None:
-        self.section: str | None = None
-
-    def __call__(self, line: str) -> str | None:
-        top_level = bool(line) and not line[0].isspace()
-        if line == "Outputs:":
-            self.section = "apply"
-            return "Outputs: (values are not written to run logs)"
-        if line == "Changes to Outputs:":
-            self.section = "plan"
-            return line
-        if self.section is not None and top_level and line.startswith(("Warning:", "Error:")):
-            self.section = None
-        if self.section == "plan" and top_level:
-            self.section = None
-        if self.section == "apply":
-            return None
-        if self.section == "plan" and line:
-            match = self._PLAN_LINE.match(line)
-            return f"  {match.group(1)} {match.group(2)}" if match else None
-        return line

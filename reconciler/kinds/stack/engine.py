@@ -1,5 +1,5 @@
-"""The engine process of a stack run: how the stack runner (`reconciler.stackrun`) starts
-OpenTofu/Terraform and lives with it.
+"""The engine process of a stack run: how the stack runner (`kinds.stack.runner`) starts
+OpenTofu/Terraform, lives with it and reads what it says.
 
 Each engine command runs in its own process group, dies with the runner when the runner is
 killed outright, and has its output streamed line by line into the run log, secret values
@@ -22,8 +22,8 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, NamedTuple, TextIO
 
+from reconciler.kinds.stack.launch import EngineBinary
 from reconciler.redact import Redactor
-from reconciler.stacks import EngineBinary, HideOutputValues, engine_error
 
 
 class StackRunError(Exception):
@@ -193,3 +193,85 @@ def forward_signals(interrupt: Callable[[int], None]) -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+# -- the engine's messages -------------------------------------------------------------------
+
+_ERROR_START = re.compile(r"^(?:[│|]\s*)?Error: (.*)$")
+_LOCATION = re.compile(r"^\s*on (\S+) line (\d+)")
+_SNIPPET = re.compile(r"^\s*(\d+:|\(source code not available\)|├|│|╵|╷)")
+MAX_ERROR_LENGTH = 1000
+
+
+def engine_error(stderr: str) -> str:
+    """One line per engine `Error:` block, most specific first: summary, location, detail.
+
+    The engine writes a generic block (`problems during initialisation…`) before the one that
+    names the file and line; a status message should lead with the latter."""
+    blocks: list[list[str]] = []
+    for line in stderr.splitlines():
+        start = _ERROR_START.match(line)
+        if start:
+            blocks.append([start.group(1).strip()])
+        elif blocks:
+            blocks[-1].append(line.strip())
+    if not blocks:
+        lines = [x.strip() for x in stderr.splitlines() if x.strip()]
+        return _clip(" ".join(lines[-3:]))
+    located: list[str] = []
+    others: list[str] = []
+    for block in blocks:
+        text, has_location = _describe(block)
+        (located if has_location else others).append(text)
+    return _clip("\n".join(located + others))
+
+
+def _describe(block: list[str]) -> tuple[str, bool]:
+    # The summary runs to the first blank line: the engine wraps long ones.
+    end = block.index("") if "" in block else len(block)
+    summary, rest = " ".join(block[:end]), block[end:]
+    where = ""
+    detail: list[str] = []
+    for line in rest:
+        location = _LOCATION.match(line)
+        if location and not where:
+            where = f" ({location.group(1)} line {location.group(2)})"
+        elif line and not _SNIPPET.match(line) and not location:
+            detail.append(line)
+    text = f"{summary}{where}"
+    if detail:
+        text += ": " + " ".join(detail)
+    return text, bool(where)
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 1] + "…"
+
+
+class HideOutputValues:
+    """Drops output values from the engine's human output: the `Outputs:` section an apply
+    ends with, and the values in a plan's `Changes to Outputs:` (names and actions stay)."""
+
+    _PLAN_LINE = re.compile(r"^  ([-+~/<=]+) (\S+)")
+
+    def __init__(self) -> None:
+        self.section: str | None = None
+
+    def __call__(self, line: str) -> str | None:
+        top_level = bool(line) and not line[0].isspace()
+        if line == "Outputs:":
+            self.section = "apply"
+            return "Outputs: (values are not written to run logs)"
+        if line == "Changes to Outputs:":
+            self.section = "plan"
+            return line
+        if self.section is not None and top_level and line.startswith(("Warning:", "Error:")):
+            self.section = None
+        if self.section == "plan" and top_level:
+            self.section = None
+        if self.section == "apply":
+            return None
+        if self.section == "plan" and line:
+            match = self._PLAN_LINE.match(line)
+            return f"  {match.group(1)} {match.group(2)}" if match else None
+        return line

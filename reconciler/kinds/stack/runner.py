@@ -1,6 +1,7 @@
 """The stack runner: one stack operation in the module folder it is started in.
 
-    python -m reconciler.stackrun OPERATION --stack NAME --engine opentofu --state-dir DIR ...
+    python -m reconciler.programs.stack_runner OPERATION --stack NAME --engine opentofu \
+        --state-dir DIR ...
 
 It finds the engine, runs `init`, `plan -out`, `show -json` and, when due, `apply` of that saved
 plan, streams the engine's output to stdout (the run log) with secret values masked and output
@@ -8,7 +9,8 @@ values left out, and prints one last line `::reconciler-result:: {json}` (`Stack
 same program runs under the local executor and inside a Kubernetes pod, so everything it needs
 comes from its arguments and environment. Exit 0 when the operation worked (a drift check that
 found drift included), 1 when it failed, 2 on a usage error. How the engine's process is
-started, signalled and read is `reconciler.stackengine`.
+started, signalled and read is `kinds.stack.engine`; the program's entry point is
+`reconciler.programs.stack_runner`.
 """
 
 from __future__ import annotations
@@ -17,29 +19,26 @@ import argparse
 import contextlib
 import fcntl
 import json
-import os
-import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import TextIO
 
-from reconciler.redact import Redactor
-from reconciler.runs import RESULT_MARKER, StackResult
-from reconciler.stackengine import Engine, Interrupted, Log, StackRunError, forward_signals
-from reconciler.stackfiles import make_private, private_files
-from reconciler.stacks import (
+from reconciler.kinds.stack.engine import Engine, Interrupted, Log, StackRunError, forward_signals
+from reconciler.kinds.stack.files import make_private, private_files
+from reconciler.kinds.stack.launch import (
     STACK_OPERATIONS,
     EngineBinary,
     EngineNotFoundError,
-    PlanSummary,
     declares_backend,
     find_engine,
     stack_dir,
     state_file,
-    summarize_plan,
 )
+from reconciler.kinds.stack.summaries import PlanSummary, summarize_plan
+from reconciler.redact import Redactor
+from reconciler.runs import RESULT_MARKER, StackResult
 from reconciler.types import DriftState, Operation
 
 BACKEND_FILE = "zz_reconciler_state_backend.tf.json"
@@ -70,26 +69,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(
-    argv: Sequence[str] | None = None,
-    *,
-    out: TextIO | None = None,
-    workdir: Path | None = None,
-    environ: dict[str, str] | None = None,
-) -> int:
-    """Run one operation; return the exit code. `out`, `workdir` and `environ` default to
-    stdout, the current folder and the process environment."""
-    args = list(sys.argv[1:] if argv is None else argv)
+def run(args: Sequence[str], *, out: TextIO, workdir: Path, environ: Mapping[str, str]) -> int:
+    """Run one operation in `workdir` (the module folder); return the exit code."""
+    args = list(args)
     if args[:1] == ["--"]:
         args = args[1:]
     options = _parser().parse_args(args)
-    environ = dict(os.environ if environ is None else environ)
-    secrets = [environ[n] for n in options.secret_env if environ.get(n)]
+    env = dict(environ)
+    secrets = [env[n] for n in options.secret_env if env.get(n)]
     # Masked as the daemon masks them (`redact.secret_forms`): escaped, encoded, line by line.
     redact = Redactor(secrets)
-    log = Log(out or sys.stdout, redact)
-    runner = _Runner(options, log=log, module=(workdir or Path.cwd()).absolute(),
-                     environ=environ)
+    log = Log(out, redact)
+    runner = _Runner(options, log=log, module=workdir.absolute(), environ=env)
     with forward_signals(runner.interrupt):
         result = runner.run()
     log(f"{RESULT_MARKER} {json.dumps(result.to_result(), sort_keys=True)}")
@@ -264,7 +255,3 @@ class _Runner:
                           str(plan_file))
         if summary.outputs:
             self.log(f"outputs set (values not shown): {', '.join(summary.outputs)}")
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
