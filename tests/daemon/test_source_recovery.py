@@ -11,10 +11,10 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from reconciler.daemon.loops import liveness
 from reconciler.declarations.entries import DesiredState
 from reconciler.declarations.files import FileSource
 from reconciler.declarations.loader import DeclarationLoader
-from reconciler.loops import liveness
 from reconciler.server import Server
 from reconciler.types import Revision
 from tests.daemon.conftest import World, task

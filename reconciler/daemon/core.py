@@ -18,13 +18,13 @@ from loguru import logger
 
 from reconciler import adoption
 from reconciler import status as status_files
+from reconciler.daemon.publisher import StatusPublisher
 from reconciler.declarations.entries import DesiredState, Entry, LoadError, Location
 from reconciler.declarations.named import refusal, still_named
 from reconciler.executors.base import Executor
 from reconciler.metrics import Metrics
 from reconciler.plan import ActiveRun, Plan, Start, plan
 from reconciler.ports import LoaderPort, SourcePort
-from reconciler.publisher import StatusPublisher
 from reconciler.records import DriftInfo, EntryRecord, fold_report, new_record
 from reconciler.redact import Redactor, redactor
 from reconciler.runs import RunReport, RunRequest, run_id_for
