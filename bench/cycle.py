@@ -24,6 +24,7 @@ from loguru import logger
 from reconciler import status
 from reconciler.declarations.entries import DesiredState
 from reconciler.declarations.loader import DeclarationLoader
+from reconciler.kinds.base import registry
 from reconciler.plan import plan
 from reconciler.records import EntryRecord, RunInfo, Success
 from reconciler.redact import Redactor
@@ -116,7 +117,8 @@ def main() -> None:
             gc.collect()
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             records = settled(desired)
-            plan_ms, _ = timed(lambda: plan(desired, records, {}, datetime.now(UTC)))
+            plan_ms, _ = timed(lambda: plan(desired, records, {}, datetime.now(UTC),
+                                              kinds=registry()))
             renderer = status.Renderer(branch="main", redact=Redactor())
             render_ms, files = timed(lambda: renderer.render(records, (),
                                                              revision=desired.revision))

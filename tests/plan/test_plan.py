@@ -9,8 +9,8 @@ import pytest
 
 from reconciler.declarations.entries import DesiredState, Entry, LoadError, Location
 from reconciler.declarations.models import StackSpec, TaskSpec
-from reconciler.plan import ActiveRun, Plan, backoff, cron_fired, plan
 from reconciler.kinds.base import registry
+from reconciler.plan import ActiveRun, Plan, backoff, cron_fired, plan
 from reconciler.records import DriftInfo, EntryRecord, RunInfo, Success
 from reconciler.types import (
     DriftState,
@@ -160,7 +160,8 @@ def test_rules(name: str, want_desired: DesiredState, recs: dict[EntryId, EntryR
 
 def test_retry_wake_time_is_reported() -> None:
     failed = run("h1", RunState.FAILED, ago=timedelta(seconds=3))
-    p = plan(desired(task("a", retries=1)), records(record(A, last_run=failed)), {}, NOW, kinds=KINDS)
+    p = plan(desired(task("a", retries=1)), records(record(A, last_run=failed)), {}, NOW,
+             kinds=KINDS)
     assert p.wake_at == failed.finished_at + timedelta(seconds=10)
     assert "retrying at" in p.record_updates[A.id].message
     assert p.record_updates[A.id].phase is Phase.RETRYING  # not Failed: retries remain
@@ -169,7 +170,8 @@ def test_retry_wake_time_is_reported() -> None:
 
 def test_a_timed_out_attempt_with_retries_left_is_retrying() -> None:
     timed_out = run("h1", RunState.TIMED_OUT, ago=timedelta(seconds=3))
-    p = plan(desired(task("a", retries=2)), records(record(A, last_run=timed_out)), {}, NOW, kinds=KINDS)
+    p = plan(desired(task("a", retries=2)), records(record(A, last_run=timed_out)), {}, NOW,
+             kinds=KINDS)
     assert p.record_updates[A.id].phase is Phase.RETRYING
     assert p.record_updates[A.id].message.startswith("attempt 1 of 3 timed out;")
 
@@ -219,7 +221,8 @@ def test_dependent_blocked_while_dependency_runs_or_failed() -> None:
                           dependencies={A.id: RunId("ok1")}))
     active = {A.id: ActiveRun(run_id=RunId("x"), operation=Operation.RUN,
                               spec_hash=SpecHash("h1"), attempt=1)}
-    assert plan(desired(A, B), recs, active, NOW, kinds=KINDS).record_updates[B.id].phase is Phase.BLOCKED
+    assert plan(desired(A, B), recs, active, NOW,
+                kinds=KINDS).record_updates[B.id].phase is Phase.BLOCKED
     failed = records(record(A, last_run=run("h1", RunState.FAILED)))
     p = plan(desired(A, B), failed, {}, NOW, kinds=KINDS)
     assert p.record_updates[B.id].phase is Phase.BLOCKED
@@ -237,7 +240,8 @@ def test_removed_entry_is_orphaned_not_destroyed() -> None:
 def test_entry_of_a_file_that_failed_to_load_is_invalid_not_removed() -> None:
     recs = records(record(A, success="h1", source="a.yaml:3"))
     error = LoadError(location=Location(path="a.yaml", line=3, column=5), message="bad")
-    p = plan(desired(errors=(error,), files_with_errors=frozenset({"a.yaml"})), recs, {}, NOW, kinds=KINDS)
+    p = plan(desired(errors=(error,), files_with_errors=frozenset({"a.yaml"})), recs, {}, NOW,
+             kinds=KINDS)
     assert p.starts == ()
     assert p.record_updates[A.id].phase is Phase.INVALID
 
@@ -261,7 +265,8 @@ def test_stack_apply_and_plan_only() -> None:
     assert only_start(plan(desired(plan_only), {}, {}, NOW, kinds=KINDS))[1] is Operation.PLAN
     recs = records(record(plan_only, last_run=run("s1", RunState.SUCCEEDED, op=Operation.PLAN),
                           success="s1"))
-    assert plan(desired(plan_only), recs, {}, NOW, kinds=KINDS).record_updates[plan_only.id].phase is Phase.PLANNED
+    assert plan(desired(plan_only), recs, {}, NOW,
+                kinds=KINDS).record_updates[plan_only.id].phase is Phase.PLANNED
 
 
 def test_stack_drift_check_when_cron_fires_then_remediation() -> None:
@@ -283,7 +288,8 @@ def test_removed_stack_with_prune_is_destroyed_only_on_a_clean_commit() -> None:
     assert (start.operation, start.trigger, start.revision, start.entry) == (
         Operation.DESTROY, Trigger.PRUNE, REV, None)
     error = LoadError(location=Location(path="other.yaml"), message="broken")
-    p = plan(desired(errors=(error,), files_with_errors=frozenset({"other.yaml"})), recs, {}, NOW, kinds=KINDS)
+    p = plan(desired(errors=(error,), files_with_errors=frozenset({"other.yaml"})), recs, {}, NOW,
+             kinds=KINDS)
     assert p.starts == ()
     assert p.record_updates[S.id].phase is Phase.ORPHANED
     assert "load errors" in p.record_updates[S.id].message
