@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -64,7 +65,7 @@ class Row:
     starts: tuple[tuple[str, Operation, Trigger], ...]
     ends: tuple[RunState, ...] = ()
     """How each run ends, in the order they start."""
-    then: dict[str, str | None] = field(default_factory=dict)
+    then: Mapping[str, str | None] = field(default_factory=dict)
     """A commit pushed once those runs ended."""
     slots: int = 4
     messages: dict[str, str] = field(default_factory=dict)
@@ -154,3 +155,89 @@ def test_cycle(row: Row) -> None:
         kind, name = entry.split("/")
         assert f"phase: {w.phase(entry).value}" in w.source.status[
             f"status/{kind}s/{name}.yaml"].decode()
+
+
+def test_a_stack_with_a_drift_schedule_starts_with_drift_unknown() -> None:
+    w = world(stack(drift={"schedule": "0 */6 * * *"}))
+    w.daemon.cycle()
+    drift = w.daemon.records[EntryId("stack/net")].drift
+    assert drift is not None
+    assert drift.state is DriftState.UNKNOWN
+    assert "state: Unknown" in w.source.status["status/stacks/net.yaml"].decode()
+
+
+def test_a_destroy_runs_the_declaration_that_was_applied() -> None:
+    w = world(stack(prune=True, vars={"size": "large"}))
+    w.daemon.cycle()
+    applied = w.executor.submitted[0]
+    w.source.push(stack(prune=True, vars={"size": "small"}))  # a new version, not applied yet
+    w.executor.finish(applied.run_id)
+    w.daemon.cycle()
+    w.executor.finish(w.executor.submitted[1].run_id, RunState.FAILED)
+    w.daemon.cycle(fetch=False)
+    w.source.push({"net.yaml": None})
+    w.daemon.cycle()
+    destroy = w.executor.submitted[-1]
+    assert destroy.operation is Operation.DESTROY
+    assert destroy.entry == applied.entry  # the version in force, not the one that failed
+    assert destroy.revision == applied.revision
+
+
+def test_after_a_restart_a_destroy_recalls_the_declaration_from_its_commit() -> None:
+    """The daemon restarted after the declaration was removed: the record read back from the
+    status branch names the commit its version was applied at, and that commit holds it."""
+    w = world(stack(prune=True))
+    w.daemon.cycle()
+    applied = w.executor.submitted[0]
+    w.executor.finish(applied.run_id)
+    w.daemon.cycle(fetch=False)
+    w.source.push({"net.yaml": None})
+    executor = ManualExecutor()
+    restarted = Daemon(source=w.source, loader=DeclarationLoader(), executor=executor,
+                       metrics=Metrics(process_metrics=False), clock=lambda: NOW)
+    restarted.cycle()
+    assert [(r.operation, r.entry) for r in executor.submitted] == [
+        (Operation.DESTROY, applied.entry)]
+    assert restarted.records[EntryId("stack/net")].phase is Phase.RUNNING
+
+
+def test_run_now_is_a_cycle_of_one_request() -> None:
+    w = world({**stack(drift={"schedule": "0 */6 * * *"}), **task("other")})
+    w.executor.ends = RunState.SUCCEEDED
+    w.daemon.cycle()
+    w.daemon.cycle(fetch=False)
+    w.executor.ends = None
+    done = threading.Event()
+    records: list[object] = []
+    worker = threading.Thread(target=lambda: records.append(w.daemon.run_now(
+        EntryId("stack/net"), Operation.DRIFT, stop=done, poll_seconds=0.01)))
+    worker.start()
+    try:
+        request = w.executor.wait_submitted(3)
+        assert (request.entry.id, request.operation, request.trigger) == (
+            "stack/net", Operation.DRIFT, Trigger.MANUAL)
+        w.executor.finish(request.run_id, result={"drift": "Drifted", "changes": {"add": 1}})
+        worker.join(30)
+    finally:
+        done.set()
+    assert not worker.is_alive()
+    record = w.daemon.records[EntryId("stack/net")]
+    assert records == [record]
+    assert record.drift is not None
+    assert record.drift.state is DriftState.DRIFTED
+    assert len(w.executor.submitted) == 3  # nothing else started
+    assert "state: Drifted" in w.source.status["status/stacks/net.yaml"].decode()
+
+
+def test_run_now_refuses_what_it_cannot_start() -> None:
+    w = world({**stack(), **task("other")}, slots=1)
+    w.daemon.cycle()  # the apply is in flight: no slot is free
+    stop = threading.Event()
+    commits = len(w.source.status_commits)
+    with pytest.raises(LookupError, match="stack/gone is not declared"):
+        w.daemon.run_now(EntryId("stack/gone"), Operation.DRIFT, stop=stop)
+    with pytest.raises(RuntimeError, match="a run of stack/net is in flight"):
+        w.daemon.run_now(EntryId("stack/net"), Operation.DRIFT, stop=stop)
+    with pytest.raises(RuntimeError, match="requested; waiting for a free slot"):
+        w.daemon.run_now(EntryId("task/other"), Operation.RUN, stop=stop)
+    assert len(w.source.status_commits) == commits  # a request that started nothing

@@ -311,3 +311,99 @@ def test_stack_never_gets_two_runs_at_once() -> None:
     p = plan(desired(changed), recs, active, NOW, kinds=KINDS)
     assert p.starts == ()
     assert p.record_updates[S.id].phase is Phase.RUNNING
+
+
+# Plan's inputs gathered by the daemon: free slots, held destroys, requests. (name, desired,
+# records, active, keyword inputs) → the starts (entry, operation, trigger) and the phase and
+# a part of the message of each record that changes.
+PRUNED = records(record(S, last_run=APPLIED, success="s1", prune=True, source="net.yaml:1"))
+INPUT_CASES: list[tuple[str, DesiredState, dict[EntryId, EntryRecord], dict[EntryId, ActiveRun],
+                        dict[str, Any], list[tuple[str, Operation, Trigger]],
+                        dict[str, tuple[Phase, str]]]] = [
+    ("no limit: everything due starts", desired(A, task("b")), {}, {}, {},
+     [("task/a", Operation.RUN, Trigger.NEW), ("task/b", Operation.RUN, Trigger.NEW)],
+     {"task/a": (Phase.RUNNING, "new"), "task/b": (Phase.RUNNING, "new")}),
+    ("one free slot: the first starts, the next waits", desired(A, task("b")), {}, {},
+     {"free_slots": 1}, [("task/a", Operation.RUN, Trigger.NEW)],
+     {"task/a": (Phase.RUNNING, "new"), "task/b": (Phase.PENDING, "new; waiting for a free slot")}),
+    ("no free slot: a destroy waits too", desired(), PRUNED, {}, {"free_slots": 0}, [],
+     {"stack/net": (Phase.PENDING, "declaration removed with prune: true; waiting for a free")}),
+    ("a destroy held by a document still naming the stack", desired(), PRUNED, {},
+     {"held": {S.id: "not destroyed: x.yaml:3 still names it"}}, [],
+     {"stack/net": (Phase.ORPHANED, "declaration removed; not destroyed: x.yaml:3 still")}),
+    ("a destroy not held starts", desired(), PRUNED, {}, {"held": {}},
+     [("stack/net", Operation.DESTROY, Trigger.PRUNE)], {}),
+    ("a request runs now, and nothing else is planned", desired(A, S), {}, {},
+     {"requests": {S.id: Operation.DRIFT}}, [("stack/net", Operation.DRIFT, Trigger.MANUAL)],
+     {"stack/net": (Phase.RUNNING, "requested")}),
+    ("a request of an entry in flight starts nothing", desired(S), {},
+     {S.id: ActiveRun(run_id=RunId("x"), operation=Operation.APPLY, spec_hash=SpecHash("s1"),
+                      attempt=1)},
+     {"requests": {S.id: Operation.DRIFT}}, [], {}),
+    ("a request of an undeclared entry starts nothing", desired(A), {}, {},
+     {"requests": {S.id: Operation.DRIFT}}, [], {}),
+    ("a request waits for a free slot", desired(S), {}, {},
+     {"requests": {S.id: Operation.DRIFT}, "free_slots": 0}, [],
+     {"stack/net": (Phase.PENDING, "requested; waiting for a free slot")}),
+]
+
+
+@pytest.mark.parametrize(("name", "want_desired", "recs", "active", "inputs", "starts",
+                          "updates"), INPUT_CASES, ids=[c[0] for c in INPUT_CASES])
+def test_inputs(name: str, want_desired: DesiredState, recs: dict[EntryId, EntryRecord],
+                active: dict[EntryId, ActiveRun], inputs: dict[str, Any],
+                starts: list[tuple[str, Operation, Trigger]],
+                updates: dict[str, tuple[Phase, str]]) -> None:
+    p = plan(want_desired, recs, active, NOW, kinds=KINDS, **inputs)
+    assert [(s.entry_id, s.operation, s.trigger) for s in p.starts] == starts
+    for entry, (phase, message) in updates.items():
+        assert p.record_updates[EntryId(entry)].phase is phase
+        assert message in p.record_updates[EntryId(entry)].message
+    if "requests" in inputs:
+        assert set(p.record_updates) <= set(inputs["requests"])
+
+
+def test_a_started_run_is_recorded_with_its_anchors_and_dependencies() -> None:
+    recs = records(record(A, last_run=run("h1", RunState.SUCCEEDED), success="h1"))
+    p = plan(desired(A, B), recs, {}, NOW, kinds=KINDS)
+    started = p.record_updates[B.id]
+    assert started.last_run is not None
+    assert (started.last_run.state, started.last_run.started_at) == (RunState.PENDING, NOW)
+    assert (started.schedule_anchor, started.drift_anchor) == (NOW, NOW)
+    assert started.dependencies == {A.id: RunId("ok1")}
+    assert started.launched == B
+    assert p.starts[0].request(NOW) is not None
+    assert started.last_run.id == p.starts[0].request(NOW).run_id  # type: ignore[union-attr]
+
+
+def test_a_declared_record_follows_its_declaration() -> None:
+    drifting = stack("net", prune=True, drift={"schedule": "0 * * * *"})
+    p = plan(desired(drifting), {}, {}, NOW, kinds=KINDS)
+    rec = p.record_updates[drifting.id]
+    assert (rec.spec_hash, rec.commit, rec.source, rec.prune) == ("s1", REV, "net.yaml:1", True)
+    assert rec.drift is not None
+    assert rec.drift.state is DriftState.UNKNOWN
+    plan_only = stack("net", apply="plan", prune=True)
+    assert plan(desired(plan_only), {}, {}, NOW,
+                kinds=KINDS).record_updates[plan_only.id].prune is False
+
+
+def test_a_record_that_does_not_change_is_not_updated() -> None:
+    first = plan(desired(A), records(record(A, last_run=run("h1", RunState.SUCCEEDED),
+                                            success="h1")), {}, NOW, kinds=KINDS)
+    again = plan(desired(A), first.record_updates, {}, NOW, kinds=KINDS)
+    assert again.record_updates == {}
+    assert again.starts == ()
+
+
+def test_a_destroy_carries_the_declaration_its_record_holds() -> None:
+    recs = records(record(S, last_run=APPLIED, success="s1", prune=True, applied=S))
+    start = plan(desired(), recs, {}, NOW, kinds=KINDS).starts[0]
+    assert (start.operation, start.entry) == (Operation.DESTROY, S)
+
+
+def test_a_destroy_without_a_declaration_fails_saying_so() -> None:
+    p = plan(desired(), PRUNED, {}, NOW, kinds=KINDS)
+    assert p.starts[0].request(NOW) is None
+    assert p.record_updates[S.id].phase is Phase.FAILED
+    assert p.record_updates[S.id].message == f"cannot destroy: no declaration at {REV}"
