@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -116,7 +116,9 @@ class Start(_Value):
             attempt=self.attempt, revision=self.revision, requested_at=now)
 
 
-class Status(_Value):
+class Status(NamedTuple):
+    """A phase decided for a record (a plain tuple: one is made per entry every cycle)."""
+
     phase: Phase
     message: str = ""
 

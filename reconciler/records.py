@@ -225,20 +225,21 @@ def declared(record: EntryRecord, entry: Entry, *, drift: bool, prune: bool,
     a drift block (Unknown until the first check) once it has a drift schedule. The same
     record when nothing changes."""
     changed = record.spec_hash != entry.spec_hash
-    update: dict[str, object] = {
-        "drift": DriftInfo() if record.drift is None and drift else record.drift,
-        "spec_hash": entry.spec_hash,
-        "commit": revision if changed or record.commit is None else record.commit,
-        "source": f"{entry.location.path}:{entry.location.line}",
-        "prune": prune,
-    }
+    drift_info = DriftInfo() if record.drift is None and drift else record.drift
+    commit = revision if changed or record.commit is None else record.commit
+    source = f"{entry.location.path}:{entry.location.line}"
     success = record.last_success
-    if success is not None and success.spec_hash == entry.spec_hash and (
-            record.applied is None or record.applied.spec_hash != entry.spec_hash):
-        update["applied"] = entry  # the same version: what a destroy needs, as declared now
-    if any(getattr(record, key) != value for key, value in update.items()):
-        return record.model_copy(update=update)
-    return record
+    # The same version: what a destroy needs, as declared now.
+    applies = success is not None and success.spec_hash == entry.spec_hash and (
+        record.applied is None or record.applied.spec_hash != entry.spec_hash)
+    if not changed and not applies and (record.drift, record.commit, record.source,
+                                        record.prune) == (drift_info, commit, source, prune):
+        return record  # the steady state of every cycle: checked without a copy
+    update: dict[str, object] = {"drift": drift_info, "spec_hash": entry.spec_hash,
+                                 "commit": commit, "source": source, "prune": prune}
+    if applies:
+        update["applied"] = entry
+    return record.model_copy(update=update)
 
 
 def with_status(record: EntryRecord, phase: Phase, message: str) -> EntryRecord:
