@@ -269,7 +269,7 @@ def started(record: EntryRecord, request: RunRequest, *, message: str,
     else:
         updates.update(schedule_anchor=request.requested_at, drift_anchor=request.requested_at,
                        dependencies=dict(dependencies))
-    if request.operation is not Operation.DESTROY:
+    if request.operation not in (Operation.DRIFT, Operation.DESTROY):
         updates["launched"] = entry
     return fold_report(record, pending).model_copy(update=updates)
 
