@@ -24,11 +24,12 @@ from loguru import logger
 from reconciler import status
 from reconciler.declarations.entries import DesiredState
 from reconciler.declarations.loader import DeclarationLoader
+from reconciler.kinds.base import registry
 from reconciler.plan import plan
 from reconciler.records import EntryRecord, RunInfo, Success
 from reconciler.redact import Redactor
 from reconciler.source.gitsource import GitSource
-from reconciler.types import EntryId, Operation, Revision, RunId, RunState, Trigger
+from reconciler.types import EntryId, Operation, Phase, Revision, RunId, RunState, Trigger
 from tests.support.gitservers import GitDaemon, GitUser, make_bare_remote
 
 ENTRIES = 10_000
@@ -82,8 +83,12 @@ def settled(desired: DesiredState) -> dict[EntryId, EntryRecord]:
         run = RunInfo(id=RunId(f"{entry.name}-r1"), operation=Operation.RUN, trigger=Trigger.NEW,
                       spec_hash=entry.spec_hash, revision=desired.revision or Revision(""),
                       state=RunState.SUCCEEDED, started_at=now, finished_at=now)
+        # As plan leaves a record it has nothing to change in: the declaration's version,
+        # commit and place, and the phase of a version in force.
         records[entry.id] = EntryRecord(
             entry=entry.id, kind=entry.kind, name=entry.name, spec_hash=entry.spec_hash,
+            commit=run.revision, source=f"{entry.location.path}:{entry.location.line}",
+            phase=Phase.SUCCEEDED, message=f"{run.id} succeeded",
             last_run=run, last_success=Success(run_id=run.id, spec_hash=entry.spec_hash,
                                                revision=run.revision, finished_at=now))
     return records
@@ -116,7 +121,8 @@ def main() -> None:
             gc.collect()
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             records = settled(desired)
-            plan_ms, _ = timed(lambda: plan(desired, records, {}, datetime.now(UTC)))
+            plan_ms, _ = timed(lambda: plan(desired, records, {}, datetime.now(UTC),
+                                              kinds=registry()))
             renderer = status.Renderer(branch="main", redact=Redactor())
             render_ms, files = timed(lambda: renderer.render(records, (),
                                                              revision=desired.revision))

@@ -1,7 +1,9 @@
-"""Plan: a pure function of (desired, observed, now) → what to start and each entry's phase.
+"""Plan: a pure function of (desired, observed, now) → what to start and how each record changes.
 
 No Git, no executor, no clock: every input is passed in, so each rule is one row of a table test.
-Rules, in the order they are applied to a declared entry:
+What a kind does (what brings a version into force, its crons, drift, prune) comes from its
+`Lifecycle` (`kinds/`), so no rule here names a kind. Rules, in the order they are applied to a
+declared entry:
 
 1. A run in flight → Running. Nothing else starts for that entry (one run per entry at a time,
    so a stack never has an apply, a drift plan and a destroy at once). A version changed while
@@ -12,25 +14,30 @@ Rules, in the order they are applied to a declared entry:
    backoff while `retries` lasts, then Failed (or TimedOut) until the declaration changes or
    its cron fires. An interrupted run is retried without using up an attempt.
 5. Succeeded at this version: a dependency succeeded again since → run (trigger dependency); the
-   cron fired since the last run → run (schedule); a stack's drift cron fired → drift plan; drift
-   found with `remediate: true` → apply.
+   cron fired since the last run → run (schedule); the drift cron fired → drift plan; drift
+   found with `remediate` → run again.
 
 Entries no longer declared: Invalid when the file they were last seen in failed to load (a typo
-never counts as a removal); a stack with `prune: true` is destroyed only when the commit loaded
-without errors; otherwise Orphaned. Nothing else ever destroys.
+never counts as a removal); one with `prune` is destroyed only when the commit loaded without
+errors and nothing in it still names the entry (`held`); otherwise Orphaned. Nothing else ever
+destroys. A start waits (Pending) while the executor has no free slot.
+
+The result is a value: the runs to start and the new record of every entry whose record
+changes, each made by a transition of `records`; the daemon stores them as they are.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler.declarations.entries import DesiredState, Entry, LoadError
 from reconciler.declarations.fields import cron_trigger
-from reconciler.records import EntryRecord
+from reconciler.records import EntryRecord, declared, new_record, started, with_status
+from reconciler.runs import RunRequest, run_id_for
 from reconciler.types import (
     DriftState,
     EntryId,
@@ -42,6 +49,7 @@ from reconciler.types import (
     RunState,
     SpecHash,
     Trigger,
+    split_entry_id,
 )
 
 RETRY_BASE = timedelta(seconds=10)
@@ -85,8 +93,8 @@ class ActiveRun(_Value):
 
 
 class Start(_Value):
-    """Start one run. `entry` is None for a destroy, whose declaration is gone: the daemon
-    loads it from `revision`, the commit it was last applied at."""
+    """Start one run. A destroy's declaration is gone: `entry` is the one the record holds of
+    the version last brought into force, None when it holds none (the record says it failed)."""
 
     entry_id: EntryId
     entry: Entry | None
@@ -98,16 +106,27 @@ class Start(_Value):
     dependencies: dict[EntryId, RunId] = Field(default_factory=dict)
     message: str = ""
 
+    def request(self, now: datetime) -> RunRequest | None:
+        """What the executor is asked to run; None when there is nothing to start it from."""
+        if self.entry is None or self.revision is None:
+            return None
+        return RunRequest(
+            run_id=run_id_for(self.entry, self.operation, self.attempt, salt=self.salt),
+            entry=self.entry, operation=self.operation, trigger=self.trigger,
+            attempt=self.attempt, revision=self.revision, requested_at=now)
 
-class Status(_Value):
+
+class Status(NamedTuple):
+    """A phase decided for a record (a plain tuple: one is made per entry every cycle)."""
+
     phase: Phase
     message: str = ""
 
 
 class Plan(_Value):
     starts: tuple[Start, ...] = ()
-    statuses: dict[EntryId, Status] = Field(
-        default_factory=dict, description="The phase of every entry that is not started now."
+    record_updates: dict[EntryId, EntryRecord] = Field(
+        default_factory=dict, description="The new record of every entry whose record changes."
     )
     wake_at: datetime | None = Field(
         default=None, description="The earliest time a waiting retry becomes due."
@@ -135,16 +154,6 @@ def cron_fired(expression: str | None, since: datetime | None, now: datetime) ->
         fired = nxt
         nxt = trigger.get_next_fire_time(fired, fired + timedelta(seconds=1))
     return fired
-
-
-def _success_operation(entry: Entry) -> Operation:
-    if entry.kind is Kind.TASK:
-        return Operation.RUN
-    return Operation.PLAN if entry.stack.apply == "plan" else Operation.APPLY
-
-
-def _steady_phase(entry: Entry) -> Phase:
-    return Phase.PLANNED if _success_operation(entry) is Operation.PLAN else Phase.SUCCEEDED
 
 
 def _succeeded_at_current(entry: Entry | None, record: EntryRecord | None) -> bool:
@@ -179,11 +188,11 @@ def _dependencies(
     return seen, None
 
 
-def _retry(entry: Entry, record: EntryRecord, now: datetime) -> Decision:
+def _retry(entry: Entry, life: Lifecycle, record: EntryRecord, now: datetime) -> Decision:
     """The current version ran and did not succeed: retry, wait for the backoff, or give up."""
     last = record.last_run
     assert last is not None
-    op = _success_operation(entry)
+    op = life.success
     if last.state in (RunState.INTERRUPTED, RunState.RUNNING, RunState.PENDING):
         # The run vanished without a result (the runner or the machine died): run it again
         # without using up an attempt; the salt gives the new run its own identity.
@@ -205,54 +214,51 @@ def _retry(entry: Entry, record: EntryRecord, now: datetime) -> Decision:
                  attempt=last.attempt + 1, message=f"retry {last.attempt + 1}"), None, None
 
 
-def _start(entry: Entry, deps: dict[EntryId, RunId], trigger: Trigger, message: str,
-           salt: str = "") -> Decision:
-    return Start(entry_id=entry.id, entry=entry, operation=_success_operation(entry),
+def _start(entry: Entry, life: Lifecycle, deps: dict[EntryId, RunId], trigger: Trigger,
+           message: str, *, salt: str = "") -> Decision:
+    return Start(entry_id=entry.id, entry=entry, operation=life.success,
                  trigger=trigger, salt=salt, dependencies=deps, message=message), None, None
 
 
-def _schedule(entry: Entry) -> str | None:
-    return entry.task.schedule if entry.kind is Kind.TASK else None
-
-
-def _not_succeeded(entry: Entry, record: EntryRecord | None, deps: dict[EntryId, RunId],
-                   now: datetime) -> Decision:
+def _not_succeeded(entry: Entry, life: Lifecycle, record: EntryRecord | None,
+                   deps: dict[EntryId, RunId], now: datetime) -> Decision:
     """Rule 4: the current version has not succeeded yet."""
     if record is None or record.last_run is None:
-        return _start(entry, deps, Trigger.NEW, "new")
+        return _start(entry, life, deps, Trigger.NEW, "new")
     if record.last_run.spec_hash != entry.spec_hash:
-        return _start(entry, deps, Trigger.CHANGED, "declaration changed")
-    fired = cron_fired(_schedule(entry), record.schedule_anchor, now)
+        return _start(entry, life, deps, Trigger.CHANGED, "declaration changed")
+    fired = cron_fired(life.schedule, record.schedule_anchor, now)
     if fired is not None and record.last_run.state.finished:
-        return _start(entry, deps, Trigger.SCHEDULE, "schedule", salt=fired.isoformat())
-    retry, status, wake = _retry(entry, record, now)
+        return _start(entry, life, deps, Trigger.SCHEDULE, "schedule", salt=fired.isoformat())
+    retry, status, wake = _retry(entry, life, record, now)
     if retry is not None:
         retry = retry.model_copy(update={"dependencies": deps})
     return retry, status, wake
 
 
-def _succeeded(entry: Entry, record: EntryRecord, deps: dict[EntryId, RunId],
-               now: datetime) -> Decision:
+def _succeeded(entry: Entry, life: Lifecycle, record: EntryRecord,
+               deps: dict[EntryId, RunId], now: datetime) -> Decision:
     """Rule 5: the current version succeeded; only a dependency, a cron or drift runs it."""
     for dep, run_id in deps.items():
         if record.dependencies.get(dep) != run_id:
-            return _start(entry, deps, Trigger.DEPENDENCY, f"{dep} succeeded", salt=run_id)
-    fired = cron_fired(_schedule(entry), record.schedule_anchor, now)
+            return _start(entry, life, deps, Trigger.DEPENDENCY, f"{dep} succeeded", salt=run_id)
+    fired = cron_fired(life.schedule, record.schedule_anchor, now)
     if fired is not None:
-        return _start(entry, deps, Trigger.SCHEDULE, "schedule", salt=fired.isoformat())
-    if entry.kind is Kind.STACK:
-        drift_start = _drift(entry, record, now)
-        if drift_start is not None:
-            return drift_start, None, None
+        return _start(entry, life, deps, Trigger.SCHEDULE, "schedule", salt=fired.isoformat())
+    drift_start = _drift(entry, life, record, now)
+    if drift_start is not None:
+        return drift_start, None, None
     success = record.last_success.run_id if record.last_success else "the last run"
-    return None, Status(phase=_steady_phase(entry), message=f"{success} succeeded"), None
+    return None, Status(phase=life.steady, message=f"{success} succeeded"), None
 
 
 def _declared(
     entry: Entry,
+    life: Lifecycle,
     desired: DesiredState,
     records: Mapping[EntryId, EntryRecord],
     active: Mapping[EntryId, ActiveRun],
+    *,
     now: datetime,
 ) -> Decision:
     record = records.get(entry.id)
@@ -268,25 +274,23 @@ def _declared(
     if waiting is not None:
         return None, Status(phase=Phase.BLOCKED, message=waiting), None
     if record is None or not _succeeded_at_current(entry, record):
-        return _not_succeeded(entry, record, deps, now)
-    return _succeeded(entry, record, deps, now)
+        return _not_succeeded(entry, life, record, deps, now)
+    return _succeeded(entry, life, record, deps, now)
 
 
-def _drift(entry: Entry, record: EntryRecord, now: datetime) -> Start | None:
-    stack = entry.stack
+def _drift(entry: Entry, life: Lifecycle, record: EntryRecord, now: datetime) -> Start | None:
     drift = record.drift
     if (
-        stack.drift.remediate
-        and stack.apply == "auto"
+        life.remediate
         and drift is not None
         and drift.state is DriftState.DRIFTED
         and drift.run_id is not None
         and drift.remediated_by is None
     ):
-        return Start(entry_id=entry.id, entry=entry, operation=Operation.APPLY,
+        return Start(entry_id=entry.id, entry=entry, operation=life.success,
                      trigger=Trigger.REMEDIATE, salt=drift.run_id,
                      message=f"remediating drift found by {drift.run_id}")
-    fired = cron_fired(stack.drift.schedule, record.drift_anchor, now)
+    fired = cron_fired(life.drift, record.drift_anchor, now)
     if fired is None:
         return None
     return Start(entry_id=entry.id, entry=entry, operation=Operation.DRIFT,
@@ -318,7 +322,8 @@ def _undeclared(
     destroying = last is not None and last.operation is Operation.DESTROY
     if destroying and last is not None and last.state is RunState.SUCCEEDED:
         return None, Status(phase=Phase.ORPHANED, message="declaration removed; destroyed")
-    if record.kind is Kind.STACK and record.prune and record.last_success is not None:
+    # `prune` is recorded only for what the kind's lifecycle destroys on removal.
+    if record.prune and record.last_success is not None:
         if not desired.clean:
             return None, Status(
                 phase=Phase.ORPHANED,
@@ -327,11 +332,82 @@ def _undeclared(
         attempt = last.attempt + 1 if destroying and last is not None else 1
         if attempt > DESTROY_ATTEMPTS and last is not None:
             return None, Status(phase=Phase.FAILED, message=f"destroy failed: {last.message}")
-        return Start(entry_id=record.entry, entry=None, operation=Operation.DESTROY,
+        return Start(entry_id=record.entry, entry=record.applied, operation=Operation.DESTROY,
                      trigger=Trigger.PRUNE, attempt=attempt,
                      revision=record.last_success.revision,
                      message="declaration removed with prune: true"), None
     return None, Status(phase=Phase.ORPHANED, message="declaration removed; nothing was destroyed")
+
+
+def _removed(desired: DesiredState, records: Mapping[EntryId, EntryRecord]) -> list[EntryId]:
+    return sorted(records.keys() - desired.entries.keys() - desired.invalid.keys())
+
+
+def destroy_candidates(
+    desired: DesiredState,
+    records: Mapping[EntryId, EntryRecord],
+    active: Mapping[EntryId, ActiveRun],
+) -> list[EntryId]:
+    """The entries `plan` would destroy now, unless `held`: what the daemon looks up in the
+    commit before planning (a destroy cannot be undone)."""
+    return [entry_id for entry_id in _removed(desired, records)
+            if _undeclared(records[entry_id], desired, active)[0] is not None]
+
+
+def _same(text: str) -> str:
+    return text
+
+
+class _Outcome:
+    """The plan as it is built: starts in order, the slots they take, the records they change."""
+
+    def __init__(self, records: Mapping[EntryId, EntryRecord], now: datetime,
+                 free_slots: int | None) -> None:
+        self._records = records
+        self._now = now
+        self._free = free_slots
+        self.starts: list[Start] = []
+        self.updates: dict[EntryId, EntryRecord] = {}
+
+    def put(self, record: EntryRecord) -> None:
+        old = self._records.get(record.entry)
+        if record is not old and record != old:
+            self.updates[record.entry] = record
+
+    def start(self, record: EntryRecord, start: Start) -> None:
+        """Start `start` if a slot is free; its record says what happened either way."""
+        if self._free is not None and self._free <= 0:
+            self.put(with_status(record, Phase.PENDING,
+                                 f"{start.message}; waiting for a free slot"))
+            return
+        request = start.request(self._now)
+        self.starts.append(start)
+        if request is None:
+            self.put(with_status(record, Phase.FAILED, f"cannot {start.operation.value}: "
+                                 f"no declaration at {start.revision}"))
+            return
+        if self._free is not None:
+            self._free -= 1
+        self.put(started(record, request, message=start.message,
+                         dependencies=start.dependencies))
+
+
+def _record(records: Mapping[EntryId, EntryRecord], entry_id: EntryId) -> EntryRecord:
+    return records.get(entry_id) or new_record(entry_id, *split_entry_id(entry_id))
+
+
+def _requested(desired: DesiredState, records: Mapping[EntryId, EntryRecord],
+               active: Mapping[EntryId, ActiveRun], now: datetime,
+               requests: Mapping[EntryId, Operation], *, out: _Outcome) -> None:
+    """Runs asked for by hand (`reconciler drift`): started now, outside every rule, unless
+    not declared or already running; no other entry is looked at."""
+    for entry_id, operation in sorted(requests.items()):
+        entry = desired.entries.get(entry_id)
+        if entry is None or entry_id in active:
+            continue
+        out.start(_record(records, entry_id), Start(
+            entry_id=entry_id, entry=entry, operation=operation, trigger=Trigger.MANUAL,
+            salt=now.isoformat(), revision=desired.revision, message="requested"))
 
 
 def plan(
@@ -339,24 +415,51 @@ def plan(
     records: Mapping[EntryId, EntryRecord],
     active: Mapping[EntryId, ActiveRun],
     now: datetime,
+    *,
+    kinds: Mapping[Kind, KindRules],
+    free_slots: int | None = None,
+    held: Mapping[EntryId, str] | None = None,
+    requests: Mapping[EntryId, Operation] | None = None,
+    redact: Callable[[str], str] = _same,
 ) -> Plan:
-    starts: list[Start] = []
-    statuses: dict[EntryId, Status] = {}
+    """What to start now and how every record changes. `free_slots`: how many runs the
+    executor can take (None: no limit); `held`: why an entry about to be destroyed is still
+    named in the commit; `requests`: run these operations now and plan nothing else;
+    `redact`: applied to the phase messages (they quote load errors and run output)."""
+    out = _Outcome(records, now, free_slots)
+    if requests is not None:
+        _requested(desired, records, active, now, requests, out=out)
+        return Plan(starts=tuple(out.starts), record_updates=out.updates)
     wakes: list[datetime] = []
     for entry_id in sorted(desired.entries):
-        start, status, wake = _declared(desired.entries[entry_id], desired, records, active, now)
-        if start is not None:
-            starts.append(start)
+        entry = desired.entries[entry_id]
+        life = kinds[entry.kind].lifecycle(entry)
+        start, status, wake = _declared(entry, life, desired, records, active, now=now)
+        record = declared(records.get(entry_id) or new_record(entry_id, entry.kind, entry.name),
+                          entry, drift=life.drift is not None, prune=life.prune,
+                          revision=desired.revision)
         if status is not None:
-            statuses[entry_id] = status
+            record = with_status(record, status.phase, redact(status.message))
+        if start is not None:
+            out.start(record, start.model_copy(update={"revision": desired.revision}))
+        else:
+            out.put(record)
         if wake is not None:
             wakes.append(wake)
     for entry_id, errors in sorted(desired.invalid.items()):
-        statuses[entry_id] = _invalid_status(errors)
-    for entry_id in sorted(records.keys() - desired.entries.keys() - desired.invalid.keys()):
-        start, status = _undeclared(records[entry_id], desired, active)
-        if start is not None:
-            starts.append(start)
+        status = _invalid_status(errors)
+        out.put(with_status(_record(records, entry_id), status.phase, redact(status.message)))
+    for entry_id in _removed(desired, records):
+        record = records[entry_id]
+        start, status = _undeclared(record, desired, active)
         if status is not None:
-            statuses[entry_id] = status
-    return Plan(starts=tuple(starts), statuses=statuses, wake_at=min(wakes, default=None))
+            record = with_status(record, status.phase, redact(status.message))
+        reason = (held or {}).get(entry_id)
+        if start is not None and reason is not None:
+            out.put(with_status(record, Phase.ORPHANED, f"declaration removed; {reason}"))
+        elif start is not None:
+            out.start(record, start)
+        else:
+            out.put(record)
+    return Plan(starts=tuple(out.starts), record_updates=out.updates,
+                wake_at=min(wakes, default=None))

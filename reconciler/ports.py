@@ -10,25 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict
-
 from reconciler.declarations.entries import DesiredState
 from reconciler.declarations.files import FileSource
+from reconciler.source.branchchange import StatusBranchChange
 from reconciler.source.verdicts import SignedCommit
 from reconciler.types import Revision
-
-
-class StatusBranchChange(BaseModel):
-    """The status branch changed under the daemon since it last read or pushed it."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    rewritten: bool
-    """Its history no longer holds the daemon's last status commit (a force-push, a reset, a
-    deletion): every status file has to be written again."""
-    reason: str
-    files: dict[str, bytes]
-    """The files under status/ on the branch now (none when it was deleted)."""
 
 
 class SourcePort(Protocol):

@@ -1,19 +1,23 @@
 """Status records: what has actually happened to each entry (the observed state).
 
 A record is what a status file holds (DESIGN §3) and what `plan` reads back. It survives restarts
-because it lives on the status branch; folding a finished run into a record is pure, here, so the
-daemon, `--once` and the tests share one definition of what a run's outcome means.
+because it lives on the status branch. Every way a record changes is a pure function here
+(`declared`, `with_status`, `started`, `observed`, `fold_report`): `plan` and adoption call
+them, and the daemon only stores what they return, so the daemon, `--once` and the tests share
+one definition of what a declaration, a decision and a run's outcome mean.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from reconciler.runs import PlanChanges, StackResult
+from reconciler.declarations.entries import Entry
+from reconciler.runs import PlanChanges, RunReport, RunRequest, StackResult
 from reconciler.types import (
     DriftState,
     EntryId,
@@ -108,6 +112,15 @@ class EntryRecord(_Record):
     prune: bool = Field(
         default=False, description="The last declared `prune` of a stack: destroy on removal."
     )
+    # In memory only (never in a status file, so those stay as they are): the declarations a
+    # destroy needs once its own is gone. The daemon recalls `applied` from the commit
+    # `last_success` names when a record is read back from the status branch.
+    applied: Entry | None = Field(
+        default=None, exclude=True,
+        description="The declaration of the version `last_success` brought into force.")
+    launched: Entry | None = Field(
+        default=None, exclude=True,
+        description="The declaration of the last run started that brings a version into force.")
 
 
 def new_record(entry: EntryId, kind: Kind, name: str) -> EntryRecord:
@@ -197,3 +210,87 @@ def fold_report(record: EntryRecord, report: Any) -> EntryRecord:
                 }
             )
     return record.model_copy(update=updates)
+
+
+def declared(record: EntryRecord, entry: Entry, *, drift: bool, prune: bool,
+             revision: Revision | None) -> EntryRecord:
+    """`record` as the declaration `entry` in force at `revision` describes it: its version,
+    the commit of that version, where it is declared, whether it is destroyed on removal, and
+    a drift block (Unknown until the first check) once it has a drift schedule. The same
+    record when nothing changes."""
+    changed = record.spec_hash != entry.spec_hash
+    drift_info = DriftInfo() if record.drift is None and drift else record.drift
+    commit = revision if changed or record.commit is None else record.commit
+    source = f"{entry.location.path}:{entry.location.line}"
+    success = record.last_success
+    # The same version: what a destroy needs, as declared now.
+    applies = success is not None and success.spec_hash == entry.spec_hash and (
+        record.applied is None or record.applied.spec_hash != entry.spec_hash)
+    if not changed and not applies and (record.drift, record.commit, record.source,
+                                        record.prune) == (drift_info, commit, source, prune):
+        return record  # the steady state of every cycle: checked without a copy
+    update: dict[str, object] = {"drift": drift_info, "spec_hash": entry.spec_hash,
+                                 "commit": commit, "source": source, "prune": prune}
+    if applies:
+        update["applied"] = entry
+    return record.model_copy(update=update)
+
+
+def with_status(record: EntryRecord, phase: Phase, message: str) -> EntryRecord:
+    """`record` in `phase`, `message` saying why; the same record when it already is."""
+    if (record.phase, record.message) == (phase, message):
+        return record
+    return record.model_copy(update={"phase": phase, "message": message})
+
+
+def with_applied(record: EntryRecord, entry: Entry | None) -> EntryRecord:
+    """`record` knowing the declaration of its version in force (recalled after a restart)."""
+    return record if entry is None else record.model_copy(update={"applied": entry})
+
+
+def started(record: EntryRecord, request: RunRequest, *, message: str,
+            dependencies: Mapping[EntryId, RunId]) -> EntryRecord:
+    """`record` once `request` is submitted: Running, its run pending, and the cron fire
+    times and dependency runs it handles recorded, so neither starts it again."""
+    entry = request.entry
+    pending = RunReport(
+        run_id=request.run_id, entry_id=entry.id, spec_hash=entry.spec_hash,
+        operation=request.operation, trigger=request.trigger, attempt=request.attempt,
+        revision=request.revision, state=RunState.PENDING, started_at=request.requested_at)
+    updates: dict[str, object] = {"phase": Phase.RUNNING, "message": message}
+    if request.operation is Operation.DRIFT:
+        updates["drift_anchor"] = request.requested_at
+    else:
+        updates.update(schedule_anchor=request.requested_at, drift_anchor=request.requested_at,
+                       dependencies=dict(dependencies))
+    if request.operation not in (Operation.DRIFT, Operation.DESTROY):
+        updates["launched"] = entry
+    return fold_report(record, pending).model_copy(update=updates)
+
+
+def observed(record: EntryRecord, report: RunReport) -> EntryRecord:
+    """`record` with what `report` says of its run folded in; the same record when the report
+    is of a run older than the one the record shows (see `is_stale`)."""
+    if is_stale(record, report):
+        return record
+    folded = fold_report(record, report)
+    success = folded.last_success
+    if success is None:
+        return folded.model_copy(update={"applied": None}) if folded.applied else folded
+    for known in (folded.applied, folded.launched):
+        if known is not None and known.spec_hash == success.spec_hash:
+            return folded if known is folded.applied else folded.model_copy(
+                update={"applied": known})
+    return folded
+
+
+def is_stale(record: EntryRecord, report: RunReport) -> bool:
+    """A report of a run older than the one the record already shows (an unacknowledged run
+    reported again after a newer one started) must not roll the record back."""
+    last = record.drift if report.operation is Operation.DRIFT else record.last_run
+    if last is None:
+        return False
+    last_id = last.run_id if isinstance(last, DriftInfo) else last.id
+    begun = last.checked_at if isinstance(last, DriftInfo) else last.started_at
+    return (last_id is not None and last_id != report.run_id and begun is not None
+            and report.started_at is not None and report.started_at < begun)

@@ -20,12 +20,12 @@ from reconciler.commands.wiring import (
     settings_from_args,
     state_dir_problem,
 )
-from reconciler.daemon import Daemon
+from reconciler.daemon.core import Daemon
+from reconciler.daemon.loops import liveness, run_once, serve
 from reconciler.executors import registry
 from reconciler.executors.registry import ExecutorConfigError
 from reconciler.http.server import Server
 from reconciler.logs import setup_logging
-from reconciler.loops import liveness, run_once, serve
 from reconciler.metrics import Metrics
 from reconciler.ports import Elector
 from reconciler.scheduler import Scheduler, Wakeup, WorkQueue

@@ -13,8 +13,8 @@ from tempfile import TemporaryDirectory
 import pygit2
 
 from reconciler.declarations.files import FileSource
-from reconciler.ports import StatusBranchChange
 from reconciler.settings import GitCredentials
+from reconciler.source.branchchange import StatusBranchChange
 from reconciler.source.errors import BranchNotFoundError
 from reconciler.source.remote import GitRemote, branch_ref
 from reconciler.source.statusbranch import StatusBranch

@@ -16,7 +16,7 @@ from __future__ import annotations
 import pygit2
 from loguru import logger
 
-from reconciler.ports import StatusBranchChange
+from reconciler.source.branchchange import StatusBranchChange
 from reconciler.source.remote import GitRemote
 from reconciler.source.writer import contains
 from reconciler.types import Revision

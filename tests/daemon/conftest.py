@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from reconciler.daemon import CycleResult, Daemon
+from reconciler.daemon.core import Daemon
+from reconciler.daemon.cycle import CycleResult
 from reconciler.declarations.loader import DeclarationLoader
 from reconciler.executors.local.executor import LocalExecutor
 from reconciler.metrics import Metrics

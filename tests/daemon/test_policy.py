@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from reconciler.commands.wiring import policy_check
-from reconciler.daemon import Daemon
+from reconciler.daemon.core import Daemon
 from reconciler.declarations.loader import DeclarationLoader
 from reconciler.executors.local.executor import LocalExecutor
 from reconciler.policy.apply import PolicyLoader

@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from reconciler.daemon import Daemon
+from reconciler.daemon.core import Daemon
 from reconciler.declarations.loader import DeclarationLoader
 from tests.daemon.conftest import World, task
 from tests.support.gitservers import refuse_pushes_to

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from loguru import logger
 
-from reconciler.daemon import Daemon
+from reconciler.daemon.core import Daemon
 from reconciler.declarations.loader import DeclarationLoader
 from reconciler.executors.local.executor import LocalExecutor
 from reconciler.source.gitsource import GitSource

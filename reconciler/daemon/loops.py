@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from loguru import logger
 
-from reconciler.daemon import Daemon
+from reconciler.daemon.core import Daemon
 from reconciler.scheduler import Scheduler, Wakeup, WorkQueue
 
 
