@@ -16,6 +16,7 @@ import pytest
 from reconciler.daemon.core import Daemon
 from reconciler.declarations.loader import DeclarationLoader
 from reconciler.metrics import Metrics
+from reconciler.runs import PlanChanges, StackResult
 from reconciler.types import DriftState, EntryId, Operation, Phase, RunState, Trigger
 from tests.support.fakes import ManualExecutor, MemorySource
 
@@ -216,7 +217,8 @@ def test_run_now_is_a_cycle_of_one_request() -> None:
         request = w.executor.wait_submitted(3)
         assert (request.entry.id, request.operation, request.trigger) == (
             "stack/net", Operation.DRIFT, Trigger.MANUAL)
-        w.executor.finish(request.run_id, result={"drift": "Drifted", "changes": {"add": 1}})
+        w.executor.finish(request.run_id, result=StackResult(
+            operation=Operation.DRIFT, drift=DriftState.DRIFTED, changes=PlanChanges(add=1)))
         worker.join(30)
     finally:
         done.set()

@@ -8,11 +8,10 @@ import hashlib
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from reconciler.declarations.entries import Entry
 from reconciler.declarations.files import FileEntry, FileKind, blob_id, tree_id
-from reconciler.runs import RunReport, RunRequest
+from reconciler.runs import RunReport, RunRequest, StackResult
 from reconciler.source.branchchange import StatusBranchChange
 from reconciler.source.verdicts import SignedCommit
 from reconciler.types import EntryId, Revision, RunId, RunState, SpecHash
@@ -167,7 +166,7 @@ class ManualExecutor:
             return self.submitted[count - 1]
 
     def finish(self, run_id: RunId, state: RunState = RunState.SUCCEEDED, *,
-               result: Mapping[str, Any] | None = None, message: str = "",
+               result: StackResult | None = None, message: str = "",
                after: timedelta = timedelta(seconds=1)) -> None:
         with self._changed:
             run = self.runs[run_id]
@@ -175,7 +174,7 @@ class ManualExecutor:
             self.runs[run_id] = run.model_copy(update={
                 "state": state, "finished_at": started + after, "message": message,
                 "exit_code": 0 if state is RunState.SUCCEEDED else 1,
-                "result": dict(result or {})})
+                "result": result})
             self._changed.notify_all()
 
     def unfinished(self) -> list[RunId]:
