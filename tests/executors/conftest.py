@@ -25,7 +25,6 @@ from reconciler.executors.local import LocalExecutor
 from reconciler.runs import RunReport, RunRequest, run_id_for
 from reconciler.types import EntryId, Kind, Operation, Revision, RunId, SpecHash, Trigger, entry_id
 from tests.kubernetes.harness import KubernetesHarness
-from tests.support.fixtures import ssh_server  # noqa: F401 - a fixture, used by name
 
 REVISION = Revision("0123456789abcdef0123456789abcdef01234567")
 
