@@ -21,6 +21,7 @@ from tests.support.gitservers import (
     git_env,
     make_bare_remote,
 )
+from tests.support.waiting import wait_until
 
 PY = sys.executable
 
@@ -163,11 +164,12 @@ def test_daemon_keeps_serving_when_the_remote_is_down_at_start(tmp_path: Path) -
                                  str(tmp_path / "s"), "--listen", ""], env=git_env(),
                                 stdout=out, stderr=out, start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        while "remote not reachable yet" not in log.read_text():
+        def backing_off() -> bool:
             assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+            return "remote not reachable yet" in log.read_text()
+
+        wait_until(backing_off, timeout=60, what="the daemon to back off",
+                   details=log.read_text)
         time.sleep(1)
         assert proc.poll() is None, log.read_text()  # still serving, not crashed
     finally:

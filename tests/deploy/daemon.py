@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.gitservers import GitDaemon, git_env, make_bare_remote
+from tests.support.waiting import wait_until
 
 PY = sys.executable
 DEADLINE = 60.0
@@ -78,21 +78,24 @@ def _get(url: str) -> tuple[int, str]:
 
 def wait_for_scrape(url: str, done: Callable[[Scrape], bool],
                     process: subprocess.Popen[bytes], log: Path) -> Scrape:
-    deadline = time.monotonic() + DEADLINE
-    last: Scrape | None = None
-    while time.monotonic() < deadline:
+    last: list[Scrape | None] = [None]
+
+    def check() -> Scrape | None:
         if process.poll() is not None:
             raise AssertionError(f"the daemon exited with {process.returncode}:\n"
                                  f"{log.read_text()[-4000:]}")
         status, text = _get(url + "/metrics")
-        if status == 200:
-            last = Scrape(text)
-            if done(last):
-                return last
-        time.sleep(0.1)
-    raise AssertionError(f"the daemon did not reach the expected state in {DEADLINE:g}s; "
-                         f"last scrape:\n{last.text if last else '(none)'}\nlog:\n"
-                         f"{log.read_text()[-4000:]}")
+        if status != 200:
+            return None
+        last[0] = Scrape(text)
+        return last[0] if done(last[0]) else None
+
+    def details() -> str:
+        scraped = last[0].text if last[0] else "(none)"
+        return f"last scrape:\n{scraped}\nlog:\n{log.read_text()[-4000:]}"
+
+    return wait_until(check, timeout=DEADLINE, interval=0.1,
+                      what="the daemon to reach the expected state", details=details)
 
 
 @contextmanager
@@ -120,15 +123,17 @@ def running_daemon(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]
 
 
 def _served_address(process: subprocess.Popen[bytes], log: Path) -> str:
-    deadline = time.monotonic() + 60
-    while True:
-        found = re.search(r"serving metrics and webhooks on (http://[^\s\"]+)",
-                          log.read_text(errors="replace"))
+    def served() -> str | None:
+        text = log.read_text(errors="replace")
+        found = re.search(r"serving metrics and webhooks on (http://[^\s\"]+)", text)
         if found:
             return found.group(1)
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"the daemon did not start serving:\n{log.read_text()}")
-        time.sleep(0.05)
+        assert process.poll() is None, f"the daemon did not start serving:\n{text}"
+        return None
+
+    address: str = wait_until(served, timeout=60, what="the daemon to start serving",
+                              details=lambda: log.read_text(errors="replace"))
+    return address
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
