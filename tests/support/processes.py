@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -15,3 +16,20 @@ def process_alive(pid: int) -> bool:
     # The command name in parentheses may hold spaces and ')'; the state follows the last ')'.
     state = stat.rsplit(")", 1)[1].split()[0]
     return state not in ("Z", "X")
+
+
+def has_open(pid: int, path: Path) -> bool:
+    """Whether process `pid` holds `path` open: a sign that it has got as far as using it,
+    where its output says nothing yet."""
+    target = path.resolve()
+    try:
+        descriptors = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for descriptor in descriptors:
+        try:
+            if Path(os.readlink(descriptor)) == target:
+                return True
+        except OSError:  # closed meanwhile
+            continue
+    return False
