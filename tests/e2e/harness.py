@@ -37,14 +37,15 @@ class Daemon:
     """`reconciler run` in a subprocess; stopped (and reaped) on exit."""
 
     def __init__(self, repo_url: str, state_dir: Path, *extra: str,
-                 interval: str = "1s", env: dict[str, str] | None = None) -> None:
+                 interval: str = "1s", env: dict[str, str] | None = None,
+                 log_level: str = "DEBUG") -> None:
         self.log_path = state_dir.parent / f"daemon-{next(_DAEMONS)}.log"
         # Port 0: the daemon binds a free port itself and logs it, so no other process can
         # take the port between choosing and binding it.
         self.args = [
             sys.executable, "-m", "reconciler", "run", "--repo", repo_url,
             "--state-dir", str(state_dir), "--interval", interval,
-            "--listen", "127.0.0.1:0", "--log-format", "json", "--log-level", "DEBUG",
+            "--listen", "127.0.0.1:0", "--log-format", "json", "--log-level", log_level,
             *extra,
         ]
         self.env = {**git_env(), **(env or {})}

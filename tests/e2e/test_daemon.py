@@ -9,8 +9,6 @@ import json
 import signal
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from tests.e2e.harness import (
     wait_for_status,
 )
 from tests.support.gitservers import GitDaemon, GitUser, make_bare_remote
+from tests.support.http import request
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -129,14 +128,9 @@ def test_user_commit_on_the_status_branch_survives(remote: Path, git_daemon: Git
 
 def _signed_post(url: str, body: bytes, secret: bytes, *, good: bool) -> int:
     signature = hmac.new(secret if good else b"wrong", body, hashlib.sha256).hexdigest()
-    request = urllib.request.Request(url, data=body, method="POST", headers={
+    return request(url, "POST", body, headers={
         "Content-Type": "application/json", "X-GitHub-Event": "push",
-        "X-Hub-Signature-256": f"sha256={signature}"})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as err:
-        return err.code
+        "X-Hub-Signature-256": f"sha256={signature}"}).status
 
 
 def test_webhook_bad_signature_is_refused_good_one_starts_a_cycle(

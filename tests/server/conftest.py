@@ -7,8 +7,6 @@ import io
 import logging
 import sys
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -18,6 +16,7 @@ from loguru import logger
 from reconciler.logs import setup_logging
 from reconciler.metrics import Metrics
 from reconciler.server import Server
+from tests.support.http import Response, request
 
 
 @dataclass
@@ -41,29 +40,6 @@ class Triggers:
 
     def wait(self, seconds: float = 1.0) -> bool:
         return self.event.wait(seconds)
-
-
-@dataclass
-class Response:
-    status: int
-    body: bytes
-    headers: dict[str, str]
-
-    @property
-    def text(self) -> str:
-        return self.body.decode()
-
-
-def request(
-    url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None
-) -> Response:
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return Response(resp.status, resp.read(), dict(resp.headers.items()))
-    except urllib.error.HTTPError as err:
-        with err:
-            return Response(err.code, err.read(), dict(err.headers.items()))
 
 
 @dataclass

@@ -13,7 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from reconciler.metrics import Metrics
 from reconciler.server import Server, parse_listen
 from reconciler.settings import Settings
-from tests.server.conftest import StartServer, request
+from tests.server.conftest import StartServer
+from tests.support.http import request
 from tests.support.waiting import wait_until
 
 

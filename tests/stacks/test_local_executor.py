@@ -19,21 +19,12 @@ from reconciler.runs import RESULT_MARKER, RunReport, RunRequest, run_id_for
 from reconciler.source.tree import RepositoryWorkspace, open_repository
 from reconciler.stacks import state_file
 from reconciler.types import DriftState, Kind, Operation, Revision, RunState, SpecHash, Trigger
-from tests.stacks.conftest import MODULE, set_state_input, stack_entry
+from tests.stacks.conftest import MODULE, SECRET_MODULE, set_state_input, stack_entry
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.engine
 
 CANARY = "canary-local-7e41b0"
-SECRET_MODULE = MODULE + """
-variable "token" {
-  type = string
-}
-
-resource "terraform_data" "token" {
-  input = var.token
-}
-"""
 
 
 class Repo:
