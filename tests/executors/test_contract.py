@@ -92,7 +92,8 @@ def test_timeout_stops_the_whole_process_tree(harness: Harness) -> None:
     assert "timed out" in report.message
     assert time.monotonic() - started < 10
     assert "never" not in executor.logs(request.run_id)
-    wait_until(lambda: harness.process_alive(grandchild) in (False, None), timeout=5)
+    wait_until(lambda: harness.process_alive(grandchild) in (False, None), timeout=5,
+               what="the grandchild to be gone")
 
 
 def test_missing_secret_fails_with_a_clear_message(harness: Harness) -> None:
@@ -216,7 +217,8 @@ def test_cancel_stops_the_run_and_reports_it_failed(harness: Harness) -> None:
     assert report is not None
     assert report.state is RunState.FAILED
     assert report.message == "cancelled"
-    wait_until(lambda: harness.process_alive(int(match.group(1))) in (False, None), timeout=5)
+    wait_until(lambda: harness.process_alive(int(match.group(1))) in (False, None), timeout=5,
+               what="the run's process to be gone")
     executor.cancel(request.run_id)  # cancelling again is harmless
 
 

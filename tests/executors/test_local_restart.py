@@ -76,7 +76,7 @@ def test_daemon_killed_mid_run_then_restarted(
     counter = tmp_path / "counter"
     request = counted_task("survivor", counter, "sleep 1; echo finished; exit 3")
     daemon = start_daemon(daemons, local, [request])
-    wait_until(lambda: starts(counter))
+    wait_until(lambda: starts(counter), what="a run to start")
 
     daemon.send_signal(signal.SIGKILL)
     daemon.wait()
@@ -104,7 +104,8 @@ def test_run_that_finished_while_the_daemon_was_down_is_reported(
     counter = tmp_path / "counter"
     request = counted_task("quick", counter, "echo done")
     daemon = start_daemon(daemons, local, [request])
-    wait_until((run_dir(local.state_dir, request.run_id) / RESULT_FILE).exists)
+    wait_until((run_dir(local.state_dir, request.run_id) / RESULT_FILE).exists,
+               what="the run's result file")
     daemon.send_signal(signal.SIGKILL)
     daemon.wait()
 
@@ -124,7 +125,7 @@ def test_queued_runs_survive_a_daemon_kill(
     first = counted_task("first", counter, "sleep 1")
     second = counted_task("second", counter, "echo second")
     daemon = start_daemon(daemons, local, [first, second], max_parallel=1)
-    wait_until(lambda: starts(counter))
+    wait_until(lambda: starts(counter), what="a run to start")
     daemon.send_signal(signal.SIGKILL)
     daemon.wait()
 
@@ -164,7 +165,8 @@ def test_supervisor_killed_means_interrupted_and_its_command_is_stopped(
     report = wait_for_run(executor, request.run_id)
     assert report.state is RunState.INTERRUPTED
     assert "interrupted" in report.message
-    wait_until(lambda: not local.process_alive(int(match.group(1))), timeout=5)
+    wait_until(lambda: not local.process_alive(int(match.group(1))), timeout=5,
+               what="the run's process to be gone")
     assert executor.free_slots() == 4
 
 

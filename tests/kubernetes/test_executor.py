@@ -156,7 +156,7 @@ def test_a_pod_that_cannot_pull_its_image_fails_the_run(
     assert job["spec"]["suspend"] is True
     assert job["metadata"]["annotations"][lbl.ANNOTATION_FAILURE] == report.message
     executor.acknowledge([request.run_id])
-    wait_until(lambda: driver.jobs() == [])
+    wait_until(lambda: driver.jobs() == [], what="no Job left")
 
 
 def test_an_unreachable_api_keeps_the_run_pending_then_starts_it(

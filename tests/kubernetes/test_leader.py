@@ -62,7 +62,7 @@ def test_one_leader_and_a_standby_that_takes_over_when_it_stops_renewing(
     first = electors("replica-a", on_change=changes.append)
     second = electors("replica-b")
     first.start()
-    wait_until(lambda: first.is_leader)
+    wait_until(lambda: first.is_leader, what="the first replica to lead")
     second.start()
     wait_until(lambda: second.holder == "replica-a", what="the standby to read the lease")
 
@@ -77,7 +77,7 @@ def test_one_leader_and_a_standby_that_takes_over_when_it_stops_renewing(
 
     stopped = time.monotonic()
     first.stop(release=False)  # as if its pod were gone: no release
-    wait_until(lambda: second.is_leader, timeout=5)
+    wait_until(lambda: second.is_leader, timeout=5, what="the standby to lead")
     assert time.monotonic() - stopped < 2.5  # the 1 s lease, a retry, and slack for load
     spec = lease(apiserver)["spec"]
     assert (spec["holderIdentity"], spec["leaseTransitions"]) == ("replica-b", 1)
@@ -89,7 +89,7 @@ def test_a_released_lease_is_taken_over_at_once(
     first = electors("replica-a", lease_duration=10.0, renew_deadline=5.0)
     second = electors("replica-b", lease_duration=10.0, renew_deadline=5.0)
     first.start()
-    wait_until(lambda: first.is_leader)
+    wait_until(lambda: first.is_leader, what="the first replica to lead")
     second.start()
     wait_until(lambda: second.holder == "replica-a", what="the standby to read the lease")
     assert not second.is_leader
@@ -97,7 +97,7 @@ def test_a_released_lease_is_taken_over_at_once(
     released = time.monotonic()
     first.stop()
 
-    wait_until(lambda: second.is_leader, timeout=3)
+    wait_until(lambda: second.is_leader, timeout=3, what="the standby to lead")
     assert time.monotonic() - released < 1.5  # far sooner than the 10 s lease
     assert not first.is_leader
 

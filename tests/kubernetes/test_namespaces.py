@@ -84,7 +84,8 @@ def test_a_namespace_allowed_later_recovers_without_a_restart(
     executor.acknowledge([first.run_id])
 
     apiserver.call(apiserver.server.permit_namespace, "runs")
-    wait_until(lambda: all(i.synced for i in executor.informers("runs")), timeout=15)
+    wait_until(lambda: all(i.synced for i in executor.informers("runs")), timeout=15,
+               what="the informers to sync")
     second = request_for(entry, attempt=2)
     executor.submit(second)
     assert wait_for_run(executor, second.run_id).state is RunState.SUCCEEDED
@@ -113,7 +114,7 @@ def test_undeclared_namespaces_are_no_longer_watched(
     assert not any(informer.running for informer in stopped)
     assert set(executor.namespaces()) == {"runs", "team-b"}
     settled = asked(FORBIDDEN)
-    wait_until(lambda: asked("team-b") > 0)
+    wait_until(lambda: asked("team-b") > 0, what="a request to team-b")
     assert asked(FORBIDDEN) == settled  # nothing more is asked of it
 
 
