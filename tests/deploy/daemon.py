@@ -78,8 +78,8 @@ def wait_for_scrape(url: str, done: Callable[[Scrape], bool],
             return None
         if response.status != 200:
             return None
-        last[0] = Scrape(response.text)
-        return last[0] if done(last[0]) else None
+        scrape = last[0] = Scrape(response.text)
+        return scrape if done(scrape) else None
 
     def details() -> str:
         scraped = last[0].text if last[0] else "(none)"

@@ -18,7 +18,7 @@ INTERVAL = 0.05
 
 
 def wait_until(
-    condition: Callable[[], T],
+    condition: Callable[[], T | None],
     *,
     timeout: float = TIMEOUT,
     interval: float = INTERVAL,
