@@ -2,4 +2,4 @@
 holds only what is local to it, and test modules use these fixtures by name without
 importing them."""
 
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.logcapture"]

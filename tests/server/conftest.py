@@ -1,19 +1,14 @@
-"""Fixtures for the HTTP server, metrics and logging tests: a started server on a free port,
-a request helper, and loguru/stdlib logging restored after each test."""
+"""Fixtures for the HTTP server, metrics and logging tests: a started server on a free port
+and a request helper (logging into a buffer is the shared `log_output` fixture)."""
 
 from __future__ import annotations
 
-import io
-import logging
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from loguru import logger
 
-from reconciler.logs import setup_logging
 from reconciler.metrics import Metrics
 from reconciler.server import Server
 from tests.support.http import Response, request
@@ -81,21 +76,3 @@ def start_server() -> Iterator[StartServer]:
     yield start
     for server in started:
         server.stop()
-
-
-@pytest.fixture
-def log_output() -> Iterator[Callable[[str, str], io.StringIO]]:
-    """Configure logging into a buffer; restore loguru and the root logger afterwards."""
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-
-    def configure(fmt: str, level_name: str = "DEBUG") -> io.StringIO:
-        buffer = io.StringIO()
-        setup_logging(fmt, level_name, stream=buffer)  # type: ignore[arg-type]
-        return buffer
-
-    yield configure
-    logger.remove()
-    logger.add(sys.stderr)
-    root.handlers[:] = handlers
-    root.setLevel(level)
