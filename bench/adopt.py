@@ -23,9 +23,9 @@ from tempfile import TemporaryDirectory
 from loguru import logger
 
 from reconciler.adoption import adopt, shown
-from reconciler.executors.history import run_dir
-from reconciler.executors.journal import Journal
-from reconciler.executors.local import LocalExecutor
+from reconciler.executors.local.executor import LocalExecutor
+from reconciler.executors.local.history import run_dir
+from reconciler.executors.local.journal import Journal
 from reconciler.records import fold_report, new_record
 from reconciler.runs import RunRequest, run_id_for
 from reconciler.source.gitsource import GitSource

@@ -10,7 +10,7 @@ import re
 import string
 import time
 
-from reconciler.executors.masking import MaskingWriter
+from reconciler.executors.local.masking import MaskingWriter
 from reconciler.redact import Redactor, masked_values
 
 LOG_BYTES = 10_000_000

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from reconciler.records import EntryRecord, fold_report, new_record
+from reconciler.runs import StackResult
 from reconciler.types import (
     EntryId,
     Operation,
@@ -57,7 +58,7 @@ class Report(Protocol):
     @property
     def finished_at(self) -> datetime | None: ...
     @property
-    def result(self) -> dict[str, Any]: ...
+    def result(self) -> StackResult | None: ...
 
 
 def adopt(

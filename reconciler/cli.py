@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from reconciler import __version__
+from reconciler.executors import registry
+from reconciler.executors.registry import FlagSet
 
 ENV_PREFIX = "RECONCILER_"
 
@@ -57,22 +59,14 @@ def _add_repo_flags(p: argparse.ArgumentParser, *, required: bool) -> None:
     _flag(p, "--path", default=".", help="Folder of the declarations inside the repository.")
     _flag(p, "--status-branch", default="reconciler-status", help="Branch status is written to.")
     _flag(p, "--state-dir", default=".reconciler", help="Mirror, journal, logs and stack state.")
-    _flag(p, "--secrets-dir", help="Local executor: secretEnv reads <dir>/<secret>/<key>.")
+    registry.add_flags(p, _flag, FlagSet.DAEMON_FILES)
     _flag(p, "--git-username", help="HTTPS user name.")
     _flag(p, "--git-password-file", help="File holding the HTTPS password or token.")
     _flag(p, "--ssh-key-file", help="Private key for ssh:// remotes.")
     _flag(p, "--known-hosts-file", help="Trusted SSH host keys; unknown hosts are refused.")
-    _flag(p, "--executor", default="local", choices=["local", "kubernetes"], help="Where runs go.")
+    registry.add_executor_flag(p, _flag, help="Where runs go.")
     _flag(p, "--max-parallel", default="4", help="Runs at once (local executor).")
-    _flag(p, "--tofu-bin", help="OpenTofu/Terraform binary; default: tofu or terraform on PATH.")
-    _flag(p, "--namespace", default="default", help="Kubernetes namespace for runs.")
-    _flag(p, "--kubeconfig", help="Kubeconfig file; default: in-cluster, then ~/.kube/config.")
-    _flag(p, "--source-credentials-secret",
-          help="Kubernetes: Secret (username/password or ssh-privatekey/known_hosts) that stack "
-          "pods clone the repository with.")
-    _flag(p, "--runner-image",
-          help="Kubernetes: image of stack pods (reconciler plus the engine) when Defaults "
-          "name none; default reconciler:<version>.")
+    registry.add_flags(p, _flag, FlagSet.DAEMON_RUNS)
     _flag(p, "--log-format", default="text", choices=["text", "json"], help="Log format.")
     _flag(p, "--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR.")
     _add_policy_flags(p)
@@ -107,10 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "json", "github"], default="text",
                    help="github: GitHub Actions annotations on the offending lines.")
     _add_policy_flags(p)
-    _flag(p, "--executor", default="local", choices=["local", "kubernetes"],
-          help="With --policy: the daemon's executor (namespaces count only on Kubernetes).")
-    _flag(p, "--namespace", default="default", help="With --policy: the daemon's --namespace.")
-    _flag(p, "--source-credentials-secret", help="With --policy: the daemon's flag of that name.")
+    registry.add_executor_flag(
+        p, _flag,
+        help="With --policy: the daemon's executor (namespaces count only on Kubernetes).")
+    registry.add_flags(p, _flag, FlagSet.POLICY)
 
     p = sub.add_parser("diff", help="What merging HEAD into BASE would change.")
     p.add_argument("--repo", default=".", help="Local Git repository (default: .).")
@@ -141,9 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("logs", help="The last run's log of an entry.")
     p.add_argument("entry", metavar="KIND/NAME")
     _flag(p, "--state-dir", default=".reconciler", help="The daemon's state dir.")
-    _flag(p, "--executor", default="local", choices=["local", "kubernetes"])
-    _flag(p, "--namespace", default="default")
-    _flag(p, "--kubeconfig")
+    registry.add_executor_flag(p, _flag)
+    registry.add_flags(p, _flag, FlagSet.LOGS)
 
     p = sub.add_parser("drift", help="Run a drift plan of a stack now and write its status.")
     _add_repo_flags(p, required=True)

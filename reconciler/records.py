@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from reconciler.runs import PlanChanges, StackResult
 from reconciler.types import (
     DriftState,
     EntryId,
@@ -62,19 +63,13 @@ class Success(_Record):
     finished_at: datetime
 
 
-class Changes(_Record):
-    add: int = 0
-    change: int = 0
-    destroy: int = 0
-
-
 class DriftInfo(_Record):
     state: DriftState = DriftState.UNKNOWN
     checked_at: datetime | None = None
     first_detected_at: datetime | None = Field(
         default=None, description="Kept while drift persists; cleared when back in sync."
     )
-    changes: Changes = Field(default_factory=Changes)
+    changes: PlanChanges = Field(default_factory=PlanChanges)
     addresses: tuple[str, ...] = ()
     message: str = ""
     run_id: RunId | None = None
@@ -108,7 +103,7 @@ class EntryRecord(_Record):
     drift_anchor: datetime | None = None
     engine: str | None = None
     engine_version: str | None = None
-    changes: Changes | None = Field(default=None, description="Last plan or apply summary.")
+    changes: PlanChanges | None = Field(default=None, description="Last plan or apply summary.")
     drift: DriftInfo | None = None
     prune: bool = Field(
         default=False, description="The last declared `prune` of a stack: destroy on removal."
@@ -137,23 +132,24 @@ def _run_info(report: Any) -> RunInfo:
 
 
 def _drift_after(previous: DriftInfo | None, report: Any) -> DriftInfo:
-    result: dict[str, Any] = report.result or {}
-    changes = Changes.model_validate(result.get("changes") or {})
+    result: StackResult | None = report.result
     succeeded = report.state == RunState.SUCCEEDED
-    state = DriftState(result.get("drift", DriftState.ERROR)) if succeeded else DriftState.ERROR
+    state = DriftState.ERROR
+    if succeeded and result is not None and result.drift is not None:
+        state = result.drift
     first = previous.first_detected_at if previous else None
     if state == DriftState.DRIFTED:
         first = first or report.finished_at
     elif state == DriftState.IN_SYNC:
         first = None
-    message = "" if succeeded else (result.get("error") or report.message)
+    message = "" if succeeded else ((result.error if result else None) or report.message)
     return DriftInfo(
         state=state,
         checked_at=report.finished_at,
         first_detected_at=first,
-        changes=changes,
-        addresses=tuple(result.get("addresses") or ()),
-        message=str(message),
+        changes=result.changes if result else PlanChanges(),
+        addresses=result.addresses if result else (),
+        message=message,
         run_id=report.run_id,
     )
 
@@ -161,21 +157,20 @@ def _drift_after(previous: DriftInfo | None, report: Any) -> DriftInfo:
 def fold_report(record: EntryRecord, report: Any) -> EntryRecord:
     """Record what a finished (or running) run means for its entry.
 
-    `report` is an `executors.base.RunReport`; typed loosely so this module stays below the
-    executors in the import order.
+    `report` is a `runs.RunReport`, or what `adoption.Report` reads of one.
     """
     updates: dict[str, Any] = {}
-    result: dict[str, Any] = report.result or {}
-    if result.get("engine"):
-        updates["engine"] = result["engine"]
-        updates["engine_version"] = result.get("version")
+    result: StackResult | None = report.result
+    if result is not None and result.engine:
+        updates["engine"] = result.engine
+        updates["engine_version"] = result.version
     if report.operation == Operation.DRIFT:
         if report.state.finished:
             updates["drift"] = _drift_after(record.drift, report)
         return record.model_copy(update=updates)
     updates["last_run"] = _run_info(report)
-    if "changes" in result:
-        updates["changes"] = Changes.model_validate(result["changes"])
+    if result is not None:
+        updates["changes"] = result.changes
     if report.state == RunState.SUCCEEDED and report.operation == Operation.DESTROY:
         # Nothing is applied any more: if the stack is declared again it is applied afresh.
         updates["last_success"] = None
@@ -193,7 +188,7 @@ def fold_report(record: EntryRecord, report: Any) -> EntryRecord:
                     "state": DriftState.IN_SYNC,
                     "checked_at": report.finished_at,
                     "first_detected_at": None,
-                    "changes": Changes(),
+                    "changes": PlanChanges(),
                     "addresses": (),
                     "message": "",
                     "remediated_by": report.run_id

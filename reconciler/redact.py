@@ -5,7 +5,7 @@ wherever text leaves the process. A program rarely prints a secret only as it is
 quotes it (`"a\\"b"`), a JSON log escapes it, a shell trace quotes it, a URL encodes it, a
 client sends it base64-encoded, a key is printed one line at a time. `secret_forms` is the one
 definition of the strings that mask a secret; every redactor and the streaming masker of run
-logs (`executors/masking.py`) use it.
+logs (`executors/local/masking.py`) use it.
 
 Short values are not masked: replacing every `1` or `true` would mangle logs while protecting
 nothing. The bounds are `MIN_SECRET_LENGTH` for a value and its escaped forms, `MIN_LINE_LENGTH`

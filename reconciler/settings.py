@@ -1,9 +1,13 @@
-"""Daemon settings: read once at start from flags and `RECONCILER_*` variables, then passed in."""
+"""Daemon settings: read once at start from flags and `RECONCILER_*` variables, then passed in.
+
+The settings of each executor are that executor's own model (declared in its package, beside
+its flags, and found through `executors/registry.py`); `Settings` holds one of each.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -22,20 +26,25 @@ class GitCredentials(BaseModel):
     )
 
 
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     repo: str
     branch: str = "main"
     path: str = "."
-    executor: Literal["local", "kubernetes"] = "local"
+    executor: str = Field(default="local", description="A name in `executors.registry`.")
+    executor_settings: tuple[BaseModel, ...] = Field(
+        default=(), description="Each executor's own settings (`of` finds one)."
+    )
     interval_seconds: float = 30.0
     liveness_timeout_seconds: float = Field(
         default=900.0, description="/healthz fails once one cycle has lasted longer than this."
     )
     status_branch: str = "reconciler-status"
     state_dir: Path = Path(".reconciler")
-    secrets_dir: Path | None = None
     listen: str | None = "127.0.0.1:9100"
     once: bool = False
     max_parallel: int = 4
@@ -43,17 +52,8 @@ class Settings(BaseModel):
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
     credentials: GitCredentials = Field(default_factory=GitCredentials)
-    tofu_bin: str | None = None
-    namespace: str = "default"
-    kubeconfig: Path | None = None
     leader_elect: bool = False
     leader_election_id: str = "reconciler"
-    source_credentials_secret: str | None = Field(
-        default=None, description="Kubernetes Secret stack pods clone the repository with."
-    )
-    runner_image: str | None = Field(
-        default=None, description="Image of stack pods whose Defaults name none."
-    )
     policy_file: Path | None = Field(
         default=None, description="The operator's Policy; none: the safe defaults."
     )
@@ -70,6 +70,14 @@ class Settings(BaseModel):
     reserved_secrets: tuple[str, ...] = Field(
         default=(), description="More Secret names or globs no declaration may use."
     )
+
+    def of(self, model: type[_Model]) -> _Model:
+        """The settings of one executor (its own model); the model's defaults when none was
+        given."""
+        for value in self.executor_settings:
+            if isinstance(value, model):
+                return value
+        return model()
 
     @property
     def listen_address(self) -> tuple[str, int] | None:

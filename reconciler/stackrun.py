@@ -26,7 +26,7 @@ from tempfile import TemporaryDirectory
 from typing import TextIO
 
 from reconciler.redact import Redactor
-from reconciler.runs import RESULT_MARKER
+from reconciler.runs import RESULT_MARKER, StackResult
 from reconciler.stackengine import Engine, Interrupted, Log, StackRunError, forward_signals
 from reconciler.stackfiles import make_private, private_files
 from reconciler.stacks import (
@@ -34,7 +34,6 @@ from reconciler.stacks import (
     EngineBinary,
     EngineNotFoundError,
     PlanSummary,
-    StackResult,
     declares_backend,
     find_engine,
     stack_dir,

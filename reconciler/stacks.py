@@ -18,12 +18,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from reconciler.declarations.entries import Entry
 from reconciler.declarations.fields import parse_duration
-from reconciler.types import DriftState, Operation
+from reconciler.runs import PlanChanges
+from reconciler.types import Operation
 
 EngineName = Literal["opentofu", "terraform"]
 BUNDLED_ENGINE = "reconciler-terraform"
@@ -210,27 +211,12 @@ def _json_backend(path: Path) -> bool:
 # -- plan summaries and results --------------------------------------------------------------
 
 
-class _Camel(BaseModel):
+class PlanSummary(BaseModel):
     model_config = ConfigDict(
         frozen=True, extra="forbid", alias_generator=to_camel,
         populate_by_name=True, serialize_by_alias=True,
     )
 
-
-class PlanChanges(_Camel):
-    add: int = Field(default=0, ge=0)
-    change: int = Field(default=0, ge=0)
-    destroy: int = Field(default=0, ge=0)
-
-    @property
-    def total(self) -> int:
-        return self.add + self.change + self.destroy
-
-    def __str__(self) -> str:
-        return f"{self.add} to add, {self.change} to change, {self.destroy} to destroy"
-
-
-class PlanSummary(_Camel):
     changes: PlanChanges = Field(default_factory=PlanChanges)
     addresses: tuple[str, ...] = Field(
         default=(), description="Managed resources the plan would create, update or delete."
@@ -268,32 +254,6 @@ def summarize_plan(plan: Mapping[str, Any]) -> PlanSummary:
         addresses=tuple(sorted(addresses)),
         outputs=tuple(sorted(outputs)),
     )
-
-
-class StackResult(_Camel):
-    """What a stack run reports on its `::reconciler-result::` line."""
-
-    engine: str = Field(default="", description="opentofu or terraform.")
-    version: str = Field(default="", description="The engine's version, e.g. 1.10.6.")
-    operation: Operation
-    changes: PlanChanges = Field(default_factory=PlanChanges)
-    addresses: tuple[str, ...] = Field(default=(), description="Changed resource addresses.")
-    drift: DriftState | None = Field(default=None, description="Set by drift runs only.")
-    applied: bool = Field(default=False, description="True when a plan was applied.")
-    error: str | None = Field(default=None, description="Why the run failed (redacted).")
-
-    @classmethod
-    def from_result(cls, result: Mapping[str, Any]) -> StackResult | None:
-        """The typed result of a parsed result line, or None when there is none (the runner
-        died before reporting) or it is not one. Unknown keys (a newer runner) are ignored."""
-        known = {f.alias or n for n, f in cls.model_fields.items()} | set(cls.model_fields)
-        try:
-            return cls.model_validate({k: v for k, v in result.items() if k in known})
-        except ValidationError:
-            return None
-
-    def to_result(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_none=True)
 
 
 # -- the engine's messages -------------------------------------------------------------------

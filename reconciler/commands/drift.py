@@ -13,6 +13,7 @@ import threading
 
 from reconciler.commands.run import build_daemon
 from reconciler.commands.wiring import EXIT_CONFIG, ConfigError, settings_from_args
+from reconciler.executors import registry
 from reconciler.logs import setup_logging
 from reconciler.metrics import Metrics
 from reconciler.settings import Settings
@@ -24,15 +25,7 @@ def _not_a_daemon_state_dir(settings: Settings) -> str | None:
     """Why the state dir cannot be the daemon's, or None. A plan against a state dir that is
     not the daemon's compares the stack with an empty state and would publish a false drift
     result on the status branch, so the command refuses rather than guess."""
-    if settings.executor != "local":
-        return None
-    from reconciler.executors.journal import JOURNAL_FILE
-
-    if (settings.state_dir / JOURNAL_FILE).is_file():
-        return None
-    return (f"--state-dir {settings.state_dir} is not a daemon's state dir (it has no "
-            f"{JOURNAL_FILE}); pass the state dir of the daemon that reconciles this "
-            "repository, while that daemon is stopped")
+    return registry.adapter(settings.executor).foreign_state(settings)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ import argparse
 from collections.abc import Iterable
 from pathlib import Path
 
+from reconciler.executors import registry
 from reconciler.executors.kubernetes.guards import IN_CLUSTER_TOKEN, token_account
 from reconciler.executors.kubernetes.stackaccess import account_prefix
 from reconciler.policy.apply import PolicyCheck
@@ -48,7 +49,7 @@ def daemon_identity(
             accounts.add(own)
     return DaemonIdentity(
         namespace=namespace,
-        kubernetes=executor == "kubernetes",
+        kubernetes=registry.adapter(executor).places_in_namespaces,
         service_accounts=frozenset(accounts),
         secrets=frozenset({STATE_SECRETS, *(s for s in secrets if s)}),
     )
@@ -58,7 +59,7 @@ def identity_from_args(
     args: argparse.Namespace, *, executor: str | None = None, namespace: str | None = None
 ) -> DaemonIdentity:
     return daemon_identity(
-        executor=str(executor or getattr(args, "executor", "local")),
+        executor=str(executor or getattr(args, "executor", registry.DEFAULT)),
         namespace=str(namespace or getattr(args, "namespace", None) or "default"),
         service_account=args.service_account,
         reserved_service_accounts=names(args.reserved_service_accounts),

@@ -32,6 +32,7 @@ from reconciler.commands.policyflags import check_from_args
 from reconciler.declarations.directory import DirectorySource
 from reconciler.declarations.entries import DesiredState, Entry
 from reconciler.declarations.loader import DeclarationLoader
+from reconciler.executors.kubernetes.adapter import ADAPTER as KUBERNETES
 from reconciler.executors.kubernetes.manifests import (
     KubernetesOptions,
     ManifestError,
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         return _fail(f"--path {err}", 2)
     try:
-        check = check_from_args(args, executor="kubernetes")
+        check = check_from_args(args, executor=KUBERNETES.name)
     except PolicyError as err:
         print("\n".join(err.lines), file=sys.stderr)
         return 2

@@ -21,12 +21,14 @@ from reconciler.commands.wiring import (
     state_dir_problem,
 )
 from reconciler.daemon import Daemon
+from reconciler.executors import registry
+from reconciler.executors.registry import ExecutorConfigError
+from reconciler.http.server import Server
 from reconciler.logs import setup_logging
 from reconciler.loops import liveness, run_once, serve
 from reconciler.metrics import Metrics
 from reconciler.ports import Elector
 from reconciler.scheduler import Scheduler, Wakeup, WorkQueue
-from reconciler.server import Server
 from reconciler.settings import Settings
 from reconciler.source.errors import SourceConfigurationError, SourceError
 
@@ -123,10 +125,10 @@ def _elector(settings: Settings, metrics: Metrics, work: WorkQueue) -> Elector |
     if not settings.leader_elect or settings.once:
         metrics.set_leader(settings.leader_election_id, True)
         return None
-    if settings.executor != "kubernetes":
-        raise ConfigError("--leader-elect needs --executor kubernetes (the Lease lives there)")
-    from reconciler.executors.kubernetes.client import KubernetesConfigError
-    from reconciler.executors.kubernetes.leader import LeaderElector
+    adapter = registry.adapter(settings.executor)
+    if not adapter.elects_leaders:
+        raise ConfigError(f"--leader-elect needs --executor {' or '.join(registry.electing())} "
+                          "(the Lease lives there)")
 
     def changed(leading: bool) -> None:
         metrics.set_leader(elector.identity, leading)
@@ -135,8 +137,8 @@ def _elector(settings: Settings, metrics: Metrics, work: WorkQueue) -> Elector |
         work.put(Wakeup("leadership", fetch=True, urgent=True))
 
     try:
-        elector = LeaderElector.from_settings(settings, on_change=changed)
-    except KubernetesConfigError as err:
+        elector = adapter.elector(settings, changed)
+    except ExecutorConfigError as err:
         raise ConfigError(str(err)) from None
     metrics.set_leader(elector.identity, False)
     elector.start()

@@ -13,7 +13,9 @@ from pathlib import Path
 from pydantic import SecretStr, ValidationError
 
 from reconciler.declarations.fields import parse_duration
+from reconciler.executors import registry
 from reconciler.executors.base import Executor, Workspace
+from reconciler.executors.registry import ExecutorConfigError
 from reconciler.policy.apply import PolicyCheck
 from reconciler.redact import redactor
 from reconciler.settings import GitCredentials, Settings
@@ -76,16 +78,22 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise ConfigError(f"--max-parallel: {args.max_parallel!r} is not a number") from None
     webhook = _secret_file(getattr(args, "webhook_secret_file", None), "--webhook-secret-file")
     try:
+        executor_settings = registry.executor_settings(args)
+    except ExecutorConfigError as err:
+        raise ConfigError(str(err)) from None
+    except ValidationError as err:
+        raise _flag_error(err) from None
+    try:
         return Settings(
             repo=args.repo,
             branch=args.branch,
             path=args.path,
             executor=args.executor,
+            executor_settings=executor_settings,
             interval_seconds=interval,
             liveness_timeout_seconds=liveness,
             status_branch=args.status_branch,
             state_dir=Path(args.state_dir),
-            secrets_dir=_optional_path(args.secrets_dir),
             listen=getattr(args, "listen", None) or None,
             once=bool(getattr(args, "once", False)),
             max_parallel=max_parallel,
@@ -93,19 +101,18 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             log_format=args.log_format,
             log_level=args.log_level,
             credentials=credentials_from_args(args),
-            tofu_bin=args.tofu_bin or None,
-            namespace=args.namespace,
-            kubeconfig=_optional_path(args.kubeconfig),
             leader_elect=bool(getattr(args, "leader_elect", False)),
             leader_election_id=getattr(args, "leader_election_id", "reconciler"),
-            source_credentials_secret=args.source_credentials_secret or None,
-            runner_image=args.runner_image or None,
             **_policy_settings(args),
         )
     except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"--{field.replace('_', '-')}: {first['msg']}") from None
+        raise _flag_error(err) from None
+
+
+def _flag_error(err: ValidationError) -> ConfigError:
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first["loc"])
+    return ConfigError(f"--{field.replace('_', '-')}: {first['msg']}")
 
 
 def _policy_settings(args: argparse.Namespace) -> dict[str, object]:
@@ -134,12 +141,14 @@ def policy_check(settings: Settings, *, token_file: Path | None = None) -> Polic
         policy = load_policy(settings.policy_file) if settings.policy_file else DEFAULT_POLICY
     except PolicyError as err:
         raise ConfigError("\n".join(err.lines)) from None
+    adapter = registry.adapter(settings.executor)
     identity = daemon_identity(
         executor=settings.executor,
-        namespace=settings.namespace,
+        namespace=adapter.policy_namespace(settings),
         service_account=settings.service_account,
         reserved_service_accounts=settings.reserved_service_accounts,
-        secrets=(settings.credentials_secret, settings.source_credentials_secret,
+        secrets=(settings.credentials_secret,
+                 *(s for a in registry.adapters() for s in a.daemon_secrets(settings)),
                  *settings.reserved_secrets),
         token_file=IN_CLUSTER_TOKEN if token_file is None else token_file,
         instance=settings.leader_election_id,
@@ -160,23 +169,7 @@ def state_dir_problem(path: Path) -> str | None:
 
 
 def build_executor(settings: Settings, workspace: Workspace) -> Executor:
-    if settings.executor == "kubernetes":
-        from reconciler.executors.kubernetes.client import KubernetesConfigError
-        from reconciler.executors.kubernetes.executor import KubernetesExecutor
-
-        try:
-            return KubernetesExecutor.from_settings(settings)
-        except KubernetesConfigError as err:
-            raise ConfigError(str(err)) from None
-    from reconciler.executors.local import LocalExecutor, StateDirBusyError
-
     try:
-        return LocalExecutor(
-            state_dir=settings.state_dir,
-            secrets_dir=settings.secrets_dir,
-            max_parallel=settings.max_parallel,
-            workspace=workspace,
-            engine_bin=settings.tofu_bin,
-        )
-    except StateDirBusyError as err:
+        return registry.adapter(settings.executor).build(settings, workspace)
+    except ExecutorConfigError as err:
         raise ConfigError(str(err)) from None

@@ -1,7 +1,8 @@
 """The executor port: submit a run, observe runs, fetch logs, cancel (DESIGN §5).
 
 The daemon talks to executors only through this protocol; a shared test suite runs against
-every adapter (`executors/local.py`, `executors/kubernetes`).
+every adapter (`executors/local`, `executors/kubernetes`), which `executors/registry.py` finds
+by name.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler.daemon import CycleResult, Daemon
 from reconciler.declarations.loader import DeclarationLoader
-from reconciler.executors.local import LocalExecutor
+from reconciler.executors.local.executor import LocalExecutor
 from reconciler.metrics import Metrics
 from reconciler.source.gitsource import GitSource
 from tests.e2e.harness import status_file

@@ -9,7 +9,7 @@ import pytest
 
 from reconciler.adoption import adopt
 from reconciler.records import EntryRecord, RunInfo, fold_report, new_record
-from reconciler.runs import RunReport
+from reconciler.runs import RunReport, StackResult
 from reconciler.types import (
     DriftState,
     EntryId,
@@ -39,6 +39,9 @@ def run(entry: EntryId, run_id: str, minute: int, state: RunState = RunState.SUC
         "state": state, "started_at": T0 + timedelta(minutes=minute),
         "finished_at": T0 + timedelta(minutes=minute, seconds=30), "exit_code": 0,
         "log_tail": "done", **extra}
+    if "result" in values:  # a stack run's result line, as the executor parsed it
+        values["result"] = StackResult.from_result(
+            {"operation": values["operation"].value, **values["result"]})
     return RunReport(**values)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from reconciler.commands.wiring import policy_check
 from reconciler.daemon import Daemon
 from reconciler.declarations.loader import DeclarationLoader
-from reconciler.executors.local import LocalExecutor
+from reconciler.executors.local.executor import LocalExecutor
 from reconciler.policy.apply import PolicyLoader
 from reconciler.settings import Settings
 from reconciler.source.gitsource import GitSource

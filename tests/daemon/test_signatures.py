@@ -15,7 +15,7 @@ from loguru import logger
 
 from reconciler.daemon import Daemon
 from reconciler.declarations.loader import DeclarationLoader
-from reconciler.executors.local import LocalExecutor
+from reconciler.executors.local.executor import LocalExecutor
 from reconciler.source.gitsource import GitSource
 from reconciler.source.signatures import SignatureCheck
 from tests.daemon.conftest import World, task

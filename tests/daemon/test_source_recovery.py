@@ -14,8 +14,8 @@ from typing import Any
 from reconciler.declarations.entries import DesiredState
 from reconciler.declarations.files import FileSource
 from reconciler.declarations.loader import DeclarationLoader
+from reconciler.http.server import Server
 from reconciler.loops import liveness
-from reconciler.server import Server
 from reconciler.types import Revision
 from tests.daemon.conftest import World, task
 from tests.e2e.harness import status_file

@@ -19,8 +19,8 @@ from reconciler.declarations.entries import Entry, Location
 from reconciler.declarations.fields import parse_duration
 from reconciler.declarations.models import TaskSpec
 from reconciler.executors.base import Executor
-from reconciler.executors.history import RUNS_DIR, supervised
-from reconciler.executors.local import LocalExecutor
+from reconciler.executors.local.executor import LocalExecutor
+from reconciler.executors.local.history import RUNS_DIR, supervised
 from reconciler.runs import RunReport, RunRequest, run_id_for
 from reconciler.types import EntryId, Kind, Operation, Revision, RunId, SpecHash, Trigger, entry_id
 from tests.kubernetes.harness import KubernetesHarness

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from reconciler.executors.local import LocalExecutor
+from reconciler.executors.local.executor import LocalExecutor
 from reconciler.runs import RunRequest
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from reconciler.declarations.entries import Entry, Location
 from reconciler.declarations.models import StackSpec
-from reconciler.executors.history import RunHistory, run_dir, work_dir
-from reconciler.executors.local import LocalExecutor, StateDirBusyError
+from reconciler.executors.local.executor import LocalExecutor, StateDirBusyError
+from reconciler.executors.local.history import RunHistory, run_dir, work_dir
 from reconciler.runs import RunRequest
 from reconciler.types import Kind, Operation, RunId, RunState, SpecHash, Trigger, entry_id
 from tests.executors.conftest import (

@@ -7,7 +7,7 @@ import json
 import stat
 import sys
 
-from reconciler.executors.history import RUNS_DIR, WORK_DIR
+from reconciler.executors.local.history import RUNS_DIR, WORK_DIR
 from reconciler.redact import MASK
 from reconciler.types import RunState
 from tests.executors.conftest import LocalHarness, request_for, task_entry, wait_for_run

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.executors.history import run_dir
-from reconciler.executors.journal import Journal
-from reconciler.executors.runner import RESULT_FILE
+from reconciler.executors.local.history import run_dir
+from reconciler.executors.local.journal import Journal
+from reconciler.executors.local.runner import RESULT_FILE
 from reconciler.runs import RunRequest
 from reconciler.types import RunState
 from tests.executors.conftest import LocalHarness, report_of, request_for, task_entry, wait_for_run

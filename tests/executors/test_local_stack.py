@@ -72,7 +72,8 @@ def test_stack_apply_reports_its_result(local: LocalHarness, workspace: FolderWo
 
     assert report.state is RunState.SUCCEEDED, executor.logs(request.run_id)
     assert workspace.revisions == [REVISION]
-    assert report.result.get("operation") == "apply", report.result
+    assert report.result is not None
+    assert report.result.operation == "apply", report.result
     assert RESULT_MARKER not in report.log_tail
     assert RESULT_MARKER in executor.logs(request.run_id)
 

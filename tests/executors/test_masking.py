@@ -8,7 +8,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.executors.masking import MaskingWriter
+from reconciler.executors.local.masking import MaskingWriter
 from reconciler.redact import MASK, Redactor
 
 SECRET = "s3cr3t-value"

@@ -15,11 +15,12 @@ import pytest
 from reconciler.declarations.entries import Entry, Location
 from reconciler.declarations.models import DefaultsSpec, StackSpec
 from reconciler.executors.kubernetes import labels as lbl
+from reconciler.executors.kubernetes.adapter import KubernetesSettings
 from reconciler.executors.kubernetes.client import KubernetesConfigError, connect
 from reconciler.executors.kubernetes.executor import KubernetesExecutor, latest_log
 from reconciler.executors.kubernetes.jobs import Outcome, create_run
 from reconciler.executors.kubernetes.manifests import KubernetesOptions, build_manifests
-from reconciler.runs import RESULT_MARKER, RunRequest
+from reconciler.runs import RESULT_MARKER, RunRequest, StackResult
 from reconciler.settings import Settings
 from reconciler.types import Kind, Operation, RunState, SpecHash, Trigger, entry_id
 from tests.executors.conftest import report_of, request_for, task_entry, wait_for_run
@@ -301,7 +302,7 @@ def test_a_stack_runs_result_line_is_read_from_its_pod(
 
     assert report.state is RunState.SUCCEEDED
     assert (report.operation, report.trigger) == (Operation.PLAN, Trigger.DRIFT)
-    assert report.result == result
+    assert report.result == StackResult.from_result(result)
     assert report.log_tail == "Plan: 1 to add"
     assert executor.logs(request.run_id).startswith("checked out abc (abc)\nPlan: 1 to add")
 
@@ -328,8 +329,10 @@ def test_deadline_and_failure_reasons_come_from_job_conditions(
 
 def test_the_daemons_executor_from_its_settings(
         apiserver: RunningApiServer, cluster: LocalCluster, tmp_path: Path) -> None:
-    settings = Settings(repo="https://git.example.com/org/declarations.git", namespace=NAMESPACE,
-                        kubeconfig=apiserver.write_kubeconfig(tmp_path / "kubeconfig"),
+    own = KubernetesSettings(namespace=NAMESPACE,
+                             kubeconfig=apiserver.write_kubeconfig(tmp_path / "kubeconfig"))
+    settings = Settings(repo="https://git.example.com/org/declarations.git",
+                        executor="kubernetes", executor_settings=(own,),
                         leader_election_id="blue", max_parallel=3)
     executor = KubernetesExecutor.from_settings(settings, start_grace=0.2, log_interval=0)
     try:

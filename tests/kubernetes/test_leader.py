@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from kubernetes.client import CoordinationV1Api
 
+from reconciler.executors.kubernetes.adapter import KubernetesSettings
 from reconciler.executors.kubernetes.leader import LeaderElector
 from reconciler.settings import Settings
 from tests.kubernetes.conftest import NAMESPACE
@@ -141,9 +142,10 @@ def test_the_timings_must_nest() -> None:
 
 def test_the_daemons_elector_from_its_settings(
         apiserver: RunningApiServer, tmp_path: Path) -> None:
-    settings = Settings(repo="https://example.com/r.git", namespace=NAMESPACE,
-                        kubeconfig=apiserver.write_kubeconfig(tmp_path / "kubeconfig"),
-                        leader_election_id="blue")
+    own = KubernetesSettings(namespace=NAMESPACE,
+                             kubeconfig=apiserver.write_kubeconfig(tmp_path / "kubeconfig"))
+    settings = Settings(repo="https://example.com/r.git", executor="kubernetes",
+                        executor_settings=(own,), leader_election_id="blue")
     elector = LeaderElector.from_settings(settings, identity="pod-1", lease_duration=2.0,
                                           renew_deadline=1.0, retry_period=0.5)
     assert elector.step()

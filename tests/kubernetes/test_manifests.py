@@ -370,7 +370,7 @@ def test_stacks_clone_the_exact_commit_and_run_the_runner(
     main = main_container(manifests)
     assert main["image"] == "registry.example.com/reconciler-runner:tofu"
     assert main["workingDir"] == "/workspace/infra/plan-only"
-    assert main["command"] == ["python3", "-m", "reconciler.executors.kubernetes.stackstate"]
+    assert main["command"] == ["python3", "-m", "reconciler.programs.pod_entry"]
     args = main["args"]
     assert args[:7] == [
         "--state-secret", "tfstate-default-reconciler-plan-only",

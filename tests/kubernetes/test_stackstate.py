@@ -96,7 +96,7 @@ def run(apiserver: RunningApiServer, tmp_path: Path) -> Run:
                "RECONCILER_NAMESPACE": NAMESPACE, "HOSTNAME": f"net-pod-{count}",
                "CHECKPOINT_DISABLE": "1"}
         return subprocess.run(
-            [sys.executable, "-m", "reconciler.executors.kubernetes.stackstate", *args],
+            [sys.executable, "-m", "reconciler.programs.pod_entry", *args],
             cwd=root / "workspace" / "net", env=env, capture_output=True, text=True,
             timeout=180, check=False)
 
@@ -185,7 +185,7 @@ def test_a_module_with_its_own_backend_is_left_alone(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("RECONCILER_NAMESPACE", "KUBECONFIG")}
     env["KUBECONFIG"] = str(tmp_path / "missing")
     result = subprocess.run(
-        [sys.executable, "-m", "reconciler.executors.kubernetes.stackstate",
+        [sys.executable, "-m", "reconciler.programs.pod_entry",
          "--state-secret", "s", "--state-lease", "l", "--state-file", str(tmp_path / "f"),
          "--namespace", "ns", "--", "--help"],
         cwd=module, capture_output=True, text=True, timeout=60, check=False, env=env)
@@ -196,7 +196,7 @@ def test_a_module_with_its_own_backend_is_left_alone(tmp_path: Path) -> None:
 def test_the_namespace_is_required(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "RECONCILER_NAMESPACE"}
     result = subprocess.run(
-        [sys.executable, "-m", "reconciler.executors.kubernetes.stackstate",
+        [sys.executable, "-m", "reconciler.programs.pod_entry",
          "--state-secret", "s", "--state-lease", "l", "--state-file", str(tmp_path / "f"),
          "--", "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
         check=False, env=env)

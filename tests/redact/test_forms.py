@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.executors.masking import MaskingWriter
+from reconciler.executors.local.masking import MaskingWriter
 from reconciler.redact import MASK, MIN_LINE_LENGTH, MIN_SECRET_LENGTH, Redactor
 
 SECRET = 'QUOTE"ZQX\\WVK ${x} %{y} \u00e9/<&>\'?= tail'

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from reconciler.http.server import Server
 from reconciler.metrics import Metrics
-from reconciler.server import Server
 from tests.support.http import Response, request
 
 

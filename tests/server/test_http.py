@@ -10,8 +10,8 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from reconciler.http.server import Server, parse_listen
 from reconciler.metrics import Metrics
-from reconciler.server import Server, parse_listen
 from reconciler.settings import Settings
 from tests.server.conftest import StartServer
 from tests.support.http import request

@@ -16,8 +16,8 @@ import pytest
 
 from reconciler.declarations.entries import Entry, Location
 from reconciler.declarations.models import StackSpec
-from reconciler.runs import parse_result_line
-from reconciler.stacks import StackResult, runner_invocation, state_file
+from reconciler.runs import StackResult, parse_result_line
+from reconciler.stacks import runner_invocation, state_file
 from reconciler.types import EntryId, Kind, Operation, SpecHash
 
 RUN_TIMEOUT = 60

@@ -9,11 +9,12 @@ import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from reconciler.declarations.entries import Entry
-from reconciler.executors.local import LocalExecutor
+from reconciler.executors.local.executor import LocalExecutor
 from reconciler.records import DriftInfo, EntryRecord, fold_report, new_record
 from reconciler.runs import RESULT_MARKER, RunReport, RunRequest, run_id_for
 from reconciler.source.tree import RepositoryWorkspace, open_repository
@@ -114,6 +115,12 @@ def _drift(record: EntryRecord) -> DriftInfo:
     return record.drift
 
 
+def _result(report: RunReport) -> dict[str, Any]:
+    """The run's result as its result line had it."""
+    assert report.result is not None, report
+    return report.result.to_result()
+
+
 def test_apply_change_drift_and_remediation(
     tmp_path: Path, repo: Repo, executor: LocalExecutor
 ) -> None:
@@ -124,8 +131,8 @@ def test_apply_change_drift_and_remediation(
 
     report = runs.run(entry, Operation.APPLY, first, Trigger.NEW)
     assert report.state is RunState.SUCCEEDED, runs.logs[-1]
-    assert report.result["applied"] is True
-    assert report.result["changes"] == {"add": 2, "change": 0, "destroy": 0}
+    assert _result(report)["applied"] is True
+    assert _result(report)["changes"] == {"add": 2, "change": 0, "destroy": 0}
     record = fold_report(record, report)
     assert record.engine == "terraform"
     assert record.engine_version
@@ -134,15 +141,15 @@ def test_apply_change_drift_and_remediation(
 
     again = runs.run(entry, Operation.APPLY, first, Trigger.RETRY)
     assert again.state is RunState.SUCCEEDED, runs.logs[-1]
-    assert again.result["applied"] is False
-    assert again.result["changes"] == {"add": 0, "change": 0, "destroy": 0}
+    assert _result(again)["applied"] is False
+    assert _result(again)["changes"] == {"add": 0, "change": 0, "destroy": 0}
 
     second = repo.commit({"stacks/web/main.tf": SECRET_MODULE
                           + 'resource "terraform_data" "b" {\n  input = "b"\n}\n'})
     entry = _entry("b")
     report = runs.run(entry, Operation.APPLY, second)
     assert report.state is RunState.SUCCEEDED, runs.logs[-1]
-    assert report.result["addresses"] == ["terraform_data.b"]
+    assert _result(report)["addresses"] == ["terraform_data.b"]
     record = fold_report(record, report)
 
     set_state_input(state, "terraform_data.a", "changed outside")
@@ -156,7 +163,7 @@ def test_apply_change_drift_and_remediation(
 
     remedy = runs.run(entry, Operation.APPLY, second, Trigger.REMEDIATE)
     assert remedy.state is RunState.SUCCEEDED, runs.logs[-1]
-    assert remedy.result["applied"] is True
+    assert _result(remedy)["applied"] is True
     record = fold_report(record, remedy)
     assert _drift(record).state is DriftState.IN_SYNC
     assert _drift(record).remediated_by == remedy.run_id
@@ -186,7 +193,7 @@ def test_invalid_hcl_fails_with_the_engines_error_in_the_log_tail(
     assert report.exit_code == 1
     assert "Error: Missing name for resource" in report.log_tail
     assert RESULT_MARKER not in report.log_tail
-    assert "Missing name for resource (main.tf line 8)" in report.result["error"]
+    assert "Missing name for resource (main.tf line 8)" in _result(report)["error"]
     record = fold_report(new_record(entry.id, Kind.STACK, entry.name), report)
     assert record.last_run is not None
     assert record.last_run.state is RunState.FAILED

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.runs import PlanChanges, StackResult
 from reconciler.stacks import (
     EngineNotFoundError,
     HideOutputValues,
-    PlanChanges,
-    StackResult,
     declares_backend,
     engine_error,
     find_engine,

@@ -9,9 +9,9 @@ from ruamel.yaml import YAML
 
 from reconciler import status
 from reconciler.declarations.entries import LoadError, Location
-from reconciler.records import Changes, DriftInfo, EntryRecord, fold_report, new_record
+from reconciler.records import DriftInfo, EntryRecord, fold_report, new_record
 from reconciler.redact import Redactor
-from reconciler.runs import RunReport
+from reconciler.runs import PlanChanges, RunReport, StackResult
 from reconciler.types import (
     DriftState,
     EntryId,
@@ -36,7 +36,9 @@ def report(state: RunState, *, op: Operation = Operation.RUN, run_id: str = "r1"
                      spec_hash=SpecHash("h1"), operation=op, trigger=Trigger.NEW, attempt=1,
                      revision=REV, state=state, started_at=T0,
                      finished_at=T0 + timedelta(seconds=3) if state.finished else None,
-                     exit_code=kw.pop("exit_code", None), result=result or {}, **kw)
+                     exit_code=kw.pop("exit_code", None),
+                     result=StackResult.from_result({"operation": op.value, **result})
+                     if result else None, **kw)
 
 
 def task_record() -> EntryRecord:
@@ -75,7 +77,7 @@ def test_rendering_is_deterministic_and_round_trips() -> None:
 def test_drift_and_long_messages_show_in_the_table() -> None:
     stack = new_record(EntryId("stack/network"), Kind.STACK, "network").model_copy(update={
         "phase": Phase.SUCCEEDED, "message": "word " * 100,
-        "drift": DriftInfo(state=DriftState.DRIFTED, changes=Changes(change=4))})
+        "drift": DriftInfo(state=DriftState.DRIFTED, changes=PlanChanges(change=4))})
     files = status.render({stack.entry: stack}, [], branch="main", revision=REV,
                           redact=Redactor())
     readme = files["status/README.md"].decode()

@@ -14,8 +14,10 @@ The only package that imports the official `kubernetes` client. Its modules:
 - `client`: connecting (in-cluster or kubeconfig) and the error vocabulary;
 - `stackaccess` (pure) and `access`: the account, state Secret, lock Lease, Role and
   RoleBinding the daemon makes for a stack, so its pod reaches its own state and nothing else;
-- `stackstate` and `statestore`: the entry point of stack pods, which keeps the state of a
-  module without a backend in that Secret, under that Lease, around the stack runner.
+- `stackstate` and `statestore`: what stack pods run (`programs/pod_entry.py`), which keeps the
+  state of a module without a backend in that Secret, under that Lease, around the stack runner;
+- `adapter`: the flags, settings and log lookup the command line finds through
+  `executors/registry.py`, with no Kubernetes client loaded.
 
 This file imports none of them, so `render` and stack pods load only what they use.
 """

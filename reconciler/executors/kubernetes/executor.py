@@ -45,6 +45,7 @@ from loguru import logger
 from reconciler.declarations.entries import Entry
 from reconciler.executors.kubernetes import labels as lbl
 from reconciler.executors.kubernetes.access import AccessApis
+from reconciler.executors.kubernetes.adapter import KubernetesSettings
 from reconciler.executors.kubernetes.caches import KubernetesUnavailableError, RunCaches
 from reconciler.executors.kubernetes.client import connect, forbidden_in
 from reconciler.executors.kubernetes.guards import token_account
@@ -154,14 +155,15 @@ class KubernetesExecutor:
         """The daemon's executor: runs in `--namespace` (or the Defaults namespace), labelled
         with `--leader-election-id` (two deployments sharing a namespace need distinct Leases
         anyway, so the id also keeps their runs apart); stack pods clone `--repo`."""
+        own = settings.of(KubernetesSettings)
         options = KubernetesOptions(
-            namespace=settings.namespace, instance=settings.leader_election_id,
+            namespace=own.namespace, instance=settings.leader_election_id,
             source_url=settings.repo,
             source_credentials_secret=source_credentials_secret
-            or settings.source_credentials_secret,
+            or own.source_credentials_secret,
             daemon_service_account=token_account(),
-            **({"runner_image": settings.runner_image} if settings.runner_image else {}))
-        return cls.connect(options, kubeconfig=settings.kubeconfig,
+            **({"runner_image": own.runner_image} if own.runner_image else {}))
+        return cls.connect(options, kubeconfig=own.kubeconfig,
                            max_parallel=settings.max_parallel, **kwargs)
 
     def watch_namespace(self, namespace: str) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 from kubernetes.client import ApiClient
 from loguru import logger
 
+from reconciler.executors.kubernetes.adapter import KubernetesSettings
 from reconciler.executors.kubernetes.client import connect, message_of, request_json, status_of
 from reconciler.executors.kubernetes.labels import MANAGED_BY, MANAGER
 from reconciler.settings import Settings
@@ -92,7 +93,8 @@ class LeaderElector:
         **kwargs: Any,
     ) -> LeaderElector:
         """The daemon's elector: the Lease `--leader-election-id` in `--namespace`."""
-        return cls(api_client=connect(settings.kubeconfig), namespace=settings.namespace,
+        own = settings.of(KubernetesSettings)
+        return cls(api_client=connect(own.kubeconfig), namespace=own.namespace,
                    name=settings.leader_election_id, on_change=on_change, **kwargs)
 
     @property

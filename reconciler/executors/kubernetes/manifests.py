@@ -21,8 +21,9 @@ The pod of every run:
   daemon's repository (`source_url`, credentials from `source_credentials_secret`) and checks
   out `request.revision` into `/workspace`. The container runs the runner image of the stack's
   engine (`Defaults.spec.runnerImages`, which must hold Python with reconciler and the engine)
-  in `/workspace/<path>`, through `stackstate`, which keeps the state of a module with no
-  backend of its own in the stack's Secret (locked by its Lease) around the stack runner.
+  in `/workspace/<path>`, through `programs/pod_entry` (`stackstate`), which keeps the state of
+  a module with no backend of its own in the stack's Secret (locked by its Lease) around the
+  stack runner.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ __all__ = ["MAX_CONFIGMAP_BYTES", "KubernetesOptions", "ManifestError", "RunMani
 TASK_DIR = "/task"
 STATE_DIR = "/var/lib/reconciler"
 NOBODY = 65534
-STACK_ENTRY_MODULE = "reconciler.executors.kubernetes.stackstate"
+STACK_ENTRY_MODULE = "reconciler.programs.pod_entry"
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 

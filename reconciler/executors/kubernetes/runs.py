@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from reconciler.executors.kubernetes.labels import RunMeta
 from reconciler.executors.kubernetes.manifests import RunManifests
 from reconciler.executors.kubernetes.phases import Observation
-from reconciler.runs import RunReport, RunRequest, parse_result_line, strip_result_lines, tail
+from reconciler.runs import RunReport, RunRequest, read_result, strip_result_lines, tail
 from reconciler.types import Operation, RunState
 
 _T = TypeVar("_T")
@@ -72,7 +72,7 @@ def observed(meta: RunMeta, seen: Observation, log: str, *, message: str,
         revision=meta.revision, state=seen.state, started_at=seen.started_at,
         finished_at=seen.finished_at or (now if seen.state.finished else None),
         exit_code=seen.exit_code, message=message,
-        log_tail=tail(strip_result_lines(log)), result=parse_result_line(log),
+        log_tail=tail(strip_result_lines(log)), result=read_result(log),
     )
 
 

@@ -9,8 +9,10 @@ uses, runs the runner, writes the state back when it changed, and releases the l
 is also written back while the runner works, so a run killed midway keeps what it applied.
 A module with a backend of its own (S3, GCS, HCP Terraform, ...) is left to it.
 
-    python3 -m reconciler.executors.kubernetes.stackstate --state-secret S --state-lease L \\
+    python3 -m reconciler.programs.pod_entry --state-secret S --state-lease L \\
         --state-file FILE -- RUNNER-ARGS
+
+(`programs/pod_entry.py` parses that; what it does is here.)
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -33,23 +34,6 @@ from reconciler.stacks import declares_backend
 RUNNER_MODULE = "reconciler.stackrun"
 SYNC_SECONDS = 15.0
 """How often the state is written back while the runner works."""
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python3 -m reconciler.executors.kubernetes.stackstate",
-        description="Run the stack runner with the stack's state kept in its Secret.",
-    )
-    parser.add_argument("--state-secret", required=True, help="The Secret holding the state.")
-    parser.add_argument("--state-lease", required=True, help="The Lease locking it.")
-    parser.add_argument("--state-file", required=True, type=Path,
-                        help="The local state file the runner's backend reads and writes.")
-    parser.add_argument(
-        "--namespace", default=None,
-        help="Namespace of the Secret and the Lease (default: $RECONCILER_NAMESPACE).",
-    )
-    parser.add_argument("runner_args", nargs=argparse.REMAINDER, help="-- then runner args.")
-    return parser
 
 
 def _say(message: str) -> None:
@@ -155,20 +139,10 @@ def _locked(store: StateStore, args: argparse.Namespace, namespace: str,
     return code
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    runner = list(args.runner_args)
-    if runner[:1] == ["--"]:
-        runner = runner[1:]
-    namespace = args.namespace or os.environ.get("RECONCILER_NAMESPACE")
-    if not namespace:
-        print("stackstate: the run's namespace is unknown (--namespace)", file=sys.stderr)
-        return 2
+def run_stack_pod(args: argparse.Namespace, namespace: str, runner: list[str]) -> int:
+    """The stack runner with `runner` as its arguments, its state kept in the Secret and Lease
+    `args` name in `namespace`, unless the module declares a backend of its own."""
     if declares_backend(Path.cwd()):
         # Replace this process: the runner gets the pod's signals and its exit code is the pod's.
         os.execv(sys.executable, [sys.executable, "-m", RUNNER_MODULE, *runner])  # noqa: S606
     return _with_state(args, namespace, runner)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

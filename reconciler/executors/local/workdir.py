@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from reconciler.declarations.models import Repository, SecretRef
-from reconciler.executors.checkout import PASSWORD_VAR, SSH_KEY_VAR, USERNAME_VAR, is_ssh_url
 from reconciler.executors.identity import run_identity
+from reconciler.executors.local.checkout import PASSWORD_VAR, SSH_KEY_VAR, USERNAME_VAR, is_ssh_url
 from reconciler.redact import redactor
 from reconciler.runs import RunRequest
 

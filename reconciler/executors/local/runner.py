@@ -1,4 +1,4 @@
-"""The supervisor of one local run: `python -m reconciler.executors.runner RUN_DIR`.
+"""The supervisor of one local run (`python -m reconciler.programs.run_supervisor RUN_DIR`).
 
 The local executor starts one supervisor per run, detached in its own session, so a run outlives
 the daemon that started it: a restarted daemon adopts the run instead of losing or repeating it.
@@ -22,7 +22,6 @@ import selectors
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -30,8 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from reconciler.executors.checkout import CheckoutSpec, checkout
-from reconciler.executors.masking import MaskingWriter
+from reconciler.executors.local.checkout import CheckoutSpec, checkout
+from reconciler.executors.local.masking import MaskingWriter
 
 SPEC_FILE = "run.json"
 LOG_FILE = "log"
@@ -353,12 +352,9 @@ def _checkout_base(environ: Mapping[str, str]) -> dict[str, str]:
     return {k: environ[k] for k in ("PATH", "LANG", "TZ", "TMPDIR") if k in environ}
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m reconciler.executors.runner RUN_DIR", file=sys.stderr)
-        return 2
-    run_dir = Path(args[0])
+def supervise(run_dir: Path) -> None:
+    """Run the run described in `run_dir` and write its `result.json`, also when the
+    supervisor itself fails: a result is what tells the executor the run is over."""
     try:
         result = run(run_dir)
     except Exception as err:
@@ -371,8 +367,3 @@ def main(argv: list[str] | None = None) -> int:
         )
         raise
     write_atomically(run_dir / RESULT_FILE, result.to_json())
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

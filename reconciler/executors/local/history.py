@@ -12,10 +12,9 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from reconciler.executors.journal import JOURNAL_FILE, Journal, RunRow
-from reconciler.executors.runner import (
+from reconciler.executors.local.journal import JOURNAL_FILE, Journal, RunRow
+from reconciler.executors.local.runner import (
     ERRORS_FILE,
     LOCK_FILE,
     LOG_FILE,
@@ -24,7 +23,7 @@ from reconciler.executors.runner import (
     RunnerResult,
 )
 from reconciler.redact import redactor
-from reconciler.runs import RunReport, parse_result_line, strip_result_lines, tail
+from reconciler.runs import RunReport, StackResult, read_result, strip_result_lines, tail
 from reconciler.types import EntryId, Kind, RunId, RunState
 
 RUNS_DIR = "runs"
@@ -77,7 +76,7 @@ class Ending:
     finished_at: datetime
     started_at: datetime | None = None
     exit_code: int | None = None
-    result: dict[str, Any] | None = None
+    result: StackResult | None = None
 
 
 def observe(row: RunRow, folder: Path, *, now: datetime) -> Ending | None:
@@ -93,9 +92,9 @@ def observe(row: RunRow, folder: Path, *, now: datetime) -> Ending | None:
     state = _STATES.get(outcome.outcome, RunState.FAILED)
     if state is RunState.SUCCEEDED and outcome.exit_code != 0:
         state = RunState.FAILED
-    result: dict[str, Any] = {}
+    result = None
     if row.kind is Kind.STACK:
-        result = parse_result_line(_read_end(folder / LOG_FILE, _RESULT_BYTES))
+        result = read_result(_read_end(folder / LOG_FILE, _RESULT_BYTES))
     return Ending(
         state=state,
         message=outcome.message,
@@ -119,7 +118,7 @@ def ended(row: RunRow, ending: Ending) -> RunRow:
         "started_at": ending.started_at or row.started_at,
         "finished_at": ending.finished_at,
         "exit_code": ending.exit_code,
-        "result": ending.result or {},
+        "result": ending.result,
     })
 
 

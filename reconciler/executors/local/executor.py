@@ -7,11 +7,12 @@ Layout of the state dir:
     work/<run-id>/          task/ (the task's files, read-only; the command's folder),
                             repo/ (a stack's repository at the run's revision), home/, tmp/
 
-Each run is supervised by its own detached process (`executors/runner.py`), so the executor
-has no threads and a run survives the daemon: after a restart, `poll` adopts live runs, reports
-runs that finished meanwhile, and reports as Interrupted a run whose supervisor vanished without
-a result. Runs beyond `max_parallel` wait in the journal and start as slots free up, also after
-a restart. `submit` of a known run id never starts a second process.
+Each run is supervised by its own detached process (`programs/run_supervisor.py`, the program
+over `runner.py`), so the executor has no threads and a run survives the daemon: after a
+restart, `poll` adopts live runs, reports runs that finished meanwhile, and reports as
+Interrupted a run whose supervisor vanished without a result. Runs beyond `max_parallel` wait
+in the journal and start as slots free up, also after a restart. `submit` of a known run id
+never starts a second process.
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ from pathlib import Path
 from loguru import logger
 
 from reconciler.declarations.entries import Entry
-from reconciler.executors import history
 from reconciler.executors.base import Workspace
-from reconciler.executors.checkout import CheckoutSpec
-from reconciler.executors.journal import Journal, RunRow
-from reconciler.executors.runner import (
+from reconciler.executors.local import history
+from reconciler.executors.local.checkout import CheckoutSpec
+from reconciler.executors.local.journal import Journal, RunRow
+from reconciler.executors.local.runner import (
     CANCEL_FILE,
     LOG_FILE,
     RESULT_FILE,
@@ -43,8 +44,8 @@ from reconciler.executors.runner import (
     process_start,
     write_atomically,
 )
-from reconciler.executors.supervision import start_supervisor, stop_orphans
-from reconciler.executors.workdir import (
+from reconciler.executors.local.supervision import start_supervisor, stop_orphans
+from reconciler.executors.local.workdir import (
     INHERITED_VARIABLES,
     RunSetupError,
     checkout_credentials,

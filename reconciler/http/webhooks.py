@@ -1,6 +1,6 @@
 """Webhook verification for `POST /hooks/git` (DESIGN §4): which forge sent a request, whether
 it proves it knows the shared secret, and whether it asks for a cycle. Pure: the HTTP server
-(`reconciler.server`) reads the request and answers it.
+(`reconciler.http.server`) reads the request and answers it.
 
 A request that does not prove it knows the secret is refused:
 

@@ -1,4 +1,5 @@
-"""Starting a run's supervisor (`executors/runner.py`), and cleaning up after one that died."""
+"""Starting a run's supervisor (`programs/run_supervisor.py`, over `runner.py`), and cleaning up
+after one that died."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from reconciler.executors.runner import (
+from reconciler.executors.local.runner import (
     COMMAND_FILE,
     ERRORS_FILE,
     LOCK_FILE,
@@ -23,9 +24,9 @@ from reconciler.executors.runner import (
 # command; the package's own folder is put first on its path instead.
 _BOOTSTRAP = (
     "import sys; sys.path.insert(0, sys.argv[1]); "
-    "from reconciler.executors.runner import main; sys.exit(main(sys.argv[2:]))"
+    "from reconciler.programs.run_supervisor import main; sys.exit(main(sys.argv[2:]))"
 )
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])
 
 
 def start_supervisor(folder: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:

@@ -16,9 +16,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from reconciler.runs import RunRequest
+from reconciler.runs import RunRequest, StackResult
 from reconciler.types import EntryId, Kind, Operation, Revision, RunId, RunState, SpecHash, Trigger
 
 JOURNAL_FILE = "journal.sqlite"
@@ -98,7 +98,9 @@ class RunRow(BaseModel):
     finished_at: datetime | None = None
     exit_code: int | None = None
     message: str = ""
-    result: dict[str, Any] = {}
+    result: StackResult | None = Field(
+        default=None, description="What a stack run reported, typed once as its log was read."
+    )
     pid: int | None = None
     pid_start: int | None = None
     acknowledged: bool = False
@@ -107,7 +109,7 @@ class RunRow(BaseModel):
 
 def _row(values: sqlite3.Row) -> RunRow:
     data = dict(values)
-    data["result"] = json.loads(data["result"] or "{}")
+    data["result"] = StackResult.from_result(json.loads(data["result"] or "{}"))
     data["acknowledged"] = bool(data["acknowledged"])
     raw_request = data.pop("request")
     data["request"] = RunRequest.model_validate_json(raw_request) if raw_request else None
@@ -237,7 +239,7 @@ class Journal:
         message: str,
         started_at: datetime | None = None,
         exit_code: int | None = None,
-        result: dict[str, Any] | None = None,
+        result: StackResult | None = None,
     ) -> bool:
         """Record how an active run ended. A run finishes once: False when it already had."""
         assert state.finished, state
@@ -246,7 +248,7 @@ class Journal:
             " exit_code = ?, message = ?, result = ?, request = NULL"
             " WHERE run_id = ? AND state IN (?, ?)",
             (state.value, _time(started_at), _time(finished_at), exit_code, message,
-             json.dumps(result or {}), run_id, *_ACTIVE),
+             json.dumps(result.to_result() if result else {}), run_id, *_ACTIVE),
         ))
 
     def acknowledge(self, run_ids: Iterable[RunId]) -> list[RunRow]:

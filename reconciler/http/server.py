@@ -2,7 +2,7 @@
 
 The server only reports and enqueues: a valid push webhook calls `on_trigger`, which the daemon
 turns into a cycle on its own worker. Webhooks need a shared secret; a request that does not
-prove it knows the secret gets 401 and triggers nothing (`reconciler.webhooks` checks it).
+prove it knows the secret gets 401 and triggers nothing (`reconciler.http.webhooks` checks it).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from loguru import logger
 from pydantic import SecretStr
 
 from reconciler import __version__
+from reconciler.http.webhooks import authenticate, classify, clean, delivery, identify
 from reconciler.metrics import Metrics, WebhookResult
 from reconciler.redact import redactor
 from reconciler.settings import Settings
-from reconciler.webhooks import authenticate, classify, clean, delivery, identify
 
 HOOK_PATH: Final = "/hooks/git"
 MAX_BODY_BYTES: Final = 1 << 20

@@ -1,0 +1,14 @@
+"""The local executor (DESIGN §5): runs as processes on this machine, the embedded default.
+
+Its modules:
+
+- `executor`: `LocalExecutor`, the `Executor` protocol over a journal and run folders;
+- `journal` and `history`: every run in SQLite, and what a run folder says about its run;
+- `workdir` and `supervision`: preparing a run's folders and starting its supervisor;
+- `runner`, `checkout` and `masking`: what the supervisor does (`programs/run_supervisor.py`),
+  with the standard library only: clone a task's repository, run the command, mask its log;
+- `flags`: the flags, settings and log lookup the command line finds through
+  `executors/registry.py`.
+
+This file imports none of them: the supervisor of every run imports this package.
+"""

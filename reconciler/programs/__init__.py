@@ -1,0 +1,1 @@
+"""The `main` of every helper process the daemon starts."""
