@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from tests.support.gitservers import (
     git_env,
     make_bare_remote,
 )
+from tests.support.waiting import wait_until
 
 PY = sys.executable
 
@@ -163,12 +163,14 @@ def test_daemon_keeps_serving_when_the_remote_is_down_at_start(tmp_path: Path) -
                                  str(tmp_path / "s"), "--listen", ""], env=git_env(),
                                 stdout=out, stderr=out, start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        while "remote not reachable yet" not in log.read_text():
+        def failed_a_cycle() -> bool:
             assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-        time.sleep(1)
+            text = log.read_text()
+            # Backing off at start, then serving: its first cycle meets the same outage.
+            return "remote not reachable yet" in text and "reconcile stage failed" in text
+
+        wait_until(failed_a_cycle, timeout=60, what="the daemon's first cycle to fail",
+                   details=log.read_text)
         assert proc.poll() is None, log.read_text()  # still serving, not crashed
     finally:
         os.killpg(proc.pid, 15)

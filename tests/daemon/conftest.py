@@ -21,7 +21,6 @@ from reconciler.executors.local.executor import LocalExecutor
 from reconciler.metrics import Metrics
 from reconciler.source.gitsource import GitSource
 from tests.e2e.harness import status_file
-from tests.support.fixtures import git_daemon, git_root, git_user  # noqa: F401 - by name
 from tests.support.gitservers import GitDaemon, GitUser, make_bare_remote
 
 
@@ -117,8 +116,8 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Path, git_daemon: GitDaemon,  # noqa: F811 - fixture by name
-          git_user: Callable[..., GitUser]) -> Iterator[Callable[..., World]]:  # noqa: F811
+def world(tmp_path: Path, git_daemon: GitDaemon,
+          git_user: Callable[..., GitUser]) -> Iterator[Callable[..., World]]:
     made: list[World] = []
 
     def make(files: dict[str, str], **kw: Any) -> World:

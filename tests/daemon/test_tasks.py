@@ -10,7 +10,7 @@ import pytest
 
 from reconciler.types import EntryId
 from tests.daemon.conftest import World, task
-from tests.e2e.harness import wait_for
+from tests.support.waiting import wait_until
 
 
 def test_cron_runs_again_when_it_fires(world: Callable[..., World]) -> None:
@@ -178,7 +178,7 @@ def test_a_running_task_that_prints_makes_no_status_commit_of_its_own(
     started = _status_commits(w)
     assert w.status("task/chatty")["phase"] == "Running"
     for i, path in enumerate(go):
-        wait_for(lambda i=i: f"step {i}" in _live_tail(w), what=f"step {i} in the live tail")
+        wait_until(lambda i=i: f"step {i}" in _live_tail(w), what=f"step {i} in the live tail")
         path.touch()
     w.settle()
     assert _status_commits(w) == started + 1  # only the run's end

@@ -4,13 +4,8 @@ whose declarations exercise every metric the alerts and the dashboard rely on.""
 from __future__ import annotations
 
 import json
-import re
-import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +13,10 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.gitservers import GitDaemon, git_env, make_bare_remote
+from tests.e2e.harness import Daemon
+from tests.support.gitservers import GitDaemon, make_bare_remote
+from tests.support.http import request
+from tests.support.waiting import wait_until
 
 PY = sys.executable
 DEADLINE = 60.0
@@ -66,33 +64,29 @@ class Scrape:
                    for n, got, _ in self.samples())
 
 
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-    except OSError:
-        return 0, ""
-
-
 def wait_for_scrape(url: str, done: Callable[[Scrape], bool],
                     process: subprocess.Popen[bytes], log: Path) -> Scrape:
-    deadline = time.monotonic() + DEADLINE
-    last: Scrape | None = None
-    while time.monotonic() < deadline:
+    last: list[Scrape | None] = [None]
+
+    def check() -> Scrape | None:
         if process.poll() is not None:
             raise AssertionError(f"the daemon exited with {process.returncode}:\n"
                                  f"{log.read_text()[-4000:]}")
-        status, text = _get(url + "/metrics")
-        if status == 200:
-            last = Scrape(text)
-            if done(last):
-                return last
-        time.sleep(0.1)
-    raise AssertionError(f"the daemon did not reach the expected state in {DEADLINE:g}s; "
-                         f"last scrape:\n{last.text if last else '(none)'}\nlog:\n"
-                         f"{log.read_text()[-4000:]}")
+        try:
+            response = request(url + "/metrics")
+        except OSError:  # not serving yet
+            return None
+        if response.status != 200:
+            return None
+        scrape = last[0] = Scrape(response.text)
+        return scrape if done(scrape) else None
+
+    def details() -> str:
+        scraped = last[0].text if last[0] else "(none)"
+        return f"last scrape:\n{scraped}\nlog:\n{log.read_text()[-4000:]}"
+
+    return wait_until(check, timeout=DEADLINE, interval=0.1,
+                      what="the daemon to reach the expected state", details=details)
 
 
 @contextmanager
@@ -102,40 +96,10 @@ def running_daemon(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]
     make_bare_remote(served / "declarations.git", DECLARATIONS)
     secret = workdir / "webhook-secret"
     secret.write_text("a-webhook-secret-for-the-scrape\n")
-    log = workdir / "daemon.log"
-    with GitDaemon(served) as git_daemon, log.open("wb") as out:
-        # Port 0: the daemon binds a free port and logs its address (no race for the port).
-        process = subprocess.Popen(
-            [PY, "-m", "reconciler", "run", "--repo", git_daemon.url("declarations.git"),
-             "--executor", "local", "--state-dir", str(workdir / "state"),
-             "--interval", "1s", "--listen", "127.0.0.1:0",
-             "--webhook-secret-file", str(secret), "--log-format", "json"],
-            env=git_env(), stdout=out, stderr=out, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            yield _served_address(process, log), process, log
-        finally:
-            _stop(process)
-
-
-def _served_address(process: subprocess.Popen[bytes], log: Path) -> str:
-    deadline = time.monotonic() + 60
-    while True:
-        found = re.search(r"serving metrics and webhooks on (http://[^\s\"]+)",
-                          log.read_text(errors="replace"))
-        if found:
-            return found.group(1)
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"the daemon did not start serving:\n{log.read_text()}")
-        time.sleep(0.05)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+    with GitDaemon(served) as git_daemon, Daemon(
+        git_daemon.url("declarations.git"), workdir / "state",
+        "--executor", "local", "--webhook-secret-file", str(secret), log_level="INFO",
+    ) as daemon:
+        url = daemon.url
+        assert daemon.process is not None
+        yield url, daemon.process, daemon.log_path

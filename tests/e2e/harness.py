@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from tests.support.gitservers import git, git_env
+from tests.support.waiting import wait_until
 
 STATUS_BRANCH = "reconciler-status"
 _DAEMONS = itertools.count(1)
@@ -37,14 +37,15 @@ class Daemon:
     """`reconciler run` in a subprocess; stopped (and reaped) on exit."""
 
     def __init__(self, repo_url: str, state_dir: Path, *extra: str,
-                 interval: str = "1s", env: dict[str, str] | None = None) -> None:
+                 interval: str = "1s", env: dict[str, str] | None = None,
+                 log_level: str = "DEBUG") -> None:
         self.log_path = state_dir.parent / f"daemon-{next(_DAEMONS)}.log"
         # Port 0: the daemon binds a free port itself and logs it, so no other process can
         # take the port between choosing and binding it.
         self.args = [
             sys.executable, "-m", "reconciler", "run", "--repo", repo_url,
             "--state-dir", str(state_dir), "--interval", interval,
-            "--listen", "127.0.0.1:0", "--log-format", "json", "--log-level", "DEBUG",
+            "--listen", "127.0.0.1:0", "--log-format", "json", "--log-level", log_level,
             *extra,
         ]
         self.env = {**git_env(), **(env or {})}
@@ -65,8 +66,8 @@ class Daemon:
             assert self.process.poll() is None, f"the daemon exited\n{text}"
             return None
 
-        address: str = wait_for(served, timeout=60, what="the daemon's HTTP address",
-                                on_timeout=self.log_text)
+        address: str = wait_until(served, timeout=60, what="the daemon's HTTP address",
+                                  details=self.log_text)
         return address
 
     def start(self) -> Daemon:
@@ -122,24 +123,12 @@ def status_file(bare: Path, path: str, branch: str = STATUS_BRANCH) -> dict[str,
     return loaded if isinstance(loaded, dict) else None
 
 
-def wait_for(check: Callable[[], Any], *, timeout: float = 30, what: str = "condition",
-             on_timeout: Callable[[], str] = lambda: "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{on_timeout()}")
-        time.sleep(0.1)
-
-
 def wait_for_status(bare: Path, path: str, predicate: Callable[[dict[str, Any]], bool], *,
                     daemon: Daemon | None = None, timeout: float = 30) -> dict[str, Any]:
     def check() -> dict[str, Any] | None:
         data = status_file(bare, path)
         return data if data is not None and predicate(data) else None
 
-    return wait_for(check, timeout=timeout, what=f"{path} on {STATUS_BRANCH}",
-                    on_timeout=lambda: f"last: {status_file(bare, path)}\n"
-                    + (daemon.log_text()[-4000:] if daemon else ""))
+    return wait_until(check, timeout=timeout, what=f"{path} on {STATUS_BRANCH}",
+                      details=lambda: f"last: {status_file(bare, path)}\n"
+                      + (daemon.log_text()[-4000:] if daemon else ""))

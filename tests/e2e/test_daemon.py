@@ -9,8 +9,6 @@ import json
 import signal
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,10 +19,11 @@ from tests.e2e.harness import (
     Daemon,
     status_file,
     task_yaml,
-    wait_for,
     wait_for_status,
 )
 from tests.support.gitservers import GitDaemon, GitUser, make_bare_remote
+from tests.support.http import request
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 PY = sys.executable
@@ -129,14 +128,9 @@ def test_user_commit_on_the_status_branch_survives(remote: Path, git_daemon: Git
 
 def _signed_post(url: str, body: bytes, secret: bytes, *, good: bool) -> int:
     signature = hmac.new(secret if good else b"wrong", body, hashlib.sha256).hexdigest()
-    request = urllib.request.Request(url, data=body, method="POST", headers={
+    return request(url, "POST", body, headers={
         "Content-Type": "application/json", "X-GitHub-Event": "push",
-        "X-Hub-Signature-256": f"sha256={signature}"})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as err:
-        return err.code
+        "X-Hub-Signature-256": f"sha256={signature}"}).status
 
 
 def test_webhook_bad_signature_is_refused_good_one_starts_a_cycle(
@@ -157,11 +151,11 @@ def test_webhook_bad_signature_is_refused_good_one_starts_a_cycle(
         assert not any(commit[:12] in line.get("message", "") for line in daemon.logs())
         sent = time.time()
         assert _signed_post(hook, body, b"s3cret-webhook-value", good=True) == 202
-        loaded = wait_for(lambda: [line for line in daemon.logs()
-                                   if f"at {commit[:12]}" in line.get("message", "")
-                                   and line.get("message", "").startswith("loaded")],
-                          timeout=10, what="the cycle the webhook triggered",
-                          on_timeout=daemon.log_text)
+        loaded = wait_until(lambda: [line for line in daemon.logs()
+                                     if f"at {commit[:12]}" in line.get("message", "")
+                                     and line.get("message", "").startswith("loaded")],
+                            timeout=10, what="the cycle the webhook triggered",
+                            details=daemon.log_text)
         assert _log_time(loaded[0]) - sent < 1.0
         wait_for_status(remote, "status/tasks/hello.yaml", succeeded_at(commit), daemon=daemon)
         assert "s3cret-webhook-value" not in daemon.log_text()
@@ -185,8 +179,8 @@ def test_sigkill_during_a_run_loses_and_repeats_nothing(remote: Path, git_daemon
     state = tmp_path / "state"
     daemon = Daemon(git_daemon.url(remote.name), state).start()
     try:
-        wait_for(lambda: ledger.exists() and "start" in ledger.read_text(), timeout=30,
-                 what="the run to start", on_timeout=daemon.log_text)
+        wait_until(lambda: ledger.exists() and "start" in ledger.read_text(), timeout=30,
+                   what="the run to start", details=daemon.log_text)
         daemon.kill()
     finally:
         daemon.stop()

@@ -8,7 +8,6 @@ against another executor, add a harness class and its name to `HARNESSES`.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +24,8 @@ from reconciler.executors.local.history import RUNS_DIR, supervised
 from reconciler.runs import RunReport, RunRequest, run_id_for
 from reconciler.types import EntryId, Kind, Operation, Revision, RunId, SpecHash, Trigger, entry_id
 from tests.kubernetes.harness import KubernetesHarness
-from tests.support.fixtures import ssh_server  # noqa: F401 - a fixture, used by name
+from tests.support.processes import process_alive
+from tests.support.waiting import wait_until
 
 REVISION = Revision("0123456789abcdef0123456789abcdef01234567")
 
@@ -73,11 +73,7 @@ class LocalHarness:
         (folder / key).write_text(value)
 
     def process_alive(self, pid: int) -> bool | None:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            return False
-        return state not in ("Z", "X")
+        return process_alive(pid)
 
     def cleanup(self) -> None:
         for executor in self.executors:
@@ -90,7 +86,8 @@ class LocalHarness:
                 if not report.state.finished:
                     executor.cancel(report.run_id)
         runs = list((self.state_dir / RUNS_DIR).glob("*"))
-        eventually(lambda: not any(supervised(folder) for folder in runs), timeout=15)
+        wait_until(lambda: not any(supervised(folder) for folder in runs), timeout=15,
+                   what="every supervisor to exit")
 
 
 HARNESSES: dict[str, Callable[[Path], Harness]] = {
@@ -164,37 +161,28 @@ def request_for(
     )
 
 
-def eventually(check: Callable[[], Any], *, timeout: float = 15.0, interval: float = 0.02) -> Any:
-    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s: {check}")
-        time.sleep(interval)
-
-
 def report_of(executor: Executor, run_id: RunId) -> RunReport | None:
     matches = [r for r in executor.poll() if r.run_id == run_id]
     assert len(matches) <= 1, f"{run_id} reported {len(matches)} times"
     return matches[0] if matches else None
 
 
-def wait_until(
+def wait_for_run(
     executor: Executor,
     run_id: RunId,
     predicate: Callable[[RunReport], bool] = lambda r: r.state.finished,
     *,
     timeout: float = 15.0,
 ) -> RunReport:
+    """The run's report once `predicate` holds for it (by default: once it has finished)."""
+    seen: list[RunReport | None] = [None]
+
     def check() -> RunReport | None:
-        report = report_of(executor, run_id)
+        seen[0] = report = report_of(executor, run_id)
         return report if report is not None and predicate(report) else None
 
-    result: RunReport = eventually(check, timeout=timeout)
-    return result
+    return wait_until(check, timeout=timeout, what=f"run {run_id} to reach the state awaited",
+                      details=lambda: f"last report: {seen[0]!r}")
 
 
 def entry_ids(reports: Sequence[RunReport]) -> list[EntryId]:

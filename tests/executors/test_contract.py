@@ -11,12 +11,12 @@ from reconciler.types import RunState, SpecHash, Trigger
 from tests.executors.conftest import (
     REVISION,
     Harness,
-    eventually,
     report_of,
     request_for,
     task_entry,
-    wait_until,
+    wait_for_run,
 )
+from tests.support.waiting import wait_until
 
 CANARY = "canary-Zq8v-3141592653"
 
@@ -35,7 +35,7 @@ def test_success_sees_files_and_env(harness: Harness) -> None:
     request = request_for(entry, trigger=Trigger.CHANGED, attempt=2)
     executor.submit(request)
 
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
 
     assert report.state is RunState.SUCCEEDED
     assert report.exit_code == 0
@@ -59,7 +59,7 @@ def test_failure_reports_exit_code_and_last_lines(harness: Harness) -> None:
     request = request_for(entry)
     executor.submit(request)
 
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
 
     assert report.state is RunState.FAILED
     assert report.exit_code == 3
@@ -82,17 +82,18 @@ def test_timeout_stops_the_whole_process_tree(harness: Harness) -> None:
     started = time.monotonic()
     executor.submit(request)
 
-    running = wait_until(executor, request.run_id, lambda r: "grandchild=" in r.log_tail)
+    running = wait_for_run(executor, request.run_id, lambda r: "grandchild=" in r.log_tail)
     match = re.search(r"grandchild=(\d+)", running.log_tail)
     assert match is not None
     grandchild = int(match.group(1))
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
 
     assert report.state is RunState.TIMED_OUT
     assert "timed out" in report.message
     assert time.monotonic() - started < 10
     assert "never" not in executor.logs(request.run_id)
-    eventually(lambda: harness.process_alive(grandchild) in (False, None), timeout=5)
+    wait_until(lambda: harness.process_alive(grandchild) in (False, None), timeout=5,
+               what="the grandchild to be gone")
 
 
 def test_missing_secret_fails_with_a_clear_message(harness: Harness) -> None:
@@ -106,7 +107,7 @@ def test_missing_secret_fails_with_a_clear_message(harness: Harness) -> None:
     request = request_for(entry)
     executor.submit(request)
 
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
 
     assert report.state is RunState.FAILED
     assert "api-creds" in report.message
@@ -128,7 +129,7 @@ def test_secret_values_are_masked_in_output(harness: Harness) -> None:
     request = request_for(entry)
     executor.submit(request)
 
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
 
     assert report.state is RunState.SUCCEEDED
     logs = executor.logs(request.run_id)
@@ -153,7 +154,7 @@ def test_max_parallel_is_respected(harness: Harness) -> None:
     assert all(not r.state.finished for r in reports)
 
     for request in requests:
-        assert wait_until(executor, request.run_id).state is RunState.SUCCEEDED
+        assert wait_for_run(executor, request.run_id).state is RunState.SUCCEEDED
     assert executor.free_slots() == 2
 
 
@@ -164,9 +165,9 @@ def test_resubmitting_a_run_id_does_not_start_it_again(harness: Harness) -> None
 
     executor.submit(request)
     executor.submit(request)
-    wait_until(executor, request.run_id, lambda r: "started-once" in r.log_tail)
+    wait_for_run(executor, request.run_id, lambda r: "started-once" in r.log_tail)
     executor.submit(request)
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
     executor.submit(request)
 
     assert report.state is RunState.SUCCEEDED
@@ -180,8 +181,8 @@ def test_acknowledged_runs_are_no_longer_reported(harness: Harness) -> None:
     second = request_for(task_entry("ack-b", ["sh", "-c", "echo b"]))
     executor.submit(first)
     executor.submit(second)
-    wait_until(executor, first.run_id)
-    wait_until(executor, second.run_id)
+    wait_for_run(executor, first.run_id)
+    wait_for_run(executor, second.run_id)
 
     executor.acknowledge([first.run_id])
 
@@ -198,7 +199,7 @@ def test_acknowledging_a_running_run_changes_nothing(harness: Harness) -> None:
 
     executor.acknowledge([request.run_id])
 
-    assert wait_until(executor, request.run_id).state is RunState.SUCCEEDED
+    assert wait_for_run(executor, request.run_id).state is RunState.SUCCEEDED
 
 
 def test_cancel_stops_the_run_and_reports_it_failed(harness: Harness) -> None:
@@ -206,7 +207,7 @@ def test_cancel_stops_the_run_and_reports_it_failed(harness: Harness) -> None:
     entry = task_entry("cancelled", ["sh", "-c", "echo pid=$$; sleep 60"])
     request = request_for(entry)
     executor.submit(request)
-    running = wait_until(executor, request.run_id, lambda r: "pid=" in r.log_tail)
+    running = wait_for_run(executor, request.run_id, lambda r: "pid=" in r.log_tail)
     match = re.search(r"pid=(\d+)", running.log_tail)
     assert match is not None
 
@@ -216,7 +217,8 @@ def test_cancel_stops_the_run_and_reports_it_failed(harness: Harness) -> None:
     assert report is not None
     assert report.state is RunState.FAILED
     assert report.message == "cancelled"
-    eventually(lambda: harness.process_alive(int(match.group(1))) in (False, None), timeout=5)
+    wait_until(lambda: harness.process_alive(int(match.group(1))) in (False, None), timeout=5,
+               what="the run's process to be gone")
     executor.cancel(request.run_id)  # cancelling again is harmless
 
 
@@ -237,16 +239,16 @@ def test_latest_is_what_durably_succeeded_even_after_acknowledgement_and_a_resta
     executor = harness.make()
     first = request_for(entry)
     executor.submit(first)
-    assert wait_until(executor, first.run_id).state is RunState.SUCCEEDED
+    assert wait_for_run(executor, first.run_id).state is RunState.SUCCEEDED
     executor.acknowledge([first.run_id])
     second = request_for(entry, trigger=Trigger.SCHEDULE, salt="2024-05-01T03:00:00+00:00")
     executor.submit(second)
-    assert wait_until(executor, second.run_id).state is RunState.FAILED
+    assert wait_for_run(executor, second.run_id).state is RunState.FAILED
     executor.acknowledge([second.run_id])
     busy = task_entry("busy", ["sh", "-c", "echo busy; sleep 30"])
     running = request_for(busy)
     executor.submit(running)
-    wait_until(executor, running.run_id, lambda r: "busy" in r.log_tail)
+    wait_for_run(executor, running.run_id, lambda r: "busy" in r.log_tail)
     executor.close()
 
     restarted = harness.make()
@@ -270,7 +272,7 @@ def test_latest_leaves_out_the_runs_the_records_show(harness: Harness) -> None:
     entry = task_entry("shown", ["sh", "-c", "echo once"])
     request = request_for(entry)
     executor.submit(request)
-    wait_until(executor, request.run_id)
+    wait_for_run(executor, request.run_id)
 
     assert [r.run_id for r in executor.latest({entry.id: entry.spec_hash})] == [request.run_id]
     assert executor.latest({entry.id: entry.spec_hash}, {request.run_id}) == []
@@ -283,13 +285,13 @@ def test_resubmitting_an_acknowledged_run_reports_it_again_without_running_it(
     entry = task_entry("again", ["sh", "-c", "echo ran-once"])
     request = request_for(entry)
     executor.submit(request)
-    wait_until(executor, request.run_id)
+    wait_for_run(executor, request.run_id)
     executor.acknowledge([request.run_id])
     assert executor.poll() == []
 
     executor.submit(request)  # a daemon whose record of the run was lost plans it again
 
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
     assert report.state is RunState.SUCCEEDED
     assert executor.logs(request.run_id).count("ran-once") == 1
     executor.acknowledge([request.run_id])

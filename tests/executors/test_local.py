@@ -20,7 +20,7 @@ from tests.executors.conftest import (
     report_of,
     request_for,
     task_entry,
-    wait_until,
+    wait_for_run,
 )
 
 CANARY = "canary-Yx2p-2718281828"
@@ -31,7 +31,7 @@ def test_command_not_found_fails_with_127(local: LocalHarness) -> None:
     request = request_for(task_entry("missing", ["no-such-program-here", "--flag"]))
     executor.submit(request)
 
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
 
     assert report.state is RunState.FAILED
     assert report.exit_code == 127
@@ -44,7 +44,7 @@ def test_file_that_is_not_a_program_fails_with_126(local: LocalHarness) -> None:
     request = request_for(task_entry("not-exec", ["./data.txt"], files={"data.txt": "text\n"}))
     executor.submit(request)
 
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
 
     assert report.state is RunState.FAILED
     assert report.exit_code == 126
@@ -64,7 +64,7 @@ def test_run_environment_is_private_and_minimal(
     request = request_for(entry)
     executor.submit(request)
 
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
     log = executor.logs(request.run_id)
 
     assert report.state is RunState.SUCCEEDED, log
@@ -91,7 +91,7 @@ def test_secret_values_never_reach_the_disk(local: LocalHarness) -> None:
         secret_env={"TOKEN": ("creds", "token")},
     ))
     executor.submit(request)
-    wait_until(executor, request.run_id, lambda r: "token is" in r.log_tail)
+    wait_for_run(executor, request.run_id, lambda r: "token is" in r.log_tail)
 
     def leaked() -> list[Path]:
         return [
@@ -100,7 +100,7 @@ def test_secret_values_never_reach_the_disk(local: LocalHarness) -> None:
         ]
 
     assert leaked() == []
-    assert wait_until(executor, request.run_id).state is RunState.SUCCEEDED
+    assert wait_for_run(executor, request.run_id).state is RunState.SUCCEEDED
     executor.close()
     assert leaked() == []
 
@@ -114,7 +114,7 @@ def test_secret_read_byte_for_byte(local: LocalHarness) -> None:
     ))
     executor.submit(request)
 
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
 
     assert "\\n   ]" in report.log_tail
 
@@ -125,7 +125,7 @@ def test_missing_secrets_dir_is_a_clear_failure(tmp_path: Path) -> None:
             "no-dir", ["true"], secret_env={"TOKEN": ("creds", "token")}
         ))
         executor.submit(request)
-        report = wait_until(executor, request.run_id)
+        report = wait_for_run(executor, request.run_id)
     assert report.state is RunState.FAILED
     assert "--secrets-dir" in report.message
     assert "TOKEN" in report.message
@@ -149,7 +149,7 @@ def test_runs_beyond_max_parallel_wait_their_turn(local: LocalHarness, tmp_path:
     assert states == [RunState.RUNNING, RunState.PENDING, RunState.PENDING]
     assert executor.free_slots() == 0
     for request in requests:
-        assert wait_until(executor, request.run_id).state is RunState.SUCCEEDED
+        assert wait_for_run(executor, request.run_id).state is RunState.SUCCEEDED
 
     intervals = sorted(tuple(map(float, line.split())) for line in spans.read_text().splitlines())
     assert len(intervals) == 3
@@ -166,7 +166,7 @@ def test_timeout_asks_politely_first(local: LocalHarness) -> None:
     ))
     executor.submit(request)
 
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
 
     assert report.state is RunState.TIMED_OUT
     assert report.message == "timed out after 1s"
@@ -179,7 +179,7 @@ def test_work_dir_removed_on_acknowledge_and_on_restart(local: LocalHarness) -> 
     second = request_for(task_entry("wd-b", ["true"]))
     for request in (first, second):
         executor.submit(request)
-        wait_until(executor, request.run_id)
+        wait_for_run(executor, request.run_id)
         assert work_dir(local.state_dir, request.run_id).is_dir()
 
     executor.acknowledge([first.run_id])
@@ -198,7 +198,7 @@ def test_old_runs_are_pruned_per_entry(local: LocalHarness) -> None:
     requests = [request_for(entry, trigger=Trigger.SCHEDULE, salt=str(i)) for i in range(4)]
     for request in requests:
         executor.submit(request)
-        wait_until(executor, request.run_id)
+        wait_for_run(executor, request.run_id)
         executor.acknowledge([request.run_id])
 
     kept = [r.run_id for r in requests if run_dir(local.state_dir, r.run_id).exists()]
@@ -217,14 +217,14 @@ def test_history_reads_without_a_daemon(local: LocalHarness, tmp_path: Path) -> 
     entry = task_entry("history", ["sh", "-c", "echo first line; sleep 0.3; echo last line"])
     request = request_for(entry)
     executor.submit(request)
-    wait_until(executor, request.run_id, lambda r: "first line" in r.log_tail)
+    wait_for_run(executor, request.run_id, lambda r: "first line" in r.log_tail)
 
     history = RunHistory(local.state_dir)
     try:
         running = history.latest_run(entry.id)
         assert running is not None
         assert running.state is RunState.RUNNING
-        wait_until(executor, request.run_id)
+        wait_for_run(executor, request.run_id)
         executor.close()
         finished = history.latest_run(entry.id)
         assert finished is not None
@@ -250,7 +250,7 @@ def test_bad_task_file_name_fails_the_run_not_the_executor(local: LocalHarness) 
     ))
     executor.submit(request)
 
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
 
     assert report.state is RunState.FAILED
     assert "conf" in report.message
@@ -265,7 +265,7 @@ def test_cancelling_a_queued_run(local: LocalHarness) -> None:
 
     executor.cancel(queued.run_id)
 
-    assert wait_until(executor, blocker.run_id).state is RunState.SUCCEEDED
+    assert wait_for_run(executor, blocker.run_id).state is RunState.SUCCEEDED
     report = report_of(executor, queued.run_id)
     assert report is not None
     assert (report.state, report.message) == (RunState.FAILED, "cancelled")
@@ -285,7 +285,7 @@ def test_stack_without_a_workspace_fails_clearly(local: LocalHarness) -> None:
     executor = local.make()
     executor.submit(request)
 
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
 
     assert report.state is RunState.FAILED
     assert "workspace" in report.message
@@ -303,7 +303,7 @@ def test_log_files_are_written_as_output_arrives(local: LocalHarness) -> None:
     request = request_for(task_entry("stream", ["sh", "-c", "echo early; sleep 30; echo late"]))
     executor.submit(request)
 
-    report = wait_until(executor, request.run_id, lambda r: "early" in r.log_tail)
+    report = wait_for_run(executor, request.run_id, lambda r: "early" in r.log_tail)
 
     assert report.state is RunState.RUNNING
     executor.cancel(request.run_id)
@@ -321,7 +321,7 @@ def test_a_missing_secret_is_named_without_the_hosts_paths(local: LocalHarness,
                                      secret_env={"TOKEN": ("report-creds", "token")}))
     executor.submit(request)
 
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
 
     assert report.state is RunState.FAILED
     assert "'report-creds'" in report.message

@@ -10,7 +10,7 @@ import pytest
 from reconciler.declarations.models import TaskSpec
 from reconciler.runs import RunRequest
 from reconciler.types import RunState
-from tests.executors.conftest import LocalHarness, request_for, task_entry, wait_until
+from tests.executors.conftest import LocalHarness, request_for, task_entry, wait_for_run
 from tests.support.githttp import GitHTTPServer
 from tests.support.gitservers import GitUser, make_bare_remote
 from tests.support.gitssh import SSHServer, known_hosts_line, ssh_keygen
@@ -60,7 +60,7 @@ def test_clones_branch_tag_or_commit(
     executor = local.make()
     executor.submit(request)
 
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
 
     assert report.state is RunState.SUCCEEDED, executor.logs(request.run_id)
     assert f"at {commits[commit]}" in report.log_tail.splitlines()
@@ -77,7 +77,7 @@ def test_task_files_sit_next_to_the_workspace(
     executor = local.make()
     executor.submit(request)
 
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
 
     assert report.state is RunState.SUCCEEDED
     assert "second" in report.log_tail.splitlines()
@@ -95,7 +95,7 @@ def test_https_credentials_reach_git_and_not_the_command(
     executor = local.make()
     executor.submit(request)
 
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
     log = executor.logs(request.run_id)
 
     assert report.state is RunState.SUCCEEDED, log
@@ -114,7 +114,7 @@ def test_wrong_password_fails_the_run_clearly(local: LocalHarness, http: GitHTTP
     executor = local.make()
     executor.submit(request)
 
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
 
     assert report.state is RunState.FAILED
     assert report.message.startswith(f"could not check out {http.url('app.git')} at 'main'")
@@ -133,7 +133,7 @@ def test_missing_credentials_fail_before_anything_runs(
     executor = local.make()
     executor.submit(request)
 
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
 
     assert report.state is RunState.FAILED
     assert "'ssh-creds' has no key 'known_hosts'" in report.message
@@ -155,7 +155,7 @@ def test_ssh_checkout_with_a_key_and_strict_host_keys(
     executor = local.make()
     executor.submit(request)
 
-    report = wait_until(executor, request.run_id, timeout=30)
+    report = wait_for_run(executor, request.run_id, timeout=30)
     log = executor.logs(request.run_id)
 
     assert report.state is RunState.SUCCEEDED, log
@@ -178,7 +178,7 @@ def test_ssh_checkout_refuses_an_unknown_host(
     executor = local.make()
     executor.submit(request)
 
-    report = wait_until(executor, request.run_id, timeout=30)
+    report = wait_for_run(executor, request.run_id, timeout=30)
 
     assert report.state is RunState.FAILED
     assert report.message.startswith("could not check out ssh://")

@@ -10,7 +10,7 @@ import sys
 from reconciler.executors.local.history import RUNS_DIR, WORK_DIR
 from reconciler.redact import MASK
 from reconciler.types import RunState
-from tests.executors.conftest import LocalHarness, request_for, task_entry, wait_until
+from tests.executors.conftest import LocalHarness, request_for, task_entry, wait_for_run
 
 SECRET = 'split"ZQX\\WVK-secret'
 
@@ -41,7 +41,7 @@ def test_escaped_secret_split_across_two_reads_is_masked(local: LocalHarness) ->
                                      secret_env={"TOKEN": ("split", "token")}))
     executor.submit(request)
 
-    report = wait_until(executor, request.run_id, timeout=60)
+    report = wait_for_run(executor, request.run_id, timeout=60)
 
     assert report.state is RunState.SUCCEEDED, report.log_tail
     on_disk = (local.state_dir / RUNS_DIR / request.run_id / "log").read_text()
@@ -54,7 +54,7 @@ def test_run_and_work_folders_are_private(local: LocalHarness) -> None:
     request = request_for(task_entry("modes", ["true"]))
     executor.submit(request)
 
-    report = wait_until(executor, request.run_id, timeout=60)
+    report = wait_for_run(executor, request.run_id, timeout=60)
 
     assert report.state is RunState.SUCCEEDED, report.log_tail
     for folder in (RUNS_DIR, WORK_DIR):

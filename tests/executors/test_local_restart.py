@@ -17,14 +17,8 @@ from reconciler.executors.local.journal import Journal
 from reconciler.executors.local.runner import RESULT_FILE
 from reconciler.runs import RunRequest
 from reconciler.types import RunState
-from tests.executors.conftest import (
-    LocalHarness,
-    eventually,
-    report_of,
-    request_for,
-    task_entry,
-    wait_until,
-)
+from tests.executors.conftest import LocalHarness, report_of, request_for, task_entry, wait_for_run
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,14 +76,14 @@ def test_daemon_killed_mid_run_then_restarted(
     counter = tmp_path / "counter"
     request = counted_task("survivor", counter, "sleep 1; echo finished; exit 3")
     daemon = start_daemon(daemons, local, [request])
-    eventually(lambda: starts(counter))
+    wait_until(lambda: starts(counter), what="a run to start")
 
     daemon.send_signal(signal.SIGKILL)
     daemon.wait()
     executor = local.make()
     executor.submit(request)  # a restarted daemon may ask again: the run is adopted
 
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
     assert report.state is RunState.FAILED
     assert report.exit_code == 3
     assert report.log_tail.splitlines()[-1] == "finished"
@@ -110,7 +104,8 @@ def test_run_that_finished_while_the_daemon_was_down_is_reported(
     counter = tmp_path / "counter"
     request = counted_task("quick", counter, "echo done")
     daemon = start_daemon(daemons, local, [request])
-    eventually((run_dir(local.state_dir, request.run_id) / RESULT_FILE).exists)
+    wait_until((run_dir(local.state_dir, request.run_id) / RESULT_FILE).exists,
+               what="the run's result file")
     daemon.send_signal(signal.SIGKILL)
     daemon.wait()
 
@@ -130,7 +125,7 @@ def test_queued_runs_survive_a_daemon_kill(
     first = counted_task("first", counter, "sleep 1")
     second = counted_task("second", counter, "echo second")
     daemon = start_daemon(daemons, local, [first, second], max_parallel=1)
-    eventually(lambda: starts(counter))
+    wait_until(lambda: starts(counter), what="a run to start")
     daemon.send_signal(signal.SIGKILL)
     daemon.wait()
 
@@ -139,8 +134,8 @@ def test_queued_runs_survive_a_daemon_kill(
     assert queued is not None
     assert queued.state is RunState.PENDING
 
-    assert wait_until(executor, first.run_id).state is RunState.SUCCEEDED
-    assert wait_until(executor, second.run_id).state is RunState.SUCCEEDED
+    assert wait_for_run(executor, first.run_id).state is RunState.SUCCEEDED
+    assert wait_for_run(executor, second.run_id).state is RunState.SUCCEEDED
     assert starts(counter) == [first.run_id, second.run_id]
 
 
@@ -161,16 +156,17 @@ def test_supervisor_killed_means_interrupted_and_its_command_is_stopped(
     executor = local.make()
     request = request_for(task_entry("orphan", ["sh", "-c", "echo pid=$$; sleep 60"]))
     executor.submit(request)
-    running = wait_until(executor, request.run_id, lambda r: "pid=" in r.log_tail)
+    running = wait_for_run(executor, request.run_id, lambda r: "pid=" in r.log_tail)
     match = re.search(r"pid=(\d+)", running.log_tail)
     assert match is not None
 
     os.kill(_supervisor_pid(local, request), signal.SIGKILL)
 
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
     assert report.state is RunState.INTERRUPTED
     assert "interrupted" in report.message
-    eventually(lambda: not local.process_alive(int(match.group(1))), timeout=5)
+    wait_until(lambda: not local.process_alive(int(match.group(1))), timeout=5,
+               what="the run's process to be gone")
     assert executor.free_slots() == 4
 
 
@@ -181,11 +177,11 @@ def test_supervisor_stopped_by_sigterm_stops_its_command(local: LocalHarness) ->
                                 "while :; do sleep 0.1; done"],
     ))
     executor.submit(request)
-    wait_until(executor, request.run_id, lambda r: "ready" in r.log_tail)
+    wait_for_run(executor, request.run_id, lambda r: "ready" in r.log_tail)
 
     os.kill(_supervisor_pid(local, request), signal.SIGTERM)
 
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
     assert report.state is RunState.INTERRUPTED
     assert "SIGTERM" in report.message
     assert "cleaning up" in report.log_tail

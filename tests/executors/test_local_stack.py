@@ -12,7 +12,7 @@ from reconciler.declarations.entries import Entry, Location
 from reconciler.declarations.models import StackSpec
 from reconciler.runs import RESULT_MARKER, RunRequest, run_id_for
 from reconciler.types import Kind, Operation, Revision, RunState, SpecHash, Trigger, entry_id
-from tests.executors.conftest import REVISION, LocalHarness, wait_until
+from tests.executors.conftest import REVISION, LocalHarness, wait_for_run
 
 pytestmark = pytest.mark.engine
 
@@ -68,7 +68,7 @@ def test_stack_apply_reports_its_result(local: LocalHarness, workspace: FolderWo
     request = stack_request("hello", Operation.APPLY)
     executor.submit(request)
 
-    report = wait_until(executor, request.run_id, timeout=60)
+    report = wait_for_run(executor, request.run_id, timeout=60)
 
     assert report.state is RunState.SUCCEEDED, executor.logs(request.run_id)
     assert workspace.revisions == [REVISION]
@@ -86,7 +86,7 @@ def test_stack_folder_missing_at_the_revision(
     request = stack_request("gone", Operation.PLAN)
     executor.submit(request)
 
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
 
     assert report.state is RunState.FAILED
     assert "stacks/hello" in report.message

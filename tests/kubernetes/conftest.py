@@ -14,14 +14,6 @@ from reconciler.executors.kubernetes.executor import KubernetesExecutor
 from reconciler.executors.kubernetes.manifests import KubernetesOptions
 from tests.kubernetes.cluster import LocalCluster
 from tests.kubernetes.server import RunningApiServer
-from tests.support.fixtures import (  # noqa: F401
-    bare_remote,
-    git_daemon,
-    git_http,
-    git_root,
-    git_user,
-    ssh_server,
-)
 
 NAMESPACE = "runs"
 DAEMON_AGENT = "reconciler-daemon"

@@ -273,6 +273,17 @@ class ApiServer(KubernetesEmulator):
         stored = self.objects[key]
         return None if stored.deleted else copy.deepcopy(stored.raw)
 
+    def _existing(
+        self, request: Request
+    ) -> tuple[resource, str | None, str, dict[str, Any]]:
+        """The object a request names, which must exist (a 404 as the API sends it, else)."""
+        res, ns, name = request.resource, request.namespace, request.name or ""
+        assert res is not None
+        current = self._current(res, ns, name)
+        if current is None:
+            raise _not_found(res, name)
+        return res, ns, name, current
+
     def _all(self, res: resource, ns: str | None) -> list[dict[str, Any]]:
         found = [
             copy.deepcopy(obj.raw) for (r, n, _), obj in self.objects.items()
@@ -394,11 +405,7 @@ class ApiServer(KubernetesEmulator):
         return stored
 
     def _update(self, request: Request) -> dict[str, Any]:
-        res, ns, name = request.resource, request.namespace, request.name or ""
-        assert res is not None
-        current = self._current(res, ns, name)
-        if current is None:
-            raise _not_found(res, name)
+        res, ns, name, current = self._existing(request)
         body = request.data
         wanted = _meta(body).get("resourceVersion") if isinstance(body, dict) else None
         if request.method.value == "PUT":
@@ -476,11 +483,7 @@ class ApiServer(KubernetesEmulator):
                                f"invalid: spec.{fixed}: Invalid value: field is immutable")
 
     def _delete(self, request: Request) -> dict[str, Any]:
-        res, ns, name = request.resource, request.namespace, request.name or ""
-        assert res is not None
-        current = self._current(res, ns, name)
-        if current is None:
-            raise _not_found(res, name)
+        res, ns, name, current = self._existing(request)
         options = request.data if isinstance(request.data, dict) else {}
         precondition = options.get("preconditions") or {}
         for field_name in ("uid", "resourceVersion"):

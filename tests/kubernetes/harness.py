@@ -14,6 +14,7 @@ from reconciler.executors.kubernetes.executor import KubernetesExecutor
 from reconciler.executors.kubernetes.manifests import KubernetesOptions
 from tests.kubernetes.cluster import LocalCluster
 from tests.kubernetes.server import RunningApiServer
+from tests.support.processes import process_alive
 
 NAMESPACE = "runs"
 
@@ -54,11 +55,8 @@ class KubernetesHarness:
                                          _content_type="application/merge-patch+json")
 
     def process_alive(self, pid: int) -> bool:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            return False
-        return state not in ("Z", "X")
+        # The local cluster runs pods as processes of this machine.
+        return process_alive(pid)
 
     def cleanup(self) -> None:
         for executor in self.executors:

@@ -23,18 +23,13 @@ from reconciler.executors.kubernetes.manifests import KubernetesOptions, build_m
 from reconciler.runs import RESULT_MARKER, RunRequest, StackResult
 from reconciler.settings import Settings
 from reconciler.types import Kind, Operation, RunState, SpecHash, Trigger, entry_id
-from tests.executors.conftest import (
-    eventually,
-    report_of,
-    request_for,
-    task_entry,
-    wait_until,
-)
+from tests.executors.conftest import report_of, request_for, task_entry, wait_for_run
 from tests.kubernetes.cluster import LocalCluster
 from tests.kubernetes.conftest import DAEMON_AGENT, NAMESPACE
 from tests.kubernetes.driver import JobDriver
 from tests.kubernetes.harness import KubernetesHarness
 from tests.kubernetes.server import RunningApiServer
+from tests.support.waiting import wait_until
 
 Make = Callable[..., KubernetesExecutor]
 
@@ -45,7 +40,7 @@ def driver(apiserver: RunningApiServer) -> JobDriver:
 
 
 def running(executor: KubernetesExecutor, request: RunRequest, text: str) -> None:
-    wait_until(executor, request.run_id, lambda r: text in r.log_tail)
+    wait_for_run(executor, request.run_id, lambda r: text in r.log_tail)
 
 
 def test_a_restarted_daemon_adopts_its_jobs_and_never_starts_a_second(
@@ -92,11 +87,11 @@ def test_finished_runs_outlive_a_restart_until_acknowledged(
     first = make_executor()
     request = request_for(task_entry("done", ["sh", "-c", "echo finished-output"]))
     first.submit(request)
-    assert wait_until(first, request.run_id).state is RunState.SUCCEEDED
+    assert wait_for_run(first, request.run_id).state is RunState.SUCCEEDED
     first.close()
 
     second = make_executor()
-    report = wait_until(second, request.run_id)
+    report = wait_for_run(second, request.run_id)
     assert report.state is RunState.SUCCEEDED
     assert "finished-output" in report.log_tail
     second.acknowledge([request.run_id])
@@ -115,7 +110,7 @@ def test_a_failing_job_reports_every_attempt_it_made(
     request = request_for(entry)
     executor.submit(request)
 
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
 
     assert report.state is RunState.FAILED
     assert report.exit_code == 4
@@ -136,9 +131,9 @@ def test_a_dropped_or_expired_watch_is_followed_by_a_fresh_list(
     apiserver.call(apiserver.server.compact)  # resuming from the old version is impossible
     assert apiserver.call(apiserver.server.drop_watches) >= 2
 
-    assert wait_until(executor, request.run_id).state is RunState.SUCCEEDED
-    eventually(lambda: jobs.lists > lists and pods.lists > 1)
-    eventually(lambda: apiserver.call(apiserver.server.watcher_count) >= 2)
+    assert wait_for_run(executor, request.run_id).state is RunState.SUCCEEDED
+    wait_until(lambda: jobs.lists > lists and pods.lists > 1)
+    wait_until(lambda: apiserver.call(apiserver.server.watcher_count) >= 2)
 
 
 def test_a_pod_that_cannot_pull_its_image_fails_the_run(
@@ -151,9 +146,9 @@ def test_a_pod_that_cannot_pull_its_image_fails_the_run(
         "reason": "ErrImagePull", "message": 'pull access denied for "busybox:1.36"'}},
         "Pending")
 
-    waiting = wait_until(executor, request.run_id, lambda r: "ErrImagePull" in r.message)
+    waiting = wait_for_run(executor, request.run_id, lambda r: "ErrImagePull" in r.message)
     assert waiting.state is RunState.PENDING
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
 
     assert report.state is RunState.FAILED
     assert report.message == ('cannot start: ErrImagePull: pull access denied for '
@@ -162,7 +157,7 @@ def test_a_pod_that_cannot_pull_its_image_fails_the_run(
     assert job["spec"]["suspend"] is True
     assert job["metadata"]["annotations"][lbl.ANNOTATION_FAILURE] == report.message
     executor.acknowledge([request.run_id])
-    eventually(lambda: driver.jobs() == [])
+    wait_until(lambda: driver.jobs() == [], what="no Job left")
 
 
 def test_an_unreachable_api_keeps_the_run_pending_then_starts_it(
@@ -177,7 +172,7 @@ def test_an_unreachable_api_keeps_the_run_pending_then_starts_it(
     assert first.state is RunState.PENDING
     assert first.message.startswith("waiting for the Kubernetes API")
     assert executor.free_slots() == 3
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
     assert report.state is RunState.SUCCEEDED
     assert "made-it" in report.log_tail
 
@@ -189,7 +184,7 @@ def test_objects_the_api_server_refuses_fail_the_run(make_executor: Make) -> Non
     request = request_for(entry)
     executor.submit(request)
 
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
     assert report.state is RunState.FAILED
     assert report.message == ('the Kubernetes API refused the run: namespaces "nowhere" '
                               "not found")
@@ -202,7 +197,7 @@ def test_an_entry_that_cannot_run_on_kubernetes_fails(make_executor: Make) -> No
     request = request_for(entry)
     executor.submit(request)
 
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
     assert report.state is RunState.FAILED
     assert report.message.startswith("task/imageless: no image")
 
@@ -228,7 +223,7 @@ def test_the_files_config_map_is_owned_by_the_job_and_goes_with_it(
             NAMESPACE, _preload_content=False).data)
         return not listed["items"] and not driver.pods() and not driver.jobs()
 
-    eventually(gone)
+    wait_until(gone)
 
 
 def test_a_job_deleted_by_someone_else_interrupts_the_run(
@@ -241,7 +236,7 @@ def test_a_job_deleted_by_someone_else_interrupts_the_run(
     driver.batch.delete_namespaced_job(request.run_id, NAMESPACE,
                                        propagation_policy="Background")
 
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
     assert report.state is RunState.INTERRUPTED
     assert report.message == "its Job was deleted before it finished"
 
@@ -257,7 +252,7 @@ def test_logs_are_withheld_when_a_secret_cannot_be_read_to_mask_it(
     request = request_for(entry)
     executor.submit(request)
 
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
 
     assert report.state is RunState.SUCCEEDED
     assert "visible" not in report.log_tail
@@ -270,7 +265,7 @@ def test_runs_of_another_deployment_are_left_alone(
     other = make_executor(options=KubernetesOptions(namespace=NAMESPACE, instance="staging"))
     request = request_for(task_entry("theirs", ["true"]))
     other.submit(request)
-    wait_until(other, request.run_id)
+    wait_for_run(other, request.run_id)
 
     ours = make_executor()
     assert ours.poll() == []
@@ -303,7 +298,7 @@ def test_a_stack_runs_result_line_is_read_from_its_pod(
     driver.write_log(pod, "run", f"Plan: 1 to add\n{RESULT_MARKER} {json.dumps(result)}\n")
     driver.finish(request.run_id, pod)
 
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
 
     assert report.state is RunState.SUCCEEDED
     assert (report.operation, report.trigger) == (Operation.PLAN, Trigger.DRIFT)
@@ -324,9 +319,9 @@ def test_deadline_and_failure_reasons_come_from_job_conditions(
     pod = driver.start_pod(policy.run_id)
     driver.finish(policy.run_id, pod, exit_code=42, reason="PodFailurePolicy")
 
-    report = wait_until(executor, timed.run_id)
+    report = wait_for_run(executor, timed.run_id)
     assert (report.state, report.message) == (RunState.TIMED_OUT, "timed out after 300s")
-    report = wait_until(executor, policy.run_id)
+    report = wait_for_run(executor, policy.run_id)
     assert report.state is RunState.FAILED
     assert report.exit_code == 42
     assert report.message == "failed: PodFailurePolicy; exit code 42"
@@ -345,7 +340,7 @@ def test_the_daemons_executor_from_its_settings(
         assert executor.free_slots() == 3
         request = request_for(task_entry("configured", ["sh", "-c", "echo configured"]))
         executor.submit(request)
-        report = wait_until(executor, request.run_id)
+        report = wait_for_run(executor, request.run_id)
         assert report.state is RunState.SUCCEEDED
         assert JobDriver(apiserver, NAMESPACE).job(request.run_id)["metadata"]["labels"][
             lbl.INSTANCE] == "blue"
@@ -360,7 +355,7 @@ def test_the_logs_command_reads_the_newest_run_of_an_entry(
     first, second = request_for(entry), request_for(entry, attempt=2)
     for request in (first, second):
         executor.submit(request)
-        wait_until(executor, request.run_id)
+        wait_for_run(executor, request.run_id)
 
     text = latest_log(entry.id, namespace=NAMESPACE, api_client=apiserver.client())
 
@@ -378,7 +373,7 @@ def test_a_timed_out_run_keeps_the_lines_it_printed(
     executor.submit(request)
     running(executor, request, "working")
 
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
 
     assert report.state is RunState.TIMED_OUT
     assert report.message == "timed out after 1s"

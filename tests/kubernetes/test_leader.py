@@ -17,9 +17,9 @@ from kubernetes.client import CoordinationV1Api
 from reconciler.executors.kubernetes.adapter import KubernetesSettings
 from reconciler.executors.kubernetes.leader import LeaderElector
 from reconciler.settings import Settings
-from tests.executors.conftest import eventually
 from tests.kubernetes.conftest import NAMESPACE
 from tests.kubernetes.server import RunningApiServer
+from tests.support.waiting import wait_until
 
 MICRO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
@@ -63,9 +63,9 @@ def test_one_leader_and_a_standby_that_takes_over_when_it_stops_renewing(
     first = electors("replica-a", on_change=changes.append)
     second = electors("replica-b")
     first.start()
-    eventually(lambda: first.is_leader)
+    wait_until(lambda: first.is_leader, what="the first replica to lead")
     second.start()
-    time.sleep(0.4)
+    wait_until(lambda: second.holder == "replica-a", what="the standby to read the lease")
 
     assert first.is_leader
     assert not second.is_leader
@@ -78,7 +78,7 @@ def test_one_leader_and_a_standby_that_takes_over_when_it_stops_renewing(
 
     stopped = time.monotonic()
     first.stop(release=False)  # as if its pod were gone: no release
-    eventually(lambda: second.is_leader, timeout=5)
+    wait_until(lambda: second.is_leader, timeout=5, what="the standby to lead")
     assert time.monotonic() - stopped < 2.5  # the 1 s lease, a retry, and slack for load
     spec = lease(apiserver)["spec"]
     assert (spec["holderIdentity"], spec["leaseTransitions"]) == ("replica-b", 1)
@@ -90,15 +90,15 @@ def test_a_released_lease_is_taken_over_at_once(
     first = electors("replica-a", lease_duration=10.0, renew_deadline=5.0)
     second = electors("replica-b", lease_duration=10.0, renew_deadline=5.0)
     first.start()
-    eventually(lambda: first.is_leader)
+    wait_until(lambda: first.is_leader, what="the first replica to lead")
     second.start()
-    time.sleep(0.2)
+    wait_until(lambda: second.holder == "replica-a", what="the standby to read the lease")
     assert not second.is_leader
 
     released = time.monotonic()
     first.stop()
 
-    eventually(lambda: second.is_leader, timeout=3)
+    wait_until(lambda: second.is_leader, timeout=3, what="the standby to lead")
     assert time.monotonic() - released < 1.5  # far sooner than the 10 s lease
     assert not first.is_leader
 

@@ -12,11 +12,12 @@ from reconciler.declarations.models import DefaultsSpec
 from reconciler.executors.kubernetes.executor import KubernetesExecutor
 from reconciler.executors.kubernetes.manifests import KubernetesOptions
 from reconciler.types import Operation, RunState
-from tests.executors.conftest import eventually, request_for, task_entry, wait_until
+from tests.executors.conftest import request_for, task_entry, wait_for_run
 from tests.kubernetes.cluster import LocalCluster
 from tests.kubernetes.conftest import DAEMON_AGENT
 from tests.kubernetes.server import RunningApiServer
 from tests.kubernetes.test_executor import stack_entry
+from tests.support.waiting import wait_until
 
 Make = Callable[..., KubernetesExecutor]
 FORBIDDEN = "data-x"
@@ -45,10 +46,10 @@ def test_a_forbidden_namespace_fails_only_its_own_runs(
     executor.submit(request_for(there))
     executor.submit(request_for(here))
 
-    failed = wait_until(executor, request_for(there).run_id)
+    failed = wait_for_run(executor, request_for(there).run_id)
     assert failed.state is RunState.FAILED
     assert failed.message == MESSAGE
-    assert wait_until(executor, request_for(here).run_id).state is RunState.SUCCEEDED
+    assert wait_for_run(executor, request_for(here).run_id).state is RunState.SUCCEEDED
     executor.poll()  # never raises because of one namespace
 
 
@@ -64,7 +65,7 @@ def test_a_namespace_where_jobs_cannot_be_created_fails_its_runs(
     executor.poll()
     request = request_for(entry)
     executor.submit(request)
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
     assert report.state is RunState.FAILED
     assert report.message == (f"namespace {FORBIDDEN}: forbidden by RBAC (the daemon's "
                               "service account may not create jobs there)")
@@ -79,14 +80,15 @@ def test_a_namespace_allowed_later_recovers_without_a_restart(
     assert executor.free_slots() == 4
     first = request_for(entry)
     executor.submit(first)
-    assert wait_until(executor, first.run_id).message == MESSAGE.replace(FORBIDDEN, "runs")
+    assert wait_for_run(executor, first.run_id).message == MESSAGE.replace(FORBIDDEN, "runs")
     executor.acknowledge([first.run_id])
 
     apiserver.call(apiserver.server.permit_namespace, "runs")
-    eventually(lambda: all(i.synced for i in executor.informers("runs")), timeout=15)
+    wait_until(lambda: all(i.synced for i in executor.informers("runs")), timeout=15,
+               what="the informers to sync")
     second = request_for(entry, attempt=2)
     executor.submit(second)
-    assert wait_until(executor, second.run_id).state is RunState.SUCCEEDED
+    assert wait_for_run(executor, second.run_id).state is RunState.SUCCEEDED
 
 
 def test_undeclared_namespaces_are_no_longer_watched(
@@ -104,7 +106,7 @@ def test_undeclared_namespaces_are_no_longer_watched(
         return sum(1 for agent, _, url in requests
                    if agent == DAEMON_AGENT and f"/namespaces/{namespace}/" in url)
 
-    eventually(lambda: asked(FORBIDDEN) >= 4)  # asked again and again while forbidden
+    wait_until(lambda: asked(FORBIDDEN) >= 4)  # asked again and again while forbidden
     stopped = executor.informers(FORBIDDEN)
     executor.expect([other])
     executor.poll()
@@ -112,7 +114,7 @@ def test_undeclared_namespaces_are_no_longer_watched(
     assert not any(informer.running for informer in stopped)
     assert set(executor.namespaces()) == {"runs", "team-b"}
     settled = asked(FORBIDDEN)
-    eventually(lambda: asked("team-b") > 0)
+    wait_until(lambda: asked("team-b") > 0, what="a request to team-b")
     assert asked(FORBIDDEN) == settled  # nothing more is asked of it
 
 
@@ -128,7 +130,7 @@ def test_a_namespace_whose_role_predates_stack_access_names_what_is_missing(
     entry = in_namespace(stack_entry("net"), FORBIDDEN)
     request = request_for(entry).model_copy(update={"operation": Operation.APPLY})
     executor.submit(request)
-    report = wait_until(executor, request.run_id)
+    report = wait_for_run(executor, request.run_id)
     assert report.state is RunState.FAILED
     assert report.message == (f"namespace {FORBIDDEN}: forbidden by RBAC (the daemon's "
                               "service account may not create serviceaccounts there)")

@@ -6,31 +6,22 @@ from __future__ import annotations
 import io
 import json
 import logging
-import sys
-from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
 from loguru import logger
 
-from reconciler.logs import setup_logging
 from reconciler.redact import MASK, redactor
+from tests.support.logcapture import Configure
 
 SECRET = 'daemon"ZQX\\WVK/log-secret'
 
 
 @pytest.fixture
-def buffer(request: pytest.FixtureRequest) -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-    out = io.StringIO()
-    setup_logging(request.param, "INFO", stream=out)  # type: ignore[arg-type]
+def buffer(request: pytest.FixtureRequest, log_output: Configure) -> io.StringIO:
+    out = log_output(request.param, "INFO")
     redactor.add(SECRET)
-    yield out
-    logger.remove()
-    logger.add(sys.stderr)
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    return out
 
 
 @pytest.mark.parametrize("buffer", ["json", "text"], indirect=True)

@@ -1,23 +1,17 @@
-"""Fixtures for the HTTP server, metrics and logging tests: a started server on a free port,
-a request helper, and loguru/stdlib logging restored after each test."""
+"""Fixtures for the HTTP server, metrics and logging tests: a started server on a free port
+and a request helper (logging into a buffer is the shared `log_output` fixture)."""
 
 from __future__ import annotations
 
-import io
-import logging
-import sys
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from loguru import logger
 
 from reconciler.http.server import Server
-from reconciler.logs import setup_logging
 from reconciler.metrics import Metrics
+from tests.support.http import Response, request
 
 
 @dataclass
@@ -41,29 +35,6 @@ class Triggers:
 
     def wait(self, seconds: float = 1.0) -> bool:
         return self.event.wait(seconds)
-
-
-@dataclass
-class Response:
-    status: int
-    body: bytes
-    headers: dict[str, str]
-
-    @property
-    def text(self) -> str:
-        return self.body.decode()
-
-
-def request(
-    url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None
-) -> Response:
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return Response(resp.status, resp.read(), dict(resp.headers.items()))
-    except urllib.error.HTTPError as err:
-        with err:
-            return Response(err.code, err.read(), dict(err.headers.items()))
 
 
 @dataclass
@@ -105,21 +76,3 @@ def start_server() -> Iterator[StartServer]:
     yield start
     for server in started:
         server.stop()
-
-
-@pytest.fixture
-def log_output() -> Iterator[Callable[[str, str], io.StringIO]]:
-    """Configure logging into a buffer; restore loguru and the root logger afterwards."""
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-
-    def configure(fmt: str, level_name: str = "DEBUG") -> io.StringIO:
-        buffer = io.StringIO()
-        setup_logging(fmt, level_name, stream=buffer)  # type: ignore[arg-type]
-        return buffer
-
-    yield configure
-    logger.remove()
-    logger.add(sys.stderr)
-    root.handlers[:] = handlers
-    root.setLevel(level)

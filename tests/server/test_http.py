@@ -13,7 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from reconciler.http.server import Server, parse_listen
 from reconciler.metrics import Metrics
 from reconciler.settings import Settings
-from tests.server.conftest import StartServer, request
+from tests.server.conftest import StartServer
+from tests.support.http import request
+from tests.support.waiting import wait_until
 
 
 def test_healthz_follows_the_liveness_callable(start_server: StartServer) -> None:
@@ -104,10 +106,13 @@ def test_stop_closes_the_socket_and_joins_threads_even_with_a_stalled_client() -
     server.start()
     host, port = server.address
     assert request(server.url + "/healthz").status == 200
+    served = set(threading.enumerate())
     # A client that sends half a request and then nothing keeps a handler thread reading.
     stalled = socket.create_connection((host, port))
     stalled.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-    time.sleep(0.05)
+    wait_until(lambda: [thread for thread in set(threading.enumerate()) - served
+                        if thread.name.endswith("(process_request_thread)")],
+               what="a handler thread for the stalled client")
     started = time.monotonic()
     server.stop()
     assert time.monotonic() - started < 2

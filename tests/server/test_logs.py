@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 
 import pytest
 from loguru import logger
@@ -16,9 +14,9 @@ from pydantic import SecretStr
 
 from reconciler.logs import parse_level
 from reconciler.redact import MASK, redactor
+from tests.support.logcapture import Configure
 
 CANARY = "canary-secret-0b7d41e2"
-Configure = Callable[[str, str], io.StringIO]
 
 
 @pytest.fixture(autouse=True)

@@ -6,15 +6,6 @@ import pygit2
 import pytest
 from loguru import logger
 
-from tests.support.fixtures import (  # noqa: F401 - fixtures used by name
-    bare_remote,
-    git_daemon,
-    git_http,
-    git_root,
-    git_user,
-    ssh_server,
-)
-
 
 @pytest.fixture
 def log_lines() -> Iterator[list[str]]:

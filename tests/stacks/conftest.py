@@ -35,6 +35,17 @@ resource "terraform_data" "a" {
 }
 """
 
+SECRET_MODULE = MODULE + """
+variable "token" {
+  type = string
+}
+
+resource "terraform_data" "token" {
+  input = var.token
+}
+"""
+"""The module with a second resource whose input is a secret (`TF_VAR_token`)."""
+
 
 def stack_entry(name: str = "web", path: str = "stacks/web", **spec: Any) -> Entry:
     return Entry(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,20 +20,12 @@ from reconciler.records import DriftInfo, EntryRecord, fold_report, new_record
 from reconciler.runs import RESULT_MARKER, RunReport, RunRequest, run_id_for
 from reconciler.source.tree import RepositoryWorkspace, open_repository
 from reconciler.types import DriftState, Kind, Operation, Revision, RunState, SpecHash, Trigger
-from tests.stacks.conftest import MODULE, set_state_input, stack_entry
+from tests.stacks.conftest import MODULE, SECRET_MODULE, set_state_input, stack_entry
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.engine
 
 CANARY = "canary-local-7e41b0"
-SECRET_MODULE = MODULE + """
-variable "token" {
-  type = string
-}
-
-resource "terraform_data" "token" {
-  input = var.token
-}
-"""
 
 
 class Repo:
@@ -99,15 +90,15 @@ class Runs:
             requested_at=datetime.now(UTC),
         )
         self.executor.submit(request)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            for report in self.executor.poll():
-                if report.run_id == request.run_id and report.state.finished:
-                    self.executor.acknowledge([report.run_id])
-                    self.logs.append(self.executor.logs(report.run_id))
-                    return report
-            time.sleep(0.05)
-        raise AssertionError(f"run {request.run_id} did not finish")
+
+        def finished() -> RunReport | None:
+            return next((report for report in self.executor.poll()
+                         if report.run_id == request.run_id and report.state.finished), None)
+
+        report = wait_until(finished, timeout=60, what=f"run {request.run_id} to finish")
+        self.executor.acknowledge([report.run_id])
+        self.logs.append(self.executor.logs(report.run_id))
+        return report
 
 
 def _entry(spec_hash: str) -> Entry:

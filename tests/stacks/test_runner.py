@@ -27,6 +27,8 @@ from tests.stacks.conftest import (
     set_state_input,
     stack_entry,
 )
+from tests.support.processes import has_open
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.engine
 
@@ -282,7 +284,8 @@ def test_a_run_waits_for_the_lock_up_to_the_lock_timeout(stacks: Stacks, web: Ma
     with (folder / "run.lock").open("a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         process = stacks.start(entry, Operation.APPLY)
-        time.sleep(0.5)
+        wait_until(lambda: has_open(process.pid, folder / "run.lock") or process.poll() is not None,
+                   timeout=60, what="the runner to try the stack's lock")
         waiting = process.poll() is None
     try:
         log, _ = process.communicate(timeout=60)

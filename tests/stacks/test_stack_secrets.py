@@ -12,20 +12,11 @@ import pytest
 
 from reconciler.kinds.stack.launch import stack_dir
 from reconciler.types import Operation
-from tests.stacks.conftest import MODULE, Stacks, stack_entry
+from tests.stacks.conftest import SECRET_MODULE, Stacks, stack_entry
 
 pytestmark = pytest.mark.engine
 
 SECRET = 'QUOTE"ZQX\\WVK-${x}-tf'
-SECRET_MODULE = MODULE + """
-variable "token" {
-  type = string
-}
-
-resource "terraform_data" "token" {
-  input = var.token
-}
-"""
 
 
 def modes(root: Path) -> dict[str, int]:

@@ -1,9 +1,7 @@
 """Pytest fixtures around the real Git servers of `tests.support.gitservers`.
 
-Use them from a test folder by importing them by name in its conftest.py (pytest accepts
-`pytest_plugins = ["tests.support.fixtures"]` only in the top-level conftest):
-
-    from tests.support.fixtures import bare_remote, git_daemon, git_root  # noqa: F401
+The root `tests/conftest.py` declares this module as a plugin, so every test takes these
+fixtures by name as parameters; nothing imports them.
 
 Servers are started per test on a free port of
 127.0.0.1 and stopped (processes reaped) when the test ends.

@@ -15,35 +15,12 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 GIT = shutil.which("git") or "git"
-READY_TIMEOUT = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_for_port(port: int, *, process: subprocess.Popen[bytes] | None = None) -> None:
-    """Poll until something accepts connections on 127.0.0.1:port, or fail with the reason."""
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"server exited with code {process.returncode} before listening")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.01)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {READY_TIMEOUT}s")
 
 
 def git_env(home: Path | None = None, **extra: str) -> dict[str, str]:

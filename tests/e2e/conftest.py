@@ -1,1 +1,0 @@
-from tests.support.fixtures import git_daemon, git_root, git_user  # noqa: F401 - by name
