@@ -84,13 +84,14 @@ def settled(desired: DesiredState) -> dict[EntryId, EntryRecord]:
                       spec_hash=entry.spec_hash, revision=desired.revision or Revision(""),
                       state=RunState.SUCCEEDED, started_at=now, finished_at=now)
         # As plan leaves a record it has nothing to change in: the declaration's version,
-        # commit and place, and the phase of a version in force.
+        # commit and place, the phase of a version in force, and that version's declaration.
         records[entry.id] = EntryRecord(
             entry=entry.id, kind=entry.kind, name=entry.name, spec_hash=entry.spec_hash,
             commit=run.revision, source=f"{entry.location.path}:{entry.location.line}",
             phase=Phase.SUCCEEDED, message=f"{run.id} succeeded",
             last_run=run, last_success=Success(run_id=run.id, spec_hash=entry.spec_hash,
-                                               revision=run.revision, finished_at=now))
+                                               revision=run.revision, finished_at=now),
+            applied=entry)
     return records
 
 

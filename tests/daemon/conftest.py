@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +21,7 @@ from reconciler.metrics import Metrics
 from reconciler.source.gitsource import GitSource
 from tests.e2e.harness import status_file
 from tests.support.gitservers import GitDaemon, GitUser, make_bare_remote
+from tests.support.waiting import wait_until
 
 
 class Clock:
@@ -83,13 +83,18 @@ class World:
 
     def settle(self, *, timeout: float = 60) -> CycleResult:
         """Cycle until nothing runs and nothing more starts (retries due later excluded)."""
-        deadline = time.monotonic() + timeout
-        result = self.daemon.cycle(fetch=True)
-        while result.started or result.active:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"still busy after {timeout}s: {result}")
-            time.sleep(0.1)
-            result = self.daemon.cycle(fetch=False)
+        results = [self.daemon.cycle(fetch=True)]
+
+        def idle() -> CycleResult | None:
+            last = results[-1]
+            if not (last.started or last.active):
+                return last
+            results.append(self.daemon.cycle(fetch=False))
+            return None
+
+        result = wait_until(idle, timeout=timeout, interval=0.1,
+                            what="no run active and none started",
+                            details=lambda: str(results[-1]))
         assert not result.errors, result.errors
         return result
 
