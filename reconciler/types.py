@@ -7,7 +7,7 @@ string that one module spells differently from another.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import NewType, assert_never
+from typing import NewType
 
 API_VERSION = "reconciler.io/v1alpha1"
 
@@ -38,26 +38,14 @@ class Kind(StrEnum):
     def entries(self) -> bool:
         """Whether its documents are entries (an id, runs, a status file); a Defaults document
         only configures the entries of the others."""
-        match self:
-            case Kind.TASK | Kind.STACK:
-                return True
-            case Kind.DEFAULTS:
-                return False
-            case _:
-                assert_never(self)
+        return self is not Kind.DEFAULTS
 
     @property
     def plural(self) -> str:
         """`tasks`, `stacks`: the status folder of its records, its count in `validate`."""
-        match self:
-            case Kind.TASK:
-                return "tasks"
-            case Kind.STACK:
-                return "stacks"
-            case Kind.DEFAULTS:
-                raise ValueError("Defaults are not entries: they have no status")
-            case _:
-                assert_never(self)
+        if not self.entries:
+            raise ValueError("Defaults are not entries: they have no status")
+        return f"{self.prefix}s"
 
 
 ENTRY_KINDS: tuple[Kind, ...] = tuple(k for k in Kind if k.entries)

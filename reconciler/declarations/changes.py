@@ -8,13 +8,13 @@ between the commits, to show which module files changed under a Stack).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal, assert_never
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from reconciler.declarations.entries import DesiredState, Entry, LoadError, Location
-from reconciler.declarations.models import StackSpec, TaskSpec
+from reconciler.declarations.models import ENTRY_DOCUMENTS
 from reconciler.declarations.positions import Segment, field_path
 from reconciler.types import EntryId, Kind, Revision, SpecHash, split_entry_id
 
@@ -165,20 +165,10 @@ def _removed(ident: EntryId, old: Entry | None, head: DesiredState) -> EntryChan
 
 
 def _on_removal(kind: Kind, old: Entry | None, *, clean: bool) -> tuple[bool, str]:
-    """Whether merging destroys what the removed entry made, and the note that says so."""
-    match kind:
-        case Kind.TASK | Kind.DEFAULTS:
-            # A task's runs leave nothing the reconciler could destroy (and Defaults are no entry).
-            return False, ""
-        case Kind.STACK:
-            if old is None or not old.stack.prune:
-                return False, "prune is off: its resources are left in place"
-            if not clean:
-                return False, ("prune is on, but nothing is destroyed while the head commit "
-                               "has errors")
-            return True, "prune is on: merging destroys this stack's resources"
-        case _:
-            assert_never(kind)
+    """Whether merging destroys what the removed entry made, and the note that says so: the
+    kind's spec says, from the entry's last valid spec when the base commit had one."""
+    spec_model = ENTRY_DOCUMENTS[kind].spec_model()
+    return spec_model.on_removal(old.spec if old is not None else None, clean=clean)
 
 
 def _invalid(ident: EntryId, errors: tuple[LoadError, ...]) -> EntryChange:
@@ -211,14 +201,12 @@ def view(entry: Entry) -> dict[str, Any]:
         "imagePullSecrets": list(entry.defaults.image_pull_secrets),
         "sources": dict(entry.sources),
     }
-    match entry.spec:
-        case StackSpec() as stack:
-            shown["runnerImage"] = (getattr(entry.defaults.runner_images, stack.engine)
-                                    or "(the daemon's --runner-image)")
-        case TaskSpec():
-            pass  # a task runs its own image, which is in its spec
-        case _:
-            assert_never(entry.spec)
+    # A spec that names its own image has it in `spec`; one that runs an engine runs in
+    # the runner image Defaults set for it.
+    engine = entry.spec.engine_to_run()
+    if engine is not None:
+        shown["runnerImage"] = (getattr(entry.defaults.runner_images, engine)
+                                or "(the daemon's --runner-image)")
     return shown
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import chain
 
+from reconciler.declarations.bases import EntryDocument
 from reconciler.declarations.checks import (
     Declared,
     Loop,
@@ -32,13 +33,8 @@ from reconciler.declarations.entries import LoadError
 from reconciler.declarations.files import FileSource
 from reconciler.declarations.index import Index, Touched
 from reconciler.declarations.limits import MAX_ERRORS_PER_FILE
-from reconciler.declarations.models import (
-    DefaultsDocument,
-    DefaultsSpec,
-    StackDocument,
-    TaskDocument,
-)
-from reconciler.declarations.paths import ModuleScanner, Recorder, Resolution, resolve_paths
+from reconciler.declarations.models import DefaultsDocument, DefaultsSpec
+from reconciler.declarations.paths import ModuleScanner, Recorder, Resolution
 from reconciler.declarations.scan import Changes
 from reconciler.types import EntryId
 
@@ -253,7 +249,7 @@ class CrossCheck:
                 continue
             file, doc = declared
             recorder = Recorder(files)
-            resolution = resolve_paths(recorder, model_of(declared), self._scanner)
+            resolution = model_of(declared).spec.resolve_sources(recorder, self._scanner)
             if old is not None and old.declared[1] is doc and old.resolution == resolution:
                 problems = old.problems
             else:
@@ -332,10 +328,10 @@ def capped(errors: list[LoadError], omitted: int = 0) -> tuple[LoadError, ...]:
     return (*shown, summary)
 
 
-def model_of(declared: Declared) -> TaskDocument | StackDocument:
-    """The model of a valid Task or Stack declaration."""
+def model_of(declared: Declared) -> EntryDocument:
+    """The model of a valid entry declaration."""
     model = declared[1].model
-    assert isinstance(model, TaskDocument | StackDocument), declared[1].id
+    assert isinstance(model, EntryDocument), declared[1].id
     return model
 
 

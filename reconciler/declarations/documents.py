@@ -13,15 +13,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from reconciler.declarations.bases import EntryDocument
 from reconciler.declarations.entries import LoadError, Location
 from reconciler.declarations.fields import check_name
 from reconciler.declarations.limits import MAX_ERRORS_PER_FILE
-from reconciler.declarations.models import (
-    DOCUMENT_MODELS,
-    DefaultsDocument,
-    StackDocument,
-    TaskDocument,
-)
+from reconciler.declarations.models import DOCUMENT_MODELS, DefaultsDocument
 from reconciler.declarations.ours import our_kind, version_key
 from reconciler.declarations.parse import RawDocument, RawFile
 from reconciler.declarations.positions import (
@@ -34,7 +30,7 @@ from reconciler.declarations.positions import (
 from reconciler.declarations.sharing import share_field_sets
 from reconciler.types import API_VERSION, EntryId, Kind, entry_id
 
-Model = TaskDocument | StackDocument | DefaultsDocument
+Model = EntryDocument | DefaultsDocument
 _KINDS = ", ".join(DOCUMENT_MODELS)
 
 

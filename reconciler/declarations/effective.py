@@ -20,16 +20,17 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from reconciler.declarations.bases import EntrySpec
 from reconciler.declarations.fields import parse_duration
-from reconciler.declarations.models import DefaultsSpec, ResourceList, Resources, Spec, StackSpec
+from reconciler.declarations.models import DefaultsSpec, ResourceList, Resources, spec_kind
 
 DEFAULT_TIMEOUT_SECONDS = 3600
 
 
-def effective_spec(spec: Spec, defaults: DefaultsSpec) -> Spec:
+def effective_spec(spec: EntrySpec, defaults: DefaultsSpec) -> EntrySpec:
     """`spec` with Defaults merged under it: env key by key (the entry wins), resources
     request by request and limit by limit, the scalar fields and node placement when the
-    entry leaves them out."""
+    entry leaves them out, and what the kind takes from Defaults for its own fields."""
     update: dict[str, Any] = {
         "env": {**defaults.env, **spec.env},
         "resources": _merge_resources(defaults.resources, spec.resources),
@@ -37,9 +38,8 @@ def effective_spec(spec: Spec, defaults: DefaultsSpec) -> Spec:
         "service_account_name": spec.service_account_name or defaults.service_account_name,
         "node_selector": spec.node_selector or dict(defaults.node_selector),
         "tolerations": spec.tolerations or list(defaults.tolerations),
+        **spec.own_defaults(defaults),
     }
-    if not isinstance(spec, StackSpec):
-        update["image"] = spec.image or defaults.image
     if all(getattr(spec, name) == value for name, value in update.items()):
         # Defaults add nothing: the spec as declared is the effective one. Sharing it
         # saves a copy of every spec of a repository that has no Defaults.
@@ -69,7 +69,7 @@ def _values(resources: ResourceList) -> dict[str, Any]:
     return resources.model_dump(by_alias=True, exclude_none=True)
 
 
-def timeout_seconds(spec: Spec) -> int:
+def timeout_seconds(spec: EntrySpec) -> int:
     """The effective timeout in seconds (Defaults are already merged into `spec`)."""
     if spec.timeout is None:
         return DEFAULT_TIMEOUT_SECONDS
@@ -77,7 +77,7 @@ def timeout_seconds(spec: Spec) -> int:
 
 
 def hash_material(
-    spec: Spec, defaults: DefaultsSpec, sources: Mapping[str, str]
+    spec: EntrySpec, defaults: DefaultsSpec, sources: Mapping[str, str]
 ) -> dict[str, Any]:
     """Everything the spec hash covers, as JSON-ready data. `spec` is the effective spec."""
     dumped = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
@@ -85,15 +85,16 @@ def hash_material(
         # Order and repetition in dependsOn mean nothing: reordering must not re-run.
         dumped["dependsOn"] = sorted(set(dumped["dependsOn"]))
     material: dict[str, Any] = {
-        "kind": "Stack" if isinstance(spec, StackSpec) else "Task",
+        "kind": spec_kind(spec).value,
         "spec": dumped,
     }
     if defaults.namespace:
         material["namespace"] = defaults.namespace
     if defaults.image_pull_secrets:
         material["imagePullSecrets"] = list(defaults.image_pull_secrets)
-    if isinstance(spec, StackSpec):
-        chosen = defaults.runner_images.model_dump(exclude_defaults=True).get(spec.engine)
+    engine = spec.engine_to_run()
+    if engine is not None:
+        chosen = defaults.runner_images.model_dump(exclude_defaults=True).get(engine)
         if chosen:
             material["runnerImage"] = chosen
     if sources:
@@ -101,7 +102,7 @@ def hash_material(
     return material
 
 
-def spec_hash(spec: Spec, defaults: DefaultsSpec, sources: Mapping[str, str]) -> str:
+def spec_hash(spec: EntrySpec, defaults: DefaultsSpec, sources: Mapping[str, str]) -> str:
     canonical = json.dumps(
         hash_material(spec, defaults, sources),
         sort_keys=True,

@@ -6,7 +6,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from reconciler.declarations.models import DefaultsSpec, StackSpec, TaskSpec
+from reconciler.declarations.models import DefaultsSpec, Spec, StackSpec, TaskSpec
 from reconciler.types import EntryId, Kind, Revision, SpecHash
 
 
@@ -59,7 +59,7 @@ class Entry(_Value):
     kind: Kind
     name: str
     labels: dict[str, str] = Field(default_factory=dict)
-    spec: TaskSpec | StackSpec
+    spec: Spec
     defaults: DefaultsSpec = Field(
         default_factory=DefaultsSpec,
         description="The repository's Defaults, for what is not part of a spec (namespace, "

@@ -22,6 +22,7 @@ from reconciler.declarations.limits import (
     MAX_QUANTITY,
     MAX_QUANTITY_LENGTH,
 )
+from reconciler.types import ENTRY_KINDS
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -40,6 +41,8 @@ _LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 _LABEL_NAME = re.compile(r"^[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_PREFIXES = tuple(kind.prefix for kind in ENTRY_KINDS)
+_DEPENDENCY_FORMS = " or ".join(f"{prefix}/NAME" for prefix in _PREFIXES)
 
 __all__ = [
     "check_cron",
@@ -211,8 +214,8 @@ def _file_name(value: str) -> str:
 
 def _depends_on(value: str) -> str:
     prefix, sep, name = value.partition("/")
-    if not sep or prefix not in ("task", "stack"):
-        raise ValueError(f"{_shown(value)} must be written task/NAME or stack/NAME")
+    if not sep or prefix not in _PREFIXES:
+        raise ValueError(f"{_shown(value)} must be written {_DEPENDENCY_FORMS}")
     check_name(name)
     return value
 
@@ -304,7 +307,7 @@ GitUrl = Annotated[
 DependencyRef = Annotated[
     str,
     AfterValidator(_depends_on),
-    Field(json_schema_extra={"pattern": r"^(task|stack)/[a-z0-9]([-a-z0-9]*[a-z0-9])?$"}),
+    Field(json_schema_extra={"pattern": rf"^({'|'.join(_PREFIXES)})/{_DNS_LABEL.pattern[1:]}"}),
 ]
 LabelKey = Annotated[str, AfterValidator(_label_key)]
 LabelValue = Annotated[str, BeforeValidator(_label_value), _STRING_OR_INTEGER]

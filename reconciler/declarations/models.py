@@ -6,11 +6,11 @@ description: it is what editors show through the JSON Schemas in `schemas/`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict, Discriminator, Field, Tag
 
+from reconciler.declarations.bases import DocumentBase, EntryDocument, EntrySpec, Frozen
 from reconciler.declarations.fields import (
     Cron,
     DependencyList,
@@ -22,40 +22,14 @@ from reconciler.declarations.fields import (
     GitRef,
     GitUrl,
     KubeName,
-    LabelKey,
-    LabelValue,
-    Name,
     Quantity,
     RelativePath,
     SecretKey,
     VarName,
 )
-from reconciler.types import API_VERSION
-
-
-class Frozen(BaseModel):
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        alias_generator=to_camel,
-        populate_by_name=True,
-        serialize_by_alias=True,
-        str_strip_whitespace=False,
-    )
-
-
-class Metadata(Frozen):
-    name: Name = Field(
-        description="Unique per kind across the repository: a DNS-1123 label of at most 40 "
-        "characters. Identity is KIND/NAME; renaming counts as removing and adding."
-    )
-    labels: dict[LabelKey, LabelValue] = Field(
-        default_factory=dict,
-        description="Free-form labels, copied to Kubernetes objects and shown in status.",
-    )
-    annotations: dict[str, str] = Field(
-        default_factory=dict, description="Free-form notes; not part of the spec hash."
-    )
+from reconciler.declarations.files import FileSource
+from reconciler.declarations.paths import ModuleScanner, Resolution, stack_sources, task_files
+from reconciler.types import ENTRY_KINDS, Kind
 
 
 class SecretRef(Frozen):
@@ -120,7 +94,7 @@ SecretEnvMap = Annotated[
 Dependencies = Annotated[
     DependencyList,
     Field(description="Entries that must have succeeded at their current version first, "
-          "written task/NAME or stack/NAME."),
+          f"written {' or '.join(f'{k.prefix}/NAME' for k in ENTRY_KINDS)}."),
 ]
 
 
@@ -143,7 +117,7 @@ TaskFile = Annotated[
 ]
 
 
-class TaskSpec(Frozen):
+class TaskSpec(EntrySpec):
     image: str | None = Field(
         default=None, min_length=1,
         description="Container image (kubernetes executor). Falls back to Defaults.",
@@ -189,6 +163,18 @@ class TaskSpec(Frozen):
         default=None, description="Kubernetes service account of the run's pod."
     )
 
+    def own_defaults(self, defaults: DefaultsSpec) -> dict[str, Any]:
+        return {"image": self.image or defaults.image}
+
+    def image_to_run(self) -> str | None:
+        return self.image
+
+    def repository_to_clone(self) -> Repository | None:
+        return self.repository
+
+    def resolve_sources(self, files: FileSource, scanner: ModuleScanner) -> Resolution:
+        return task_files(files, self)
+
 
 class Drift(Frozen):
     schedule: Cron | None = Field(
@@ -197,7 +183,7 @@ class Drift(Frozen):
     remediate: bool = Field(default=False, description="true: apply when drift is found.")
 
 
-class StackSpec(Frozen):
+class StackSpec(EntrySpec):
     engine: Literal["opentofu", "terraform"] = Field(
         default="opentofu", description="Which engine runs the module."
     )
@@ -239,6 +225,20 @@ class StackSpec(Frozen):
         default=None, description="Service account of the runner pod (for cloud credentials)."
     )
 
+    def engine_to_run(self) -> str | None:
+        return self.engine
+
+    def resolve_sources(self, files: FileSource, scanner: ModuleScanner) -> Resolution:
+        return stack_sources(files, self, scanner)
+
+    @classmethod
+    def on_removal(cls, spec: Self | None, *, clean: bool) -> tuple[bool, str]:
+        if spec is None or not spec.prune:
+            return False, "prune is off: its resources are left in place"
+        if not clean:
+            return False, "prune is on, but nothing is destroyed while the head commit has errors"
+        return True, "prune is on: merging destroys this stack's resources"
+
 
 class RunnerImages(Frozen):
     """A stack pod runs reconciler's stack runner with the engine, so its image must hold
@@ -277,39 +277,57 @@ class DefaultsSpec(Frozen):
     tolerations: list[Toleration] = Field(default_factory=list, description="Tolerated taints.")
 
 
-class _Document(Frozen):
-    api_version: Literal["reconciler.io/v1alpha1"] = Field(
-        description=f"Always {API_VERSION}."
-    )
-    metadata: Metadata
-
-
-class TaskDocument(_Document):
+class TaskDocument(EntryDocument):
     """A container to run once per version of its declaration, and optionally on a cron."""
+
+    schema_description = ("A reconciler Task: a container run once per version of its "
+                          "declaration, and optionally on a cron schedule.")
 
     kind: Literal["Task"] = Field(description="Task")
     spec: TaskSpec
 
 
-class StackDocument(_Document):
+class StackDocument(EntryDocument):
     """An OpenTofu/Terraform root module applied on change and planned on a schedule."""
+
+    schema_description = ("A reconciler Stack: an OpenTofu/Terraform root module applied on "
+                          "change and planned on a schedule for drift.")
 
     kind: Literal["Stack"] = Field(description="Stack")
     spec: StackSpec
 
 
-class DefaultsDocument(_Document):
+class DefaultsDocument(DocumentBase):
     """Defaults merged under every Task and Stack. At most one per repository."""
+
+    schema_description = ("Defaults merged under every Task and Stack of the repository (at "
+                          "most one per repository).")
 
     kind: Literal["Defaults"] = Field(description="Defaults")
     spec: DefaultsSpec = Field(default_factory=DefaultsSpec)
 
 
-Document = TaskDocument | StackDocument | DefaultsDocument
-Spec = TaskSpec | StackSpec
-
-DOCUMENT_MODELS: dict[str, type[TaskDocument] | type[StackDocument] | type[DefaultsDocument]] = {
-    "Task": TaskDocument,
-    "Stack": StackDocument,
-    "Defaults": DefaultsDocument,
+ENTRY_DOCUMENTS: dict[Kind, type[EntryDocument]] = {
+    Kind.TASK: TaskDocument,
+    Kind.STACK: StackDocument,
 }
+"""The one table of entry kinds: each kind's document model, in the order kinds are listed.
+Everything below `kinds/` that lists or tells apart the kinds derives from it (and from
+the methods of `EntrySpec`)."""
+
+Spec = TaskSpec | StackSpec
+"""Any entry spec as a closed union, for the exhaustive matches of the layers above (and for
+validating a stored entry); a test keeps it equal to the table's specs."""
+
+DOCUMENT_MODELS: dict[str, type[EntryDocument] | type[DefaultsDocument]] = {
+    **{kind.value: model for kind, model in ENTRY_DOCUMENTS.items()},
+    Kind.DEFAULTS.value: DefaultsDocument,
+}
+"""Every document model by `kind`: the entries', then Defaults."""
+
+_SPEC_KINDS = {model.spec_model(): kind for kind, model in ENTRY_DOCUMENTS.items()}
+
+
+def spec_kind(spec: EntrySpec) -> Kind:
+    """The kind whose document holds a spec of this type."""
+    return _SPEC_KINDS[type(spec)]

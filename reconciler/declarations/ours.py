@@ -17,10 +17,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from reconciler.types import API_VERSION
+from reconciler.types import API_VERSION, Kind
 
 API_GROUP = API_VERSION.partition("/")[0]
-KINDS = ("Task", "Stack", "Defaults")
+KINDS = tuple(kind.value for kind in Kind)
 _LOWER_KINDS = {k.lower(): k for k in KINDS}
 _KEY = "apiVersion"
 _MAX_SLIPS = 2
@@ -35,7 +35,9 @@ _SCREEN = re.compile(
     rb"api[_-]?version[\"']?\s*:\s*[\"']?([a-z0-9.-]{%d,%d})(?![a-z0-9.-])"
     % (len(API_GROUP) - _MAX_SLIPS, len(API_GROUP) + _MAX_SLIPS)
 )
-_KIND_LINE = re.compile(rb"kind[\"']?\s*:\s*[\"']?(?:task|stack|defaults)\b")
+_KIND_LINE = re.compile(
+    rb"kind[\"']?\s*:\s*[\"']?(?:%s)\b" % "|".join(KINDS).lower().encode()
+)
 
 
 def may_claim(data: bytes) -> bool:

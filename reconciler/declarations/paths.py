@@ -12,16 +12,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from reconciler.declarations.files import FileEntry, FileKind, FileSource, join, normalize
-from reconciler.declarations.models import (
-    RepositoryFile,
-    StackDocument,
-    StackSpec,
-    TaskDocument,
-    TaskSpec,
-)
 from reconciler.declarations.positions import Segment
+
+if TYPE_CHECKING:
+    # The specs call into this module to resolve what they use (`EntrySpec.resolve_sources`).
+    from reconciler.declarations.models import StackSpec, TaskSpec
 
 MAX_SYMLINKS = 40
 MAX_TASK_FILES_BYTES = 1_000_000
@@ -77,15 +75,6 @@ class Recorder:
         rel = normalize(path)
         if rel is not None:  # a path outside the repository is never there
             self.seen.add(rel)
-
-
-def resolve_paths(
-    files: FileSource, model: TaskDocument | StackDocument, scanner: ModuleScanner
-) -> Resolution:
-    """The repository paths an entry uses: a Stack's folders and files, a Task's files."""
-    if isinstance(model, StackDocument):
-        return stack_sources(files, model.spec, scanner)
-    return task_files(files, model.spec)
 
 
 def resolve(files: FileSource, path: str) -> FileEntry:
@@ -280,7 +269,7 @@ def task_files(files: FileSource, spec: TaskSpec) -> Resolution:
     this commit (their blob ids go into `sources`)."""
     out = Resolution()
     for name, value in spec.files.items():
-        if not isinstance(value, RepositoryFile):
+        if isinstance(value, str):  # inline text; else a RepositoryFile
             out.files[name] = value
             continue
         loc: tuple[Segment, ...] = ("spec", "files", name, "path")

@@ -12,29 +12,34 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Union
 
 from pydantic import Field, TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema
 
-from reconciler.declarations.models import DefaultsDocument, StackDocument, TaskDocument
+from reconciler.declarations.models import DOCUMENT_MODELS
 from reconciler.types import API_VERSION
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
-AnyDocument = Annotated[
-    TaskDocument | StackDocument | DefaultsDocument, Field(discriminator="kind")
+# Built from the table of models, so it is a value for TypeAdapter rather than a static type.
+AnyDocument: Any = Annotated[
+    Union[tuple(DOCUMENT_MODELS.values())],  # noqa: UP007 - a union of a runtime tuple
+    Field(discriminator="kind"),
 ]
 
+
+def _any_description() -> str:
+    *first, last = DOCUMENT_MODELS
+    return f"Any {API_VERSION} declaration: {', '.join(first)} or {last}, chosen by `kind`."
+
+
 _KINDS: dict[str, tuple[Any, str, str]] = {
-    "task.json": (TaskDocument, "Task", "A reconciler Task: a container run once per version "
-                  "of its declaration, and optionally on a cron schedule."),
-    "stack.json": (StackDocument, "Stack", "A reconciler Stack: an OpenTofu/Terraform root "
-                   "module applied on change and planned on a schedule for drift."),
-    "defaults.json": (DefaultsDocument, "Defaults", "Defaults merged under every Task and "
-                      "Stack of the repository (at most one per repository)."),
-    "reconciler.json": (AnyDocument, "Declaration", f"Any {API_VERSION} declaration: Task, "
-                        "Stack or Defaults, chosen by `kind`."),
+    **{
+        f"{kind.lower()}.json": (model, kind, model.schema_description)
+        for kind, model in DOCUMENT_MODELS.items()
+    },
+    "reconciler.json": (AnyDocument, "Declaration", _any_description()),
 }
 
 

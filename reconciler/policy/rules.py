@@ -13,13 +13,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
-from typing import Literal, assert_never
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from reconciler.declarations.bases import EntrySpec
 from reconciler.declarations.entries import Entry
 from reconciler.declarations.fields import parse_duration
-from reconciler.declarations.models import DefaultsSpec, StackSpec, TaskSpec
+from reconciler.declarations.models import DefaultsSpec, Repository
 from reconciler.declarations.positions import Segment, field_path
 from reconciler.policy.match import (
     ImageName,
@@ -142,15 +143,11 @@ def _secrets(
         (("spec", "secretEnv", name, "secret"), ref.secret, "entry")
         for name, ref in entry.spec.secret_env.items()
     ]
-    match entry.spec:
-        case TaskSpec(repository=repository) if repository is not None:
-            if repository.credentials_secret:
-                asked.append((("spec", "repository", "credentialsSecret"),
-                              repository.credentials_secret, "entry"))
-        case TaskSpec() | StackSpec():
-            pass  # nothing else names a secret outside `secretEnv`
-        case _:
-            assert_never(entry.spec)
+    # Outside `secretEnv`, only the credentials of a repository cloned for the run name one.
+    repository = entry.spec.repository_to_clone()
+    if repository is not None and repository.credentials_secret:
+        asked.append((("spec", "repository", "credentialsSecret"),
+                      repository.credentials_secret, "entry"))
     for i, secret in enumerate(entry.defaults.image_pull_secrets):
         asked.append((("spec", "imagePullSecrets", i), secret, "defaults"))
     for loc, secret, origin in asked:
@@ -189,21 +186,19 @@ def _seconds(duration: str) -> int:
 
 def _images(entry: Entry, prefixes: tuple[ImageName, ...]) -> Iterator[Denial]:
     shown = ", ".join(_shown_prefixes(prefixes))
-    match entry.spec:
-        case TaskSpec(image=image):
-            if image and not _image_ok(image, prefixes):
-                yield Denial(("spec", "image"), f"image {image} is not under an allowed prefix "
-                             f"({shown or 'the policy allows none'})",
-                             _origin(image, entry.defaults.image))
-        case StackSpec(engine=engine):
-            # A stack runs in the runner image of its engine, which only Defaults can set.
-            runner = getattr(entry.defaults.runner_images, engine)
-            if runner and not _image_ok(runner, prefixes):
-                yield Denial(("spec", "runnerImages", engine),
-                             f"runner image {runner} is not under an allowed prefix "
-                             f"({shown or 'the policy allows none'})", "defaults")
-        case _:
-            assert_never(entry.spec)
+    image = entry.spec.image_to_run()
+    if image and not _image_ok(image, prefixes):
+        yield Denial(("spec", "image"), f"image {image} is not under an allowed prefix "
+                     f"({shown or 'the policy allows none'})",
+                     _origin(image, entry.defaults.image))
+    engine = entry.spec.engine_to_run()
+    if engine is not None:
+        # An engine runs in the runner image set for it, which only Defaults can set.
+        runner = getattr(entry.defaults.runner_images, engine)
+        if runner and not _image_ok(runner, prefixes):
+            yield Denial(("spec", "runnerImages", engine),
+                         f"runner image {runner} is not under an allowed prefix "
+                         f"({shown or 'the policy allows none'})", "defaults")
 
 
 def _shown_prefixes(prefixes: Iterable[ImageName]) -> Iterator[str]:
@@ -212,22 +207,21 @@ def _shown_prefixes(prefixes: Iterable[ImageName]) -> Iterator[str]:
         yield name + (f":{p.tag}" if p.tag else "") + (f"@{p.digest}" if p.digest else "")
 
 
-def _kind_rules(spec: TaskSpec | StackSpec, policy: Policy) -> Iterator[Denial]:
-    """What only one kind can ask for: a task's clone URL, a stack at all and its engine."""
-    match spec:
-        case TaskSpec():
-            if policy.spec.repositories is not None:
-                prefixes = _repository_prefixes(tuple(policy.spec.repositories))
-                yield from _repository(spec, prefixes)
-        case StackSpec():
-            yield from _stack(spec, policy)
-        case _:
-            assert_never(spec)
+def _kind_rules(spec: EntrySpec, policy: Policy) -> Iterator[Denial]:
+    """What only some kinds ask for: a repository to clone (a task's), an engine to run (a
+    stack's, which the policy may not allow at all)."""
+    repository = spec.repository_to_clone()
+    if repository is not None and policy.spec.repositories is not None:
+        prefixes = _repository_prefixes(tuple(policy.spec.repositories))
+        yield from _repository(repository, prefixes)
+    engine = spec.engine_to_run()
+    if engine is not None:
+        yield from _stack(engine, policy)
 
 
-def _repository(spec: TaskSpec, prefixes: tuple[RepositoryURL, ...]) -> Iterator[Denial]:
-    repository = spec.repository
-    if repository is None or _repository_ok(repository.url, prefixes):
+def _repository(repository: Repository, prefixes: tuple[RepositoryURL, ...]
+                ) -> Iterator[Denial]:
+    if _repository_ok(repository.url, prefixes):
         return
     reason = ("repository URL is not under an allowed prefix" if parse_repository(
         repository.url) else "repository URL cannot be compared safely with the allowed "
@@ -235,13 +229,13 @@ def _repository(spec: TaskSpec, prefixes: tuple[RepositoryURL, ...]) -> Iterator
     yield Denial(("spec", "repository", "url"), reason)
 
 
-def _stack(spec: StackSpec, policy: Policy) -> Iterator[Denial]:
+def _stack(engine: str, policy: Policy) -> Iterator[Denial]:
     rule = policy.spec.stacks
     if not rule.allowed:
         yield Denial(("kind",), "Stacks are not allowed")
         return
-    if rule.engines is not None and spec.engine not in rule.engines:
-        yield Denial(("spec", "engine"), f"engine {spec.engine} is not allowed "
+    if rule.engines is not None and engine not in rule.engines:
+        yield Denial(("spec", "engine"), f"engine {engine} is not allowed "
                      f"({_listing(rule.engines)})")
 
 

@@ -9,6 +9,7 @@ import base64
 import binascii
 import json
 from pathlib import Path
+from typing import assert_never
 
 from reconciler.declarations.entries import Entry
 from reconciler.declarations.models import StackSpec, TaskSpec
@@ -28,14 +29,13 @@ def check_entry(entry: Entry, *, instance: str, own_secret: str | None,
 def _check_secrets(entry: Entry, own: str | None) -> None:
     spec = entry.spec
     named = {ref.secret: f"secretEnv.{key}" for key, ref in spec.secret_env.items()}
-    if isinstance(spec, TaskSpec) and spec.repository is not None:
-        repository = spec.repository
-        if repository.credentials_secret is not None:
-            named[repository.credentials_secret] = "repository.credentialsSecret"
-            if not (is_ssh_url(repository.url) or repository.url.lower().startswith("https://")):
-                raise ManifestError(
-                    f"{entry.id}: repository.credentialsSecret: credentials are sent over "
-                    f"https or ssh only, and {repository.url} is neither")
+    repository = spec.repository_to_clone()
+    if repository is not None and repository.credentials_secret is not None:
+        named[repository.credentials_secret] = "repository.credentialsSecret"
+        if not (is_ssh_url(repository.url) or repository.url.lower().startswith("https://")):
+            raise ManifestError(
+                f"{entry.id}: repository.credentialsSecret: credentials are sent over "
+                f"https or ssh only, and {repository.url} is neither")
     if own and own in named:
         raise ManifestError(
             f"{entry.id}: {named[own]}: {own} holds the daemon's own credentials, which no "
@@ -51,8 +51,14 @@ def _check_account(entry: Entry, *, instance: str, own_account: str | None) -> N
         raise ManifestError(
             f"{entry.id}: serviceAccountName: {account} is the daemon's own service account, "
             "which no run is given")
-    mine = isinstance(spec, StackSpec) and account == stackaccess.own_account_name(
-        entry, instance=instance)
+    match spec:
+        case StackSpec():
+            # A stack's own account is the one made for it to reach its state.
+            mine = account == stackaccess.own_account_name(entry, instance=instance)
+        case TaskSpec():
+            mine = False
+        case _:
+            assert_never(spec)
     if account.startswith(stackaccess.account_prefix(instance)) and not mine:
         raise ManifestError(
             f"{entry.id}: serviceAccountName: {account} is the account of another stack, "

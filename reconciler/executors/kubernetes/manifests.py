@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler import __version__
 from reconciler.declarations.entries import Entry
-from reconciler.declarations.models import ResourceList, Resources, StackSpec, TaskSpec
+from reconciler.declarations.models import ResourceList, Resources, Spec, StackSpec, TaskSpec
 from reconciler.executors.identity import run_identity
 from reconciler.executors.kubernetes import labels as lbl
 from reconciler.executors.kubernetes import stackaccess
@@ -134,11 +134,14 @@ def build_manifests(
                 own_account=options.daemon_service_account)
     config_map = config_map_of(request, ns, labels) if entry.files else None
     access: tuple[dict[str, Any], ...] = ()
-    if isinstance(entry.spec, TaskSpec):
-        pod = _task_pod(request, entry.spec, options, config_map)
-    else:
-        pod = _stack_pod(request, entry.spec, options)
-        access = tuple(stackaccess.access_objects(entry, ns, instance=options.instance))
+    match entry.spec:
+        case TaskSpec() as task:
+            pod = _task_pod(request, task, options, config_map)
+        case StackSpec() as stack:
+            pod = _stack_pod(request, stack, options)
+            access = tuple(stackaccess.access_objects(entry, ns, instance=options.instance))
+        case _:
+            assert_never(entry.spec)
     meta = lbl.RunMeta(
         run_id=request.run_id, entry_id=entry.id, spec_hash=entry.spec_hash,
         operation=request.operation, trigger=request.trigger, attempt=request.attempt,
@@ -189,7 +192,7 @@ def _security(options: KubernetesOptions) -> tuple[dict[str, Any], dict[str, Any
 
 def _pod(
     entry: Entry,
-    spec: TaskSpec | StackSpec,
+    spec: Spec,
     options: KubernetesOptions,
     *,
     main: dict[str, Any],
