@@ -8,6 +8,7 @@ daemon reports it (`path:line:col: field: denied by policy: ...`).
 Text output is one line per problem on stdout, `path:line:col: field: message` with
 paths as reachable from the current directory, and a summary on stderr. `--format github`
 prints the same problems as GitHub Actions annotations (`::error file=…,line=…,col=…::…`).
+`--format sarif` prints a SARIF 2.1.0 log for code scanning (see `commands/sarif.py`).
 `--format json` prints one object:
 
     {"root": DIR, "valid": bool,
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.commands.policyflags import check_from_args
+from reconciler.commands.sarif import sarif_log
 from reconciler.declarations.directory import DirectorySource
 from reconciler.declarations.entries import DesiredState, LoadError
 from reconciler.declarations.loader import DeclarationLoader
@@ -62,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
         desired = check.apply(desired, files)
     if args.format == "json":
         print(json.dumps(report(desired, str(root)), indent=2))
+    elif args.format == "sarif":
+        print(json.dumps(sarif_log(desired.errors, root), indent=2, ensure_ascii=False))
+        print(summary(desired), file=sys.stderr)
     elif args.format == "github":
         for error in desired.errors:
             print(github_annotation(error, root))
