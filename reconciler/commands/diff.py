@@ -3,14 +3,16 @@
 Both commits are read from the repository's object database (no checkout). Entries are
 added, changed (field by field, on the effective specs with Defaults applied), removed, or
 invalid (with their problems). `--format markdown` is meant to be posted as a pull-request
-comment; `--format json` prints `DeclarationDiff` (camelCase keys):
+comment; `--format json` prints a `DeclarationDiff` report (schemas/declaration-diff.json,
+camelCase keys):
 
-    {"base": SHA, "head": SHA,
+    {"apiVersion": "reconciler.io/v1alpha1", "kind": "DeclarationDiff", "base": SHA, "head": SHA,
      "summary": {"added": n, "changed": n, "removed": n, "invalid": n},
      "added" | "changed" | "removed" | "invalid": [
         {"id", "kind", "name", "change", "location": {"path", "line", "column"} | null,
          "baseHash", "headHash", "rerun", "fields": [{"path", "base", "head"}],
          "changedFiles": [path], "prune", "errors": [ERROR], "note"}],
+     "dependents": [{"id", "kind", "name", "location", "after": [id]}],
      "errors": [ERROR]}
 
 Exit 0, or 1 when the head commit has problems, 2 when the repository or a revision
@@ -28,6 +30,7 @@ from typing import Any
 from reconciler.declarations.changes import DeclarationDiff, EntryChange, FieldChange, compare
 from reconciler.declarations.entries import LoadError
 from reconciler.declarations.loader import DeclarationLoader
+from reconciler.declarations.reports import DiffReport
 from reconciler.source.tree import (
     GitTreeSource,
     changed_paths,
@@ -135,9 +138,8 @@ def render_text(diff: DeclarationDiff) -> str:
 
 
 def render_json(diff: DeclarationDiff) -> str:
-    data = diff.model_dump(mode="json", by_alias=True)
-    ordered = {"base": data.pop("base"), "head": data.pop("head"), "summary": diff.counts()}
-    return json.dumps({**ordered, **data}, indent=2, ensure_ascii=False) + "\n"
+    data = DiffReport.of(diff).model_dump(mode="json")
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
 def _code(text: str) -> str:

@@ -9,9 +9,9 @@ Text output is one line per problem on stdout, `path:line:col: field: message` w
 paths as reachable from the current directory, and a summary on stderr. `--format github`
 prints the same problems as GitHub Actions annotations (`::error file=…,line=…,col=…::…`).
 `--format sarif` prints a SARIF 2.1.0 log for code scanning (see `commands/sarif.py`).
-`--format json` prints one object:
+`--format json` prints a `ValidationReport` (schemas/validation-report.json):
 
-    {"root": DIR, "valid": bool,
+    {"apiVersion": "reconciler.io/v1alpha1", "kind": "ValidationReport", "root": DIR, "valid": bool,
      "summary": {"files": n, "tasks": n, "stacks": n, "invalid": n, "errors": n},
      "entries": [{"id", "kind", "name", "path", "line", "specHash"}],
      "invalid": [{"id", "errors": [ERROR]}],
@@ -35,6 +35,7 @@ from reconciler.commands.sarif import sarif_log
 from reconciler.declarations.directory import DirectorySource
 from reconciler.declarations.entries import DesiredState, LoadError
 from reconciler.declarations.loader import DeclarationLoader
+from reconciler.declarations.reports import ValidationReport
 from reconciler.kinds.base import registry
 from reconciler.policy.file import PolicyError
 
@@ -134,36 +135,6 @@ def summary(desired: DesiredState) -> str:
     return f"{_count(c['errors'], 'problem')} ({invalid} invalid); valid: {found}"
 
 
-def error_json(error: LoadError) -> dict[str, Any]:
-    return {
-        "path": error.location.path,
-        "line": error.location.line,
-        "column": error.location.column,
-        "field": error.field,
-        "message": error.message,
-        "entry": error.entry,
-    }
-
-
 def report(desired: DesiredState, root: str) -> dict[str, Any]:
-    return {
-        "root": root,
-        "valid": desired.clean,
-        "summary": _counts(desired),
-        "entries": [
-            {
-                "id": e.id,
-                "kind": e.kind.value,
-                "name": e.name,
-                "path": e.location.path,
-                "line": e.location.line,
-                "specHash": e.spec_hash,
-            }
-            for e in desired.entries.values()
-        ],
-        "invalid": [
-            {"id": ident, "errors": [error_json(x) for x in errors]}
-            for ident, errors in desired.invalid.items()
-        ],
-        "errors": [error_json(x) for x in desired.errors],
-    }
+    return ValidationReport.of(desired, root=root, summary=_counts(desired)).model_dump(
+        mode="json")
