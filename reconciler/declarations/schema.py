@@ -5,7 +5,9 @@ Editors use them through a yaml-language-server modeline at the top of a file:
     # yaml-language-server: $schema=../schemas/task.json
 
 One file per kind, plus `reconciler.json` for files that mix kinds (it picks the kind's
-schema by `kind`), and one per JSON report (`validation-report.json`, `declaration-diff.json`). The committed copies in `schemas/` are checked against these by a test.
+schema by `kind`), and one per JSON report (`validation-report.json`,
+`declaration-diff.json`). The committed copies in `schemas/` are checked against these by a
+test.
 """
 
 from __future__ import annotations
