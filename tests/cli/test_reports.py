@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import cmarkgfm
 import jsonschema
 import pytest
 
@@ -98,6 +99,9 @@ def test_markdown_shows_a_syntax_error_instead_of_an_empty_table(
     assert "0 invalid" not in out
     assert "| Entry |" not in out
     assert "\ntasks/oops.yaml:3:1: invalid YAML" in out
+    html = cmarkgfm.github_flavored_markdown_to_html(out)  # as GitHub renders the comment
+    assert "<table>" not in html
+    assert "<pre><code>tasks/oops.yaml:3:1: invalid YAML" in html
 
 
 def test_markdown_says_which_dependents_run_again(
@@ -117,6 +121,9 @@ def test_markdown_says_which_dependents_run_again(
     assert ("| Entry | After |\n|---|---|\n"
             "| `task/build-report` | `task/check-data` |\n"
             "| `task/publish-report` | `task/build-report` |\n") in out
+    html = cmarkgfm.github_flavored_markdown_to_html(out)
+    assert html.count("<table>") == 3  # the entries, the dependents, check-data's fields
+    assert "<td><code>task/publish-report</code></td>" in html
 
 
 def test_a_change_that_does_not_run_again_has_no_dependents(
