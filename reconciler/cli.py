@@ -98,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="Check declarations; exit 1 on any problem.")
     p.add_argument("dir", nargs="?", default=".", help="Repository folder (default: .).")
     p.add_argument("--path", default=".", help="Folder of the declarations inside DIR.")
-    p.add_argument("--format", choices=["text", "json", "github"], default="text",
-                   help="github: GitHub Actions annotations on the offending lines.")
+    p.add_argument("--format", choices=["text", "json", "github", "sarif"], default="text",
+                   help="github: GitHub Actions annotations on the offending lines; sarif: "
+                   "a SARIF 2.1.0 log for code scanning.")
     _add_policy_flags(p)
     registry.add_executor_flag(
         p, _flag,

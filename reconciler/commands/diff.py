@@ -3,14 +3,16 @@
 Both commits are read from the repository's object database (no checkout). Entries are
 added, changed (field by field, on the effective specs with Defaults applied), removed, or
 invalid (with their problems). `--format markdown` is meant to be posted as a pull-request
-comment; `--format json` prints `DeclarationDiff` (camelCase keys):
+comment; `--format json` prints a `DeclarationDiff` report (schemas/declaration-diff.json,
+camelCase keys):
 
-    {"base": SHA, "head": SHA,
+    {"apiVersion": "reconciler.io/v1alpha1", "kind": "DeclarationDiff", "base": SHA, "head": SHA,
      "summary": {"added": n, "changed": n, "removed": n, "invalid": n},
      "added" | "changed" | "removed" | "invalid": [
         {"id", "kind", "name", "change", "location": {"path", "line", "column"} | null,
          "baseHash", "headHash", "rerun", "fields": [{"path", "base", "head"}],
          "changedFiles": [path], "prune", "errors": [ERROR], "note"}],
+     "dependents": [{"id", "kind", "name", "location", "after": [id]}],
      "errors": [ERROR]}
 
 Exit 0, or 1 when the head commit has problems, 2 when the repository or a revision
@@ -28,6 +30,7 @@ from typing import Any
 from reconciler.declarations.changes import DeclarationDiff, EntryChange, FieldChange, compare
 from reconciler.declarations.entries import LoadError
 from reconciler.declarations.loader import DeclarationLoader
+from reconciler.declarations.reports import DiffReport
 from reconciler.source.tree import (
     GitTreeSource,
     changed_paths,
@@ -135,9 +138,8 @@ def render_text(diff: DeclarationDiff) -> str:
 
 
 def render_json(diff: DeclarationDiff) -> str:
-    data = diff.model_dump(mode="json", by_alias=True)
-    ordered = {"base": data.pop("base"), "head": data.pop("head"), "summary": diff.counts()}
-    return json.dumps({**ordered, **data}, indent=2, ensure_ascii=False) + "\n"
+    data = DiffReport.of(diff).model_dump(mode="json")
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
 def _code(text: str) -> str:
@@ -172,22 +174,61 @@ def render_markdown(diff: DeclarationDiff) -> str:
     base, head = (diff.base or "?")[:12], (diff.head or "?")[:12]
     if diff.empty:
         return f"### reconciler: no changes to declarations\n\nBase `{base}`, head `{head}`.\n"
-    out = [f"### reconciler: {_summary(diff)}", "", f"Base `{base}` → head `{head}`.", ""]
-    out += ["| Entry | Change | Details |", "|---|---|---|"]
-    for change in _entries(diff):
-        details = _details_line(change).replace("|", "\\|")
-        out.append(f"| {_code(change.id)} | {_BADGES[change.change]} | {details} |")
+    entries, loose = _entries(diff), _loose_errors(diff)
+    out = [f"### reconciler: {_markdown_headline(diff, loose)}", "",
+           f"Base `{base}` → head `{head}`."]
+    if entries:
+        # A table only when it has rows: "0 invalid" above an empty table hid a syntax error.
+        out += ["", "| Entry | Change | Details |", "|---|---|---|"]
+        for change in entries:
+            details = _details_line(change).replace("|", "\\|")
+            out.append(f"| {_code(change.id)} | {_BADGES[change.change]} | {details} |")
     unlisted = _unlisted(diff)
     if unlisted:
         out += ["", unlisted]
-    for change in _entries(diff):
+    out += _markdown_dependents(diff)
+    for change in entries:
         out += _markdown_details(change)
-    loose = _loose_errors(diff)
     if loose:
-        out += ["", "<details open><summary>Problems in the head commit</summary>", ""]
-        out += _fenced("\n".join(str(e) for e in loose))
-        out += ["", "</details>"]
+        shown = [str(e) for e in loose[:_MAX_INVALID_SHOWN]]
+        if len(loose) > len(shown):
+            shown.append(f"… and {len(loose) - len(shown)} more (`reconciler validate` lists "
+                         "every problem)")
+        where = " outside the entries above" if entries else ""
+        out += ["", f"**{_plural(len(loose), 'problem')} in the head commit**{where}:", ""]
+        out += _fenced("\n".join(shown))
     return "\n".join(out) + "\n"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _markdown_headline(diff: DeclarationDiff, loose: list[LoadError]) -> str:
+    if not _entries(diff):
+        return f"❌ {_plural(len(loose), 'problem')} in the head commit"
+    headline = _summary(diff)
+    if diff.dependents:
+        runs = "runs" if len(diff.dependents) == 1 else "run"
+        headline += f"; {_plural(len(diff.dependents), 'dependent')} {runs} again"
+    if loose:
+        headline += f"; {_plural(len(loose), 'more problem')}"
+    return headline
+
+
+def _markdown_dependents(diff: DeclarationDiff) -> list[str]:
+    """The unchanged entries merging runs again: after what they depend on runs."""
+    if not diff.dependents:
+        return []
+    out = ["", "Unchanged entries that run again after their dependencies (`dependsOn`):", "",
+           "| Entry | After |", "|---|---|"]
+    for dependent in diff.dependents[:_MAX_INVALID_SHOWN]:
+        after = ", ".join(_code(a) for a in dependent.after)
+        out.append(f"| {_code(dependent.id)} | {after} |")
+    more = len(diff.dependents) - _MAX_INVALID_SHOWN
+    if more > 0:
+        out += ["", f"… and {more} more dependents (`--format json` lists them all)"]
+    return out
 
 
 def _markdown_details(change: EntryChange) -> list[str]:

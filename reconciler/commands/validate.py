@@ -8,9 +8,10 @@ daemon reports it (`path:line:col: field: denied by policy: ...`).
 Text output is one line per problem on stdout, `path:line:col: field: message` with
 paths as reachable from the current directory, and a summary on stderr. `--format github`
 prints the same problems as GitHub Actions annotations (`::error file=…,line=…,col=…::…`).
-`--format json` prints one object:
+`--format sarif` prints a SARIF 2.1.0 log for code scanning (see `commands/sarif.py`).
+`--format json` prints a `ValidationReport` (schemas/validation-report.json):
 
-    {"root": DIR, "valid": bool,
+    {"apiVersion": "reconciler.io/v1alpha1", "kind": "ValidationReport", "root": DIR, "valid": bool,
      "summary": {"files": n, "tasks": n, "stacks": n, "invalid": n, "errors": n},
      "entries": [{"id", "kind", "name", "path", "line", "specHash"}],
      "invalid": [{"id", "errors": [ERROR]}],
@@ -30,9 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.commands.policyflags import check_from_args
+from reconciler.commands.sarif import sarif_log
 from reconciler.declarations.directory import DirectorySource
 from reconciler.declarations.entries import DesiredState, LoadError
 from reconciler.declarations.loader import DeclarationLoader
+from reconciler.declarations.reports import ValidationReport
 from reconciler.kinds.base import registry
 from reconciler.policy.file import PolicyError
 
@@ -62,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
         desired = check.apply(desired, files)
     if args.format == "json":
         print(json.dumps(report(desired, str(root)), indent=2))
+    elif args.format == "sarif":
+        print(json.dumps(sarif_log(desired.errors, root), indent=2, ensure_ascii=False))
+        print(summary(desired), file=sys.stderr)
     elif args.format == "github":
         for error in desired.errors:
             print(github_annotation(error, root))
@@ -129,36 +135,6 @@ def summary(desired: DesiredState) -> str:
     return f"{_count(c['errors'], 'problem')} ({invalid} invalid); valid: {found}"
 
 
-def error_json(error: LoadError) -> dict[str, Any]:
-    return {
-        "path": error.location.path,
-        "line": error.location.line,
-        "column": error.location.column,
-        "field": error.field,
-        "message": error.message,
-        "entry": error.entry,
-    }
-
-
 def report(desired: DesiredState, root: str) -> dict[str, Any]:
-    return {
-        "root": root,
-        "valid": desired.clean,
-        "summary": _counts(desired),
-        "entries": [
-            {
-                "id": e.id,
-                "kind": e.kind.value,
-                "name": e.name,
-                "path": e.location.path,
-                "line": e.location.line,
-                "specHash": e.spec_hash,
-            }
-            for e in desired.entries.values()
-        ],
-        "invalid": [
-            {"id": ident, "errors": [error_json(x) for x in errors]}
-            for ident, errors in desired.invalid.items()
-        ],
-        "errors": [error_json(x) for x in desired.errors],
-    }
+    return ValidationReport.of(desired, root=root, summary=_counts(desired)).model_dump(
+        mode="json")

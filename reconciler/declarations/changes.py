@@ -7,6 +7,7 @@ between the commits, to show which module files changed under a Stack).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
@@ -64,6 +65,19 @@ class EntryChange(_Value):
     note: str = ""
 
 
+class Dependent(_Value):
+    """An entry that did not change but runs again once merged: its `dependsOn` names, directly
+    or through other dependents, an entry that runs again (the daemon runs it after them)."""
+
+    id: EntryId
+    kind: Kind
+    name: str
+    location: Location | None = None
+    after: tuple[EntryId, ...] = Field(
+        default=(), description="The entries of its `dependsOn` that run again."
+    )
+
+
 class DeclarationDiff(_Value):
     base: Revision | None
     head: Revision | None
@@ -71,6 +85,9 @@ class DeclarationDiff(_Value):
     changed: tuple[EntryChange, ...] = ()
     removed: tuple[EntryChange, ...] = ()
     invalid: tuple[EntryChange, ...] = ()
+    dependents: tuple[Dependent, ...] = Field(
+        default=(), description="Unchanged entries that run again after a changed or new one."
+    )
     errors: tuple[LoadError, ...] = Field(
         default=(), description="Every problem of the head commit, entries' included."
     )
@@ -114,7 +131,33 @@ def compare(
         changed=tuple(changed),
         removed=tuple(removed),
         invalid=tuple(sorted(invalid, key=lambda c: c.id)),
+        dependents=dependents(head, {c.id for c in [*added, *changed] if c.rerun}),
         errors=head.errors,
+    )
+
+
+def dependents(head: DesiredState, rerun: set[EntryId]) -> tuple[Dependent, ...]:
+    """The valid entries of `head` outside `rerun` that depend on it, transitively, each
+    with the entries of its `dependsOn` that run again. A dependency cycle is a load error,
+    but the walk visits each entry once regardless."""
+    users: dict[EntryId, list[Entry]] = {}
+    for entry in head.entries.values():
+        for dep in entry.depends_on:
+            users.setdefault(dep, []).append(entry)
+    after: dict[EntryId, set[EntryId]] = {}
+    queue = deque(sorted(rerun))
+    while queue:
+        ident = queue.popleft()
+        for user in users.get(ident, ()):
+            if user.id in rerun:
+                continue
+            if user.id not in after:
+                queue.append(user.id)
+            after.setdefault(user.id, set()).add(ident)
+    return tuple(
+        Dependent(id=e.id, kind=e.kind, name=e.name, location=e.location,
+                  after=tuple(sorted(after[e.id])))
+        for e in sorted((head.entries[i] for i in after), key=lambda e: e.id)
     )
 
 

@@ -5,7 +5,9 @@ Editors use them through a yaml-language-server modeline at the top of a file:
     # yaml-language-server: $schema=../schemas/task.json
 
 One file per kind, plus `reconciler.json` for files that mix kinds (it picks the kind's
-schema by `kind`). The committed copies in `schemas/` are checked against these by a test.
+schema by `kind`), and one per JSON report (`validation-report.json`,
+`declaration-diff.json`). The committed copies in `schemas/` are checked against these by a
+test.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from pathlib import Path
 from typing import Annotated, Any, Union
 
 from pydantic import Field, TypeAdapter
-from pydantic.json_schema import GenerateJsonSchema
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
 
 from reconciler.declarations.models import DOCUMENT_MODELS
+from reconciler.declarations.reports import DiffReport, ValidationReport
 from reconciler.types import API_VERSION
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -42,6 +45,14 @@ _KINDS: dict[str, tuple[Any, str, str]] = {
     "reconciler.json": (AnyDocument, "Declaration", _any_description()),
 }
 
+# What `validate --format json` and `diff --format json` print, for PR tooling that reads them.
+_REPORTS: dict[str, tuple[Any, str, str]] = {
+    "validation-report.json": (ValidationReport, "ValidationReport", "What `reconciler "
+                               "validate --format json` prints."),
+    "declaration-diff.json": (DiffReport, "DeclarationDiff", "What `reconciler diff --format "
+                              "json` prints."),
+}
+
 
 class _Generator(GenerateJsonSchema):
     """Field titles are derived from Python names ("Dependson"): noise in an editor that
@@ -52,10 +63,13 @@ class _Generator(GenerateJsonSchema):
 
 
 def schemas() -> dict[str, dict[str, Any]]:
-    """File name → JSON Schema, for every kind and for any kind."""
+    """File name → JSON Schema, for every kind, for any kind, and for the JSON reports."""
     out: dict[str, dict[str, Any]] = {}
-    for name, (model, title, description) in _KINDS.items():
-        generated = TypeAdapter(model).json_schema(by_alias=True, schema_generator=_Generator)
+    for name, (model, title, description) in {**_KINDS, **_REPORTS}.items():
+        # Declarations are read (validation); reports are written (serialization).
+        mode: JsonSchemaMode = "serialization" if name in _REPORTS else "validation"
+        generated = TypeAdapter(model).json_schema(
+            by_alias=True, schema_generator=_Generator, mode=mode)
         out[name] = {
             "$schema": DRAFT,
             "title": f"{title} ({API_VERSION})",
