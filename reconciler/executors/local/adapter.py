@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from reconciler.executors.base import Executor, Workspace
 from reconciler.executors.registry import (
+    EngineFallback,
     ExecutorConfigError,
     FlagAdder,
     FlagSet,
@@ -30,6 +31,7 @@ class LocalSettings(BaseModel):
 
     secrets_dir: Path | None = None
     tofu_bin: str | None = None
+    engine_fallback: EngineFallback | None = None
 
 
 class LocalAdapter:
@@ -47,7 +49,8 @@ class LocalAdapter:
 
     def settings(self, args: argparse.Namespace) -> LocalSettings:
         return LocalSettings(secrets_dir=Path(args.secrets_dir) if args.secrets_dir else None,
-                             tofu_bin=args.tofu_bin or None)
+                             tofu_bin=args.tofu_bin or None,
+                             engine_fallback=args.engine_fallback or None)
 
     def policy_namespace(self, settings: Settings) -> str:
         return "default"  # runs are processes here: no namespace rule applies to them
@@ -66,6 +69,7 @@ class LocalAdapter:
                 max_parallel=settings.max_parallel,
                 workspace=workspace,
                 engine_bin=own.tofu_bin,
+                engine_fallback=own.engine_fallback,
             )
         except StateDirBusyError as err:
             raise ExecutorConfigError(str(err)) from None
