@@ -219,6 +219,7 @@ def test_a_declared_engine_that_is_not_installed_fails_unless_a_fallback_is_allo
     assert _result(failed)["error"].startswith(
         "engine opentofu is not installed (no `tofu` on PATH)")
     assert "--engine-fallback terraform" in failed.log_tail
+    assert failed.message == _result(failed)["error"], "the status says why, not the exit code"
     record = fold_report(new_record(entry.id, Kind.STACK, entry.name), failed)
     assert record.engine is None, "no engine ran"
 
