@@ -17,10 +17,11 @@ from reconciler.types import EntryId, Revision, RunId, RunState, SpecHash
 
 
 def run_message(state: RunState, message: str, result: StackResult | None) -> str:
-    """What a finished run's report says. A stack run that failed says why in its result
-    (`engine opentofu is not installed ...`, the engine's own located error), which tells the
-    reader more than the exit code it ended with; a timeout or a cancellation keeps the
-    executor's words, since the runner only saw a signal."""
+    """What the report of a run whose program ended by itself says. A stack run that failed
+    says why in its result (`engine opentofu is not installed ...`, the engine's own located
+    error), which tells the reader more than the exit code it ended with. A timeout keeps the
+    executor's words, and so must a cancellation (callers pass its own message): the runner
+    only saw a signal."""
     if state is RunState.FAILED and result is not None and result.error:
         return result.error
     return message

@@ -97,9 +97,10 @@ def observe(row: RunRow, folder: Path, *, now: datetime) -> Ending | None:
     result = None
     if kind_of(row.kind).reports_result:
         result = read_result(_read_end(folder / LOG_FILE, _RESULT_BYTES))
+    ended_itself = outcome.outcome == Outcome.EXITED
     return Ending(
         state=state,
-        message=run_message(state, outcome.message, result),
+        message=run_message(state, outcome.message, result) if ended_itself else outcome.message,
         started_at=datetime.fromisoformat(outcome.started_at),
         finished_at=datetime.fromisoformat(outcome.finished_at),
         exit_code=outcome.exit_code,
