@@ -45,7 +45,9 @@ class LocalAdapter:
                  help="Local executor: secretEnv reads <dir>/<secret>/<key>.")
         elif where is FlagSet.DAEMON_RUNS:
             flag(parser, "--tofu-bin",
-                 help="OpenTofu/Terraform binary; default: tofu or terraform on PATH.")
+                 help="Local executor: the engine program, which must be the engine a stack "
+                 "declares (or the --engine-fallback); default: the declared one's tofu or "
+                 "terraform on PATH.")
 
     def settings(self, args: argparse.Namespace) -> LocalSettings:
         return LocalSettings(secrets_dir=Path(args.secrets_dir) if args.secrets_dir else None,
