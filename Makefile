@@ -23,11 +23,13 @@ $(STAMP): $(RUN_STAMP)
 	touch $@
 
 ## run: start the daemon on the local executor, reconciling a demo remote made from sample-repo/
+# sample-repo's stacks declare OpenTofu, and what `make run` installs is the bundled Terraform
+# (the `engine` extra): without `tofu` on PATH they run Terraform, and their logs say so.
 run: $(RUN_STAMP) demo-remote
 	$(VENV)/bin/reconciler run \
 	  --repo "file://$(CURDIR)/$(DEMO)/remote.git" --branch main \
 	  --executor local --state-dir "$(DEMO)/state" --secrets-dir "$(DEMO)/secrets" \
-	  --interval 10s --listen $(LISTEN)
+	  --engine-fallback terraform --interval 10s --listen $(LISTEN)
 
 demo-remote: $(RUN_STAMP)
 	bash scripts/demo-remote.sh "$(DEMO)"

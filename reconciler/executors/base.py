@@ -12,8 +12,19 @@ from pathlib import Path
 from typing import Protocol
 
 from reconciler.declarations.entries import Entry
-from reconciler.runs import RunReport, RunRequest
-from reconciler.types import EntryId, Revision, RunId, SpecHash
+from reconciler.runs import RunReport, RunRequest, StackResult
+from reconciler.types import EntryId, Revision, RunId, RunState, SpecHash
+
+
+def run_message(state: RunState, message: str, result: StackResult | None) -> str:
+    """What the report of a run whose program ended by itself says. A stack run that failed
+    says why in its result (`engine opentofu is not installed ...`, the engine's own located
+    error), which tells the reader more than the exit code it ended with. A timeout keeps the
+    executor's words, and so must a cancellation (callers pass its own message): the runner
+    only saw a signal."""
+    if state is RunState.FAILED and result is not None and result.error:
+        return result.error
+    return message
 
 
 class Workspace(Protocol):

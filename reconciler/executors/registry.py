@@ -5,6 +5,9 @@ Every adapter is one line of `ADAPTERS`: its name (the value of `--executor`) an
 its settings model and imports nothing heavy: `--help` lists every adapter's flags, so the
 parser loads them all, while the executor itself (the Kubernetes client, the journal) is
 imported only when chosen. Nothing outside the adapters and this table compares executor names.
+A flag that every executor takes (`--engine-fallback`: stacks run under either) is declared
+here once, since argparse refuses a flag declared twice; each adapter reads it into its own
+settings.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 from pydantic import BaseModel
 
@@ -29,6 +32,8 @@ ADAPTERS: dict[str, str] = {
     "kubernetes": "reconciler.executors.kubernetes.adapter:ADAPTER",
 }
 DEFAULT = "local"
+EngineFallback = Literal["opentofu", "terraform"]
+"""A value of `--engine-fallback`: one of the engines a stack may declare."""
 
 
 class ExecutorConfigError(Exception):
@@ -141,9 +146,15 @@ def add_executor_flag(parser: argparse.ArgumentParser, flag: FlagAdder, **kwargs
 
 
 def add_flags(parser: argparse.ArgumentParser, flag: FlagAdder, where: FlagSet) -> None:
-    """Every adapter's flags of `where`, in the order of `ADAPTERS`."""
+    """Every adapter's flags of `where`, in the order of `ADAPTERS`, then the flags all of
+    them take."""
     for each in adapters():
         each.add_flags(parser, flag, where)
+    if where is FlagSet.DAEMON_RUNS:
+        flag(parser, "--engine-fallback", choices=get_args(EngineFallback),
+             help="The engine a stack runs when the one it declares is not installed where "
+             "it runs (the run log and the status say which ran); default: none, such a run "
+             "fails.")
 
 
 def executor_settings(args: argparse.Namespace) -> tuple[BaseModel, ...]:

@@ -67,8 +67,10 @@ class World:
 
     def _daemon(self) -> Daemon:
         source = GitSource(self.url, self.state, status_branch=self.status_branch)
+        # The declared OpenTofu may be missing here: the Terraform of this machine stands in.
         executor = LocalExecutor(state_dir=self.state, workspace=source, max_parallel=4,
-                                 clock=self.clock, secrets_dir=self.state.parent / "secrets")
+                                 clock=self.clock, secrets_dir=self.state.parent / "secrets",
+                                 engine_fallback="terraform")
         return Daemon(source=source, loader=DeclarationLoader(), executor=executor,
                       metrics=self.metrics, clock=self.clock)
 

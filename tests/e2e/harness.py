@@ -46,7 +46,8 @@ class Daemon:
             sys.executable, "-m", "reconciler", "run", "--repo", repo_url,
             "--state-dir", str(state_dir), "--interval", interval,
             "--listen", "127.0.0.1:0", "--log-format", "json", "--log-level", log_level,
-            *extra,
+            # Stacks declare OpenTofu; this machine may have only Terraform.
+            "--engine-fallback", "terraform", *extra,
         ]
         self.env = {**git_env(), **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None

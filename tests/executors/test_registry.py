@@ -77,3 +77,40 @@ def test_an_adapters_flags_land_in_its_settings() -> None:
     assert settings.of(KubernetesSettings).namespace == "runs"
     assert str(settings.of(LocalSettings).secrets_dir) == "/s"
     assert settings.of(LocalSettings).tofu_bin == "tofu"
+
+
+@pytest.mark.parametrize("command", [("run", "--repo", "x"), ("drift", "--repo", "x", "stack/a")])
+def test_help_shows_the_engine_fallback(command: tuple[str, ...]) -> None:
+    shown = _help(*command)
+
+    assert "--engine-fallback {opentofu,terraform}" in shown
+    assert "default: none, such a run fails. [env RECONCILER_ENGINE_FALLBACK]" in shown
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_engine_fallback_reaches_every_executors_settings(name: str) -> None:
+    from reconciler.executors.kubernetes.adapter import KubernetesSettings
+    from reconciler.executors.local.adapter import LocalSettings
+
+    args = build_parser().parse_args(
+        ["run", "--repo", "file:///r", "--executor", name, "--engine-fallback", "terraform"])
+    settings = settings_from_args(args)
+    strict = settings_from_args(build_parser().parse_args(["run", "--repo", "file:///r"]))
+
+    assert settings.of(LocalSettings).engine_fallback == "terraform"
+    assert settings.of(KubernetesSettings).engine_fallback == "terraform"
+    assert strict.of(LocalSettings).engine_fallback is None
+    assert strict.of(KubernetesSettings).engine_fallback is None
+
+
+def test_an_engine_fallback_from_the_environment_is_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """argparse does not check a default against the choices; the settings do."""
+    from reconciler.commands.wiring import ConfigError
+
+    monkeypatch.setenv("RECONCILER_ENGINE_FALLBACK", "tofu")
+    args = build_parser().parse_args(["run", "--repo", "file:///r"])
+
+    with pytest.raises(ConfigError, match=r"^--engine-fallback: Input should be 'opentofu' or"):
+        settings_from_args(args)

@@ -395,6 +395,18 @@ def test_stacks_clone_the_exact_commit_and_run_the_runner(
     assert env_of(main)["TF_VAR_token"] == {"secretKeyRef": {"name": "cloud", "key": "token"}}
 
 
+def test_the_daemons_engine_fallback_reaches_the_stack_runner(
+        edge_entries: dict[EntryId, Entry]) -> None:
+    entry = edge_entries[EntryId("stack/plan-only")]
+    strict = main_container(build_manifests(request(entry), OPTIONS))["args"]
+    options = OPTIONS.model_copy(update={"engine_fallback": "terraform"})
+    allowed = main_container(build_manifests(request(entry), options))["args"]
+
+    assert "--engine-fallback" not in strict, "no fallback unless the operator allows one"
+    assert allowed[allowed.index("--engine-fallback") + 1] == "terraform"
+    assert allowed.index("--engine-fallback") > allowed.index("--"), "the runner's own flag"
+
+
 def test_namespace_comes_from_the_override_the_defaults_or_the_options(
         edge_entries: dict[EntryId, Entry]) -> None:
     entry = edge_entries[EntryId("task/bare")]

@@ -209,7 +209,7 @@ def test_a_local_run_sees_its_declaration_and_nothing_of_the_daemon(
         "LC_ALL": "C.UTF-8",
     }
     done = reconciler("run", "--once", "--repo", f"file://{remote}", "--state-dir", str(state),
-                      env=daemon_env)
+                      "--engine-fallback", "terraform", env=daemon_env)
     assert done.returncode == 0, done.stderr[-3000:]
     for entry, prefix, extra in (("task/env", "", set()),
                                  ("stack/envstack", "terraform_data.env (local-exec): ", ENGINE)):

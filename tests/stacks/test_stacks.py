@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.kinds.stack import launch
 from reconciler.kinds.stack.engine import HideOutputValues, engine_error
 from reconciler.kinds.stack.launch import (
     EngineNotFoundError,
+    check_engine,
     declares_backend,
     find_engine,
     runner_args,
@@ -45,10 +47,10 @@ class TestFindEngine:
         assert (terraform.name, terraform.path) == ("terraform", str(tmp_path / "bin/terraform"))
         assert not tofu.bundled
 
-    def test_then_the_other_engine(self, tmp_path: Path) -> None:
+    def test_then_the_allowed_fallback(self, tmp_path: Path) -> None:
         path = _programs(tmp_path / "bin", "terraform")
 
-        found = find_engine("opentofu", None, search_path=path)
+        found = find_engine("opentofu", None, fallback="terraform", search_path=path)
 
         assert (found.name, found.path) == ("terraform", str(tmp_path / "bin/terraform"))
 
@@ -68,12 +70,63 @@ class TestFindEngine:
         with pytest.raises(EngineNotFoundError, match="--tofu-bin 'tofu-9' is not"):
             find_engine("opentofu", "tofu-9", search_path=path)
 
+    def test_never_the_other_engine_unasked(self, tmp_path: Path) -> None:
+        path = _programs(tmp_path / "bin", "terraform")
+
+        with pytest.raises(EngineNotFoundError) as raised:
+            find_engine("opentofu", None, search_path=path)
+
+        assert str(raised.value).startswith(
+            "engine opentofu is not installed (no `tofu` on PATH); install OpenTofu")
+        assert str(raised.value).endswith(
+            "or allow terraform instead with --engine-fallback terraform "
+            "(RECONCILER_ENGINE_FALLBACK)")
+        assert raised.value.searched == path
+
+    def test_a_missing_fallback_is_named_too(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(launch, "_bundled", lambda search_path: None)  # a machine without it
+
+        with pytest.raises(EngineNotFoundError, match=(
+            r"^engine terraform is not installed \(no `terraform` on PATH and no bundled "
+            r"reconciler-terraform\), nor is the fallback opentofu that --engine-fallback "
+            r"allows \(no `tofu` on PATH\); install Terraform")):
+            find_engine("terraform", None, fallback="opentofu", search_path=str(tmp_path))
+
+    def test_the_bundled_engine_is_terraform_itself(self, tmp_path: Path) -> None:
+        found = find_engine("terraform", None, search_path=str(tmp_path))
+
+        assert (found.name, found.bundled) == ("terraform", True)
+
     def test_the_bundled_engine_when_nothing_is_installed(self, tmp_path: Path) -> None:
-        found = find_engine("opentofu", None, search_path=str(tmp_path))
+        found = find_engine("opentofu", None, fallback="terraform", search_path=str(tmp_path))
 
         assert found.bundled
         assert found.name == "terraform"
         assert found.argv == (str(Path(sys.executable).parent / "reconciler-terraform"),)
+
+
+class TestCheckEngine:
+    """What the engine answers to `version` decides, not the name of its program."""
+
+    def test_the_declared_engine_runs_without_a_word(self) -> None:
+        assert check_engine("opentofu", "opentofu", "1.11.8", program="tofu", fallback=None,
+                            configured=None) is None
+
+    def test_a_tofu_that_is_terraform_is_refused(self) -> None:
+        with pytest.raises(EngineNotFoundError, match=(
+            r"^engine opentofu is declared, but `tofu` on PATH is terraform 1.11.4; install "
+            r"OpenTofu, or allow terraform with --engine-fallback terraform")):
+            check_engine("opentofu", "terraform", "1.11.4", program="tofu", fallback=None,
+                         configured=None)
+
+    def test_the_allowed_fallback_is_announced(self) -> None:
+        notice = check_engine("terraform", "opentofu", "1.11.8", program="tofu",
+                              fallback="opentofu", configured=None)
+
+        assert notice == ("engine terraform is not installed; using opentofu 1.11.8 as "
+                          "allowed by --engine-fallback")
 
 
 class TestRunnerCommandLine:
@@ -118,6 +171,14 @@ class TestRunnerCommandLine:
 
         assert by_path[by_path.index("--engine-bin") + 1] == str(Path.cwd() / "bin/tofu")
         assert by_name[by_name.index("--engine-bin") + 1] == "tofu"
+
+    def test_the_fallback_reaches_the_runner(self, tmp_path: Path) -> None:
+        args = runner_args(stack_entry(), Operation.PLAN, state_dir=tmp_path, engine_bin=None,
+                           engine_fallback="terraform")
+
+        assert args[args.index("--engine-fallback") + 1] == "terraform"
+        assert "--engine-fallback" not in runner_args(
+            stack_entry(), Operation.PLAN, state_dir=tmp_path, engine_bin=None)
 
     def test_a_stack_cannot_run_a_task_operation(self, tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="stack/web: a stack cannot run"):

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler.executors.base import Executor, Workspace
 from reconciler.executors.registry import (
+    EngineFallback,
     ExecutorConfigError,
     FlagAdder,
     FlagSet,
@@ -35,6 +36,10 @@ class KubernetesSettings(BaseModel):
     )
     runner_image: str | None = Field(
         default=None, description="Image of stack pods whose Defaults name none."
+    )
+    engine_fallback: EngineFallback | None = Field(
+        default=None, description="The engine stack pods run when the declared one is not in "
+        "their image (`--engine-fallback`)."
     )
 
 
@@ -69,6 +74,7 @@ class KubernetesAdapter:
             kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
             source_credentials_secret=args.source_credentials_secret or None,
             runner_image=args.runner_image or None,
+            engine_fallback=args.engine_fallback or None,
         )
 
     def policy_namespace(self, settings: Settings) -> str:

@@ -161,7 +161,7 @@ class KubernetesExecutor:
             source_url=settings.repo,
             source_credentials_secret=source_credentials_secret
             or own.source_credentials_secret,
-            daemon_service_account=token_account(),
+            daemon_service_account=token_account(), engine_fallback=own.engine_fallback,
             **({"runner_image": own.runner_image} if own.runner_image else {}))
         return cls.connect(options, kubeconfig=own.kubeconfig,
                            max_parallel=settings.max_parallel, **kwargs)

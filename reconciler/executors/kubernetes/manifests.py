@@ -54,7 +54,7 @@ from reconciler.executors.kubernetes.taskfiles import (
     config_map_of,
     file_keys,
 )
-from reconciler.kinds.stack.launch import runner_args, state_file
+from reconciler.kinds.stack.launch import EngineName, runner_args, state_file
 from reconciler.runs import RunRequest
 
 __all__ = ["MAX_CONFIGMAP_BYTES", "KubernetesOptions", "ManifestError", "RunManifests",
@@ -97,6 +97,10 @@ class KubernetesOptions(BaseModel):
     )
     daemon_service_account: str | None = Field(
         default=None, description="The daemon's own service account, which no run may name."
+    )
+    engine_fallback: EngineName | None = Field(
+        default=None,
+        description="The engine stack pods run when the declared one is not in their image.",
     )
     ttl_seconds_after_finished: int = Field(default=86400, ge=0)
     run_as_user: int = Field(default=NOBODY, ge=1)
@@ -289,7 +293,8 @@ def _stack_pod(request: RunRequest, spec: StackSpec, options: KubernetesOptions)
     _, security = _security(options)
     resources = _resources(spec.resources or entry.defaults.resources)
     image = getattr(entry.defaults.runner_images, spec.engine) or options.runner_image
-    args = runner_args(entry, request.operation, state_dir=Path(STATE_DIR), engine_bin=None)
+    args = runner_args(entry, request.operation, state_dir=Path(STATE_DIR), engine_bin=None,
+                       engine_fallback=options.engine_fallback)
     suffix = stackaccess.state_suffix(entry, instance=options.instance)
     workdir = WORKSPACE if spec.path == "." else f"{WORKSPACE}/{spec.path}"
     extra = {"PYTHONUNBUFFERED": "1", "HOME": STATE_DIR, "CHECKPOINT_DISABLE": "1"}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+from reconciler.executors.base import run_message
 from reconciler.executors.kubernetes.labels import RunMeta
 from reconciler.executors.kubernetes.manifests import RunManifests
 from reconciler.executors.kubernetes.phases import Observation
@@ -65,14 +66,15 @@ def observed(meta: RunMeta, seen: Observation, log: str, *, message: str,
     """A report from a Job. A Job retries a failed pod itself (`backoffLimit`): each pod is
     an attempt, so the daemon, which also counts attempts, sees how many were made."""
     failed = seen.state in (RunState.FAILED, RunState.TIMED_OUT)
+    result = read_result(log)
     return RunReport(
         run_id=meta.run_id, entry_id=meta.entry_id, spec_hash=meta.spec_hash,
         operation=meta.operation, trigger=meta.trigger,
         attempt=meta.attempt + max(0, seen.failed_pods - (1 if failed else 0)),
         revision=meta.revision, state=seen.state, started_at=seen.started_at,
         finished_at=seen.finished_at or (now if seen.state.finished else None),
-        exit_code=seen.exit_code, message=message,
-        log_tail=tail(strip_result_lines(log)), result=read_result(log),
+        exit_code=seen.exit_code, message=run_message(seen.state, message, result),
+        log_tail=tail(strip_result_lines(log)), result=result,
     )
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from reconciler.executors.base import Executor, Workspace
 from reconciler.executors.registry import (
+    EngineFallback,
     ExecutorConfigError,
     FlagAdder,
     FlagSet,
@@ -30,6 +31,7 @@ class LocalSettings(BaseModel):
 
     secrets_dir: Path | None = None
     tofu_bin: str | None = None
+    engine_fallback: EngineFallback | None = None
 
 
 class LocalAdapter:
@@ -43,11 +45,14 @@ class LocalAdapter:
                  help="Local executor: secretEnv reads <dir>/<secret>/<key>.")
         elif where is FlagSet.DAEMON_RUNS:
             flag(parser, "--tofu-bin",
-                 help="OpenTofu/Terraform binary; default: tofu or terraform on PATH.")
+                 help="Local executor: the engine program, which must be the engine a stack "
+                 "declares (or the --engine-fallback); default: the declared one's tofu or "
+                 "terraform on PATH.")
 
     def settings(self, args: argparse.Namespace) -> LocalSettings:
         return LocalSettings(secrets_dir=Path(args.secrets_dir) if args.secrets_dir else None,
-                             tofu_bin=args.tofu_bin or None)
+                             tofu_bin=args.tofu_bin or None,
+                             engine_fallback=args.engine_fallback or None)
 
     def policy_namespace(self, settings: Settings) -> str:
         return "default"  # runs are processes here: no namespace rule applies to them
@@ -66,6 +71,7 @@ class LocalAdapter:
                 max_parallel=settings.max_parallel,
                 workspace=workspace,
                 engine_bin=own.tofu_bin,
+                engine_fallback=own.engine_fallback,
             )
         except StateDirBusyError as err:
             raise ExecutorConfigError(str(err)) from None

@@ -56,7 +56,7 @@ from reconciler.executors.local.workdir import (
     write_task_files,
 )
 from reconciler.kinds.base import Launch, kind_of
-from reconciler.kinds.stack.launch import runner_invocation
+from reconciler.kinds.stack.launch import EngineName, runner_invocation
 from reconciler.redact import redactor
 from reconciler.runs import RunReport, RunRequest
 from reconciler.types import EntryId, RunId, RunState, SpecHash
@@ -95,6 +95,7 @@ class LocalExecutor:
         max_parallel: int = 4,
         workspace: Workspace | None = None,
         engine_bin: str | None = None,
+        engine_fallback: EngineName | None = None,
         clock: Callable[[], datetime] = _utcnow,
         kill_grace_seconds: float = 10.0,
         keep_runs: int = 10,
@@ -110,6 +111,7 @@ class LocalExecutor:
         self._max_parallel = max_parallel
         self._workspace = workspace
         self._engine_bin = engine_bin
+        self._engine_fallback: EngineName | None = engine_fallback
         self._clock = clock
         self._grace = kill_grace_seconds
         self._keep_runs = keep_runs
@@ -381,7 +383,7 @@ class LocalExecutor:
             ) from None
         invocation = runner_invocation(
             request.entry, request.operation, state_dir=self._state_dir,
-            engine_bin=self._engine_bin,
+            engine_bin=self._engine_bin, engine_fallback=self._engine_fallback,
         )
         cwd = (repo / invocation.workdir).resolve()
         if not cwd.is_relative_to(repo.resolve()) or not cwd.is_dir():

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from reconciler.executors.base import run_message
 from reconciler.executors.local.journal import JOURNAL_FILE, Journal, RunRow
 from reconciler.executors.local.runner import (
     ERRORS_FILE,
@@ -96,9 +97,10 @@ def observe(row: RunRow, folder: Path, *, now: datetime) -> Ending | None:
     result = None
     if kind_of(row.kind).reports_result:
         result = read_result(_read_end(folder / LOG_FILE, _RESULT_BYTES))
+    ended_itself = outcome.outcome == Outcome.EXITED
     return Ending(
         state=state,
-        message=outcome.message,
+        message=run_message(state, outcome.message, result) if ended_itself else outcome.message,
         started_at=datetime.fromisoformat(outcome.started_at),
         finished_at=datetime.fromisoformat(outcome.finished_at),
         exit_code=outcome.exit_code,

