@@ -273,7 +273,10 @@ Name = Annotated[
     AfterValidator(check_name),
     Field(json_schema_extra={"pattern": _DNS_LABEL.pattern, "maxLength": MAX_NAME_LENGTH}),
 ]
-KubeName = Annotated[str, AfterValidator(_subdomain)]
+KubeName = Annotated[
+    str, AfterValidator(_subdomain),
+    Field(json_schema_extra={"pattern": _DNS_SUBDOMAIN.pattern, "maxLength": 253}),
+]
 EnvName = Annotated[
     str, AfterValidator(_env_name), Field(json_schema_extra={"pattern": _ENV_NAME.pattern})
 ]
@@ -284,16 +287,28 @@ EnvValue = Annotated[str, BeforeValidator(_scalar_to_str), _STRING_OR_INTEGER]
 Duration = Annotated[
     str,
     AfterValidator(_duration),
-    Field(json_schema_extra={"pattern": r"^(\d+d)?(\d+h)?(\d+m)?(\d+s)?$"}),
+    # At least one digit that is not 0: zero is not a duration.
+    Field(json_schema_extra={"pattern": r"^(?=.*[1-9])(\d+d)?(\d+h)?(\d+m)?(\d+s)?$"}),
 ]
 Cron = Annotated[
     str,
     AfterValidator(check_cron),
     Field(json_schema_extra={"pattern": r"^\s*\S+(\s+\S+){4}\s*$", "examples": ["0 3 * * *"]}),
 ]
-Quantity = Annotated[str, BeforeValidator(_quantity), _STRING_OR_NUMBER]
-RelativePath = Annotated[str, AfterValidator(check_relative_path)]
-FileName = Annotated[str, AfterValidator(_file_name)]
+Quantity = Annotated[str, BeforeValidator(_quantity), WithJsonSchema({"anyOf": [
+    {"type": "string", "pattern": _QUANTITY.pattern, "maxLength": MAX_QUANTITY_LENGTH},
+    {"type": "number"},
+]})]
+# `check_relative_path` as a pattern (but for the length limits): trimmed, no control character
+# or backslash, not absolute, no `..` component.
+_RELATIVE_PATH = (r"^(?!\s)(?!.*\s$)(?!/)(?![A-Za-z]:)(?!(?:.*/)?\.\.(?:/|$))"
+                  r"[^\\\x00-\x1f]+$")
+RelativePath = Annotated[
+    str, AfterValidator(check_relative_path), Field(json_schema_extra={"pattern": _RELATIVE_PATH})
+]
+FileName = Annotated[
+    str, AfterValidator(_file_name), Field(json_schema_extra={"pattern": _RELATIVE_PATH})
+]
 GitRef = Annotated[
     str,
     AfterValidator(_git_ref),
@@ -311,7 +326,9 @@ DependencyRef = Annotated[
 ]
 LabelKey = Annotated[str, AfterValidator(_label_key)]
 LabelValue = Annotated[str, BeforeValidator(_label_value), _STRING_OR_INTEGER]
-SecretKey = Annotated[str, AfterValidator(_config_key)]
+SecretKey = Annotated[
+    str, AfterValidator(_config_key), Field(json_schema_extra={"pattern": _CONFIG_KEY.pattern})
+]
 VarName = Annotated[
     str, AfterValidator(_var_name), Field(json_schema_extra={"pattern": _VAR_NAME.pattern})
 ]

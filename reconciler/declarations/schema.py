@@ -61,6 +61,14 @@ class _Generator(GenerateJsonSchema):
     def field_title_should_be_set(self, schema: Any) -> bool:
         return False
 
+    def dict_schema(self, schema: Any) -> Any:
+        # A mapping whose keys have a pattern (env names, file names) comes out as
+        # `patternProperties`, which alone lets any other key through; the loader does not.
+        generated = super().dict_schema(schema)
+        if "patternProperties" in generated and "additionalProperties" not in generated:
+            generated["additionalProperties"] = False
+        return generated
+
 
 def schemas() -> dict[str, dict[str, Any]]:
     """File name → JSON Schema, for every kind, for any kind, and for the JSON reports."""
