@@ -402,7 +402,19 @@ class ApiServer(KubernetesEmulator):
         self._validate(res, obj)
         stored = self._write(res, ns, name, obj)
         assert stored is not None
+        if self._orphaned(ns, obj):
+            # The garbage collector deletes a dependent whose owners are all gone: a controller
+            # that created a pod for a Job deleted meanwhile does not leave it behind.
+            self._write(res, ns, name, None, old=stored)
         return stored
+
+    def _orphaned(self, ns: str | None, obj: dict[str, Any]) -> bool:
+        owners = {o.get("uid") for o in _meta(obj).get("ownerReferences") or []}
+        if not owners:
+            return False
+        alive = {_meta(s.raw).get("uid") for (_, n, _), s in self.objects.items()
+                 if n == ns and not s.deleted}
+        return not owners & alive
 
     def _update(self, request: Request) -> dict[str, Any]:
         res, ns, name, current = self._existing(request)

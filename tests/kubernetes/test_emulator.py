@@ -225,6 +225,19 @@ def test_delete_answers_a_status_and_collects_dependents(
     assert caught.value.status == 404
 
 
+def test_a_dependent_created_for_an_owner_already_gone_is_collected(
+        core: CoreV1Api, batch: BatchV1Api) -> None:
+    # A controller that read a Job just before it was deleted creates a pod for it: the
+    # garbage collector removes such a pod, as it removes any whose owners are all gone.
+    owner = job(batch, "gone-owner")
+    batch.delete_namespaced_job("gone-owner", NAMESPACE, propagation_policy="Background")
+    pod(core, "late-pod", owner=owner)
+    kept = job(batch, "kept-owner")
+    pod(core, "kept-pod", owner=kept)
+
+    assert names(core.list_namespaced_pod(NAMESPACE, _preload_content=False)) == ["kept-pod"]
+
+
 def test_finalizers_hold_a_deletion(core: CoreV1Api) -> None:
     core.create_namespaced_config_map(NAMESPACE, V1ConfigMap.from_dict(
         {"metadata": {"name": "held", "finalizers": ["example.com/keep"]}}))
