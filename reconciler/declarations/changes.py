@@ -11,9 +11,9 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
+from reconciler.declarations.bases import Frozen
 from reconciler.declarations.entries import DesiredState, Entry, LoadError, Location
 from reconciler.declarations.models import ENTRY_DOCUMENTS
 from reconciler.declarations.positions import Segment, field_path
@@ -22,17 +22,7 @@ from reconciler.types import EntryId, Kind, Revision, SpecHash, split_entry_id
 Change = Literal["added", "changed", "removed", "invalid"]
 
 
-class _Value(BaseModel):
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        alias_generator=to_camel,
-        populate_by_name=True,
-        serialize_by_alias=True,
-    )
-
-
-class FieldChange(_Value):
+class FieldChange(Frozen):
     """One value that differs. `base`/`head` are JSON values; None where the field is
     absent on that side."""
 
@@ -41,7 +31,7 @@ class FieldChange(_Value):
     head: Any = None
 
 
-class EntryChange(_Value):
+class EntryChange(Frozen):
     id: EntryId
     kind: Kind
     name: str
@@ -65,7 +55,7 @@ class EntryChange(_Value):
     note: str = ""
 
 
-class Dependent(_Value):
+class Dependent(Frozen):
     """An entry that did not change but runs again once merged: its `dependsOn` names, directly
     or through other dependents, an entry that runs again (the daemon runs it after them)."""
 
@@ -78,7 +68,7 @@ class Dependent(_Value):
     )
 
 
-class DeclarationDiff(_Value):
+class DeclarationDiff(Frozen):
     base: Revision | None
     head: Revision | None
     added: tuple[EntryChange, ...] = ()

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict, Field
 
+from reconciler.declarations.bases import Frozen
 from reconciler.declarations.changes import DeclarationDiff, Dependent, EntryChange
 from reconciler.declarations.entries import DesiredState, LoadError
 from reconciler.types import API_VERSION, EntryId, Kind, Revision, SpecHash
@@ -21,17 +21,10 @@ ApiVersion = Literal["reconciler.io/v1alpha1"]
 """The declarations' `apiVersion` (`API_VERSION`): reports are versioned with them."""
 
 
-class _Report(BaseModel):
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        alias_generator=to_camel,
-        populate_by_name=True,
-        serialize_by_alias=True,
-        # A report always carries every field, `apiVersion` and `kind` included: its schema
-        # says so, so a reader may rely on them.
-        json_schema_serialization_defaults_required=True,
-    )
+class _Report(Frozen):
+    # A report always carries every field, `apiVersion` and `kind` included: its schema says
+    # so, so a reader may rely on them.
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
 
 
 class ReportError(_Report):
