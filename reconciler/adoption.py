@@ -15,18 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Protocol
 
 from reconciler.records import EntryRecord, fold_report, new_record
-from reconciler.runs import StackResult
+from reconciler.runs import RunReport
 from reconciler.types import (
     EntryId,
     Operation,
     Phase,
-    Revision,
     RunId,
     RunState,
-    SpecHash,
     split_entry_id,
 )
 
@@ -38,39 +35,16 @@ _PHASES = {
 }
 
 
-class Report(Protocol):
-    """What adoption reads of an `executors.base.RunReport` (this module sits below them)."""
-
-    @property
-    def run_id(self) -> RunId: ...
-    @property
-    def entry_id(self) -> EntryId: ...
-    @property
-    def spec_hash(self) -> SpecHash: ...
-    @property
-    def operation(self) -> Operation: ...
-    @property
-    def revision(self) -> Revision: ...
-    @property
-    def state(self) -> RunState: ...
-    @property
-    def started_at(self) -> datetime | None: ...
-    @property
-    def finished_at(self) -> datetime | None: ...
-    @property
-    def result(self) -> StackResult | None: ...
-
-
 def adopt(
     records: Mapping[EntryId, EntryRecord],
     depends_on: Mapping[EntryId, Sequence[EntryId]],
-    reports: Sequence[Report],
-) -> tuple[dict[EntryId, EntryRecord], list[Report]]:
+    reports: Sequence[RunReport],
+) -> tuple[dict[EntryId, EntryRecord], list[RunReport]]:
     """`records` with every finished run of `reports` (oldest first) that a record lacks
     folded in; `depends_on`: each declared entry's dependencies. Returns the records and the
     runs adopted."""
     result = dict(records)
-    adopted: list[Report] = []
+    adopted: list[RunReport] = []
     for report in sorted(reports, key=_when):
         if not report.state.finished or report.entry_id not in depends_on:
             continue
@@ -101,11 +75,11 @@ def shown(records: Iterable[EntryRecord]) -> set[RunId]:
     return runs
 
 
-def _when(report: Report) -> datetime:
+def _when(report: RunReport) -> datetime:
     return report.started_at or report.finished_at or _EPOCH
 
 
-def _newer(record: EntryRecord, report: Report) -> bool:
+def _newer(record: EntryRecord, report: RunReport) -> bool:
     """Whether the record does not show `report` yet, nor anything after it."""
     if report.operation is Operation.DRIFT:
         drift = record.drift
@@ -121,7 +95,7 @@ def _newer(record: EntryRecord, report: Report) -> bool:
     return (last.started_at or last.finished_at or _EPOCH) < _when(report)
 
 
-def _fold(record: EntryRecord, report: Report) -> EntryRecord:
+def _fold(record: EntryRecord, report: RunReport) -> EntryRecord:
     folded = fold_report(record, report)
     start = _when(report)
     if report.operation is Operation.DRIFT:

@@ -127,7 +127,7 @@ def new_record(entry: EntryId, kind: Kind, name: str) -> EntryRecord:
     return EntryRecord(entry=entry, kind=kind, name=name)
 
 
-def _run_info(report: Any) -> RunInfo:
+def _run_info(report: RunReport) -> RunInfo:
     return RunInfo(
         id=report.run_id,
         operation=report.operation,
@@ -144,7 +144,7 @@ def _run_info(report: Any) -> RunInfo:
     )
 
 
-def _drift_after(previous: DriftInfo | None, report: Any) -> DriftInfo:
+def _drift_after(previous: DriftInfo | None, report: RunReport) -> DriftInfo:
     result: StackResult | None = report.result
     succeeded = report.state == RunState.SUCCEEDED
     state = DriftState.ERROR
@@ -167,11 +167,8 @@ def _drift_after(previous: DriftInfo | None, report: Any) -> DriftInfo:
     )
 
 
-def fold_report(record: EntryRecord, report: Any) -> EntryRecord:
-    """Record what a finished (or running) run means for its entry.
-
-    `report` is a `runs.RunReport`, or what `adoption.Report` reads of one.
-    """
+def fold_report(record: EntryRecord, report: RunReport) -> EntryRecord:
+    """Record what a finished (or running) run means for its entry."""
     updates: dict[str, Any] = {}
     result: StackResult | None = report.result
     if result is not None and result.engine:
