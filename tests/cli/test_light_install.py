@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from tests.declarations.repo import Repo
+from tests.declarations.repo import sample_history
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample-repo"
@@ -109,9 +108,8 @@ def test_pr_checks_run_on_the_base_install(command: tuple[str, ...]) -> None:
 
 
 def test_diff_runs_on_the_base_install(tmp_path: Path) -> None:
-    repo = Repo(tmp_path / "decl")
-    shutil.copytree(SAMPLE, repo.root, dirs_exist_ok=True)
-    base = repo.commit("sample")
+    repo = sample_history(tmp_path / "decl")
+    base = repo.git("rev-parse", "HEAD")
     (repo.root / "tasks").mkdir(exist_ok=True)
     repo.commit("unchanged")
     code, modules, output = _probe("diff", "--repo", str(repo.root), "--base", base,

@@ -25,14 +25,6 @@ def _check(name: str, document: dict[str, Any]) -> None:
     jsonschema.Draft202012Validator(schema).validate(document)
 
 
-@pytest.fixture
-def history(tmp_path: Path) -> Repo:
-    repo = Repo(tmp_path / "decl")
-    shutil.copytree(SAMPLE, repo.root, dirs_exist_ok=True)
-    repo.commit("sample")
-    return repo
-
-
 def test_validate_json_is_a_versioned_report(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

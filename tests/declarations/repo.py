@@ -14,6 +14,7 @@ from reconciler.declarations.entries import DesiredState
 from reconciler.declarations.loader import load_declarations
 
 GIT = shutil.which("git") or "git"
+SAMPLE = Path(__file__).resolve().parents[2] / "sample-repo"
 HEADER = "apiVersion: reconciler.io/v1alpha1\n"
 
 
@@ -86,3 +87,11 @@ class Repo:
 
     def load(self, path: str = ".") -> DesiredState:
         return load_declarations(DirectorySource(self.root), path=path)
+
+
+def sample_history(root: Path) -> Repo:
+    """A repository at `root` whose one commit holds sample-repo/."""
+    repo = Repo(root)
+    shutil.copytree(SAMPLE, repo.root, dirs_exist_ok=True)
+    repo.commit("sample")
+    return repo

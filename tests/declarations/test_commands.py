@@ -95,14 +95,6 @@ def test_validate_refuses_a_missing_folder(
     assert "is not a folder" in err
 
 
-@pytest.fixture
-def history(tmp_path: Path) -> Repo:
-    repo = Repo(tmp_path / "decl")
-    shutil.copytree(SAMPLE, repo.root, dirs_exist_ok=True)
-    repo.commit("sample")
-    return repo
-
-
 def test_diff_shows_exactly_the_changed_entry(
     history: Repo, capsys: pytest.CaptureFixture[str]
 ) -> None:

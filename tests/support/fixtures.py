@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.declarations.repo import Repo, sample_history
 from tests.support.githttp import GitHTTPServer
 from tests.support.gitservers import GitDaemon, GitUser, make_bare_remote
 from tests.support.gitssh import SSHServer, sshd_missing_reason
@@ -83,3 +84,9 @@ def git_user(tmp_path: Path) -> Callable[..., GitUser]:
         return user.clone(branch)
 
     return make
+
+
+@pytest.fixture
+def history(tmp_path: Path) -> Repo:
+    """sample-repo/ committed once, for `diff` to compare a change against."""
+    return sample_history(tmp_path / "decl")
