@@ -239,9 +239,13 @@ class Daemon:
                  f": {report.message}" if report.message else "")
 
     def _candidates(self, cycle: Cycle) -> list[EntryId]:
-        if not cycle.leading or self.revision is None or cycle.requests is not None:
-            return []
-        return destroy_candidates(self.desired, self.records, cycle.active)
+        """The entries plan would destroy: looked up once a cycle, for recall and the guard
+        (recalling a declaration does not change which they are)."""
+        if cycle.candidates is None:
+            wanted = cycle.leading and self.revision is not None and cycle.requests is None
+            cycle.candidates = destroy_candidates(
+                self.desired, self.records, cycle.active) if wanted else []
+        return cycle.candidates
 
     def _recall(self, cycle: Cycle) -> None:
         """Records: an entry about to be destroyed whose record was read back from the status

@@ -44,6 +44,8 @@ class Cycle:
     finished: list[RunReport] = field(default_factory=list)
     active: dict[EntryId, ActiveRun] = field(default_factory=dict)
     """The runs in flight, by entry."""
+    candidates: list[EntryId] | None = None
+    """The entries plan would destroy, once a stage asked (`Daemon._candidates`)."""
     held: dict[EntryId, str] = field(default_factory=dict)
     """Why an entry about to be destroyed is still named in the commit."""
     now: datetime | None = None
