@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import tomllib
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 
@@ -56,7 +57,8 @@ def _requirement_name(requirement: str) -> str:
     return re.split(r"[\s;<>=!~\[]", requirement, maxsplit=1)[0].lower().replace("_", "-")
 
 
-def _base_closure() -> set[str]:
+@cache
+def _base_closure() -> frozenset[str]:
     """The distributions the base install brings: its requirements, and theirs."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     todo = [_requirement_name(r) for r in project["dependencies"]]
@@ -71,14 +73,15 @@ def _base_closure() -> set[str]:
             # Extras, and requirements of other platforms, are not installed with it.
             if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
                 todo.append(_requirement_name(requirement.name))
-    return seen
+    return frozenset(seen)
 
 
-def _at_start() -> set[str]:
+@cache
+def _at_start() -> frozenset[str]:
     """What the interpreter loads before any command (site hooks of the virtualenv)."""
     done = subprocess.run([sys.executable, "-c", "import sys; print(*sys.modules)"],
                           capture_output=True, text=True, timeout=60, check=True)
-    return {m.split(".")[0] for m in done.stdout.split()}
+    return frozenset(m.split(".")[0] for m in done.stdout.split())
 
 
 def _outside_the_base(modules: set[str]) -> set[str]:
