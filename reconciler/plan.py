@@ -131,6 +131,12 @@ class Plan(_Value):
     wake_at: datetime | None = Field(
         default=None, description="The earliest time a waiting retry becomes due."
     )
+    changes_at: datetime | None = Field(
+        default=None,
+        description="The earliest time this plan, given the same inputs, could decide "
+        "otherwise: a retry's backoff ends, a cron or drift cron fires. None: only a change "
+        "of its inputs can. What lets the daemon skip planning when nothing changed.",
+    )
 
 
 Decision = tuple[Start | None, Status | None, datetime | None]
@@ -154,6 +160,26 @@ def cron_fired(expression: str | None, since: datetime | None, now: datetime) ->
         fired = nxt
         nxt = trigger.get_next_fire_time(fired, fired + timedelta(seconds=1))
     return fired
+
+
+def next_fire(expression: str | None, since: datetime | None, now: datetime) -> datetime | None:
+    """The first fire time after `now` that `cron_fired` would count; None when it never
+    counts one (no cron, or no anchor yet: see `cron_fired`)."""
+    if expression is None or since is None:
+        return None
+    # From `now` itself, not a second after: an early answer costs one more plan, a late
+    # one a missed fire.
+    nxt: datetime | None = cron_trigger(expression).get_next_fire_time(None, max(since, now))
+    return nxt
+
+
+def _timers(life: Lifecycle, record: EntryRecord, now: datetime) -> list[datetime]:
+    """When time alone could change what plan decides for an entry: its crons' next fires."""
+    if life.schedule is None and life.drift is None:
+        return []
+    fires = (next_fire(life.schedule, record.schedule_anchor, now),
+             next_fire(life.drift, record.drift_anchor, now))
+    return [f for f in fires if f is not None]
 
 
 def _succeeded_at_current(entry: Entry | None, record: EntryRecord | None) -> bool:
@@ -431,6 +457,7 @@ def plan(
         _requested(desired, records, active, now, requests, out=out)
         return Plan(starts=tuple(out.starts), record_updates=out.updates)
     wakes: list[datetime] = []
+    timers: list[datetime] = []
     for entry_id in sorted(desired.entries):
         entry = desired.entries[entry_id]
         life = kinds[entry.kind].lifecycle(entry)
@@ -446,6 +473,7 @@ def plan(
             out.put(record)
         if wake is not None:
             wakes.append(wake)
+        timers += _timers(life, record, now) if start is None else ()
     for entry_id, errors in sorted(desired.invalid.items()):
         status = _invalid_status(errors)
         out.put(with_status(_record(records, entry_id), status.phase, redact(status.message)))
@@ -462,4 +490,4 @@ def plan(
         else:
             out.put(record)
     return Plan(starts=tuple(out.starts), record_updates=out.updates,
-                wake_at=min(wakes, default=None))
+                wake_at=min(wakes, default=None), changes_at=min(wakes + timers, default=None))

@@ -80,6 +80,7 @@ class Scheduler:
     ) -> None:
         self._work = work
         self._clock = clock
+        self._synced: DesiredState | None = None
         self._crons: dict[str, str] = {}
         self._watching = False
         self._aps = BackgroundScheduler(timezone=UTC, job_defaults={
@@ -101,7 +102,11 @@ class Scheduler:
         self._work.put(wakeup)
 
     def sync(self, desired: DesiredState) -> None:
-        """Make the cron jobs match the declarations; only what changed is touched."""
+        """Make the cron jobs match the declarations; only what changed is touched, and
+        nothing is looked at when they are the ones of the last call."""
+        if desired is self._synced:
+            return
+        self._synced = desired
         wanted = crons(desired)
         for job_id in self._crons.keys() - wanted.keys():
             self._aps.remove_job(job_id)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from loguru import logger
@@ -29,7 +30,7 @@ from reconciler.declarations.entries import DesiredState, Entry, LoadError
 from reconciler.executors.base import Executor
 from reconciler.kinds.base import registry
 from reconciler.metrics import Metrics
-from reconciler.plan import ActiveRun, destroy_candidates, plan
+from reconciler.plan import ActiveRun, Plan, destroy_candidates, plan
 from reconciler.ports import LoaderPort, SourcePort
 from reconciler.records import EntryRecord, new_record, observed, with_applied
 from reconciler.redact import Redactor, redactor
@@ -47,6 +48,28 @@ from reconciler.types import (
 )
 
 FAILED_PHASES = frozenset({Phase.FAILED, Phase.TIMED_OUT, Phase.INVALID})
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What the last plan was made from, when it started nothing. `plan` is a pure function
+    of these inputs and the time, so until `until` (a retry's backoff ends, a cron fires) a
+    cycle whose inputs are equal plans nothing new: it is skipped, which keeps a cycle with
+    nothing to do independent of how many entries there are."""
+
+    desired: DesiredState
+    records: dict[EntryId, EntryRecord]
+    active: dict[EntryId, ActiveRun]
+    held: dict[EntryId, str]
+    candidates: list[EntryId]
+    wake_at: datetime | None
+    until: datetime | None
+
+    def same_inputs(self, desired: DesiredState, records: Mapping[EntryId, EntryRecord],
+                    active: Mapping[EntryId, ActiveRun]) -> bool:
+        # Records compare by identity first (dict equality does), so an unchanged set of
+        # 10,000 costs a pointer walk, not a model comparison each.
+        return desired is self.desired and active == self.active and records == self.records
 
 
 def utcnow() -> datetime:
@@ -88,6 +111,8 @@ class Daemon:
         self._adopt_pending = False
         self._leading = False
         self._busy_since: float | None = None
+        self._settled: Settled | None = None
+        self._exported: tuple[DesiredState, dict[EntryId, EntryRecord], set[RunId]] | None = None
         self.stages: tuple[Stage, ...] = (
             self._restore, self._sync_source, self._adopt, self._observe, self._recall,
             self._guard, self._plan, self._start)
@@ -243,8 +268,14 @@ class Daemon:
         (recalling a declaration does not change which they are)."""
         if cycle.candidates is None:
             wanted = cycle.leading and self.revision is not None and cycle.requests is None
-            cycle.candidates = destroy_candidates(
-                self.desired, self.records, cycle.active) if wanted else []
+            settled = self._settled
+            if not wanted:
+                cycle.candidates = []
+            elif settled is not None and settled.same_inputs(self.desired, self.records,
+                                                             cycle.active):
+                cycle.candidates = settled.candidates
+            else:
+                cycle.candidates = destroy_candidates(self.desired, self.records, cycle.active)
         return cycle.candidates
 
     def _recall(self, cycle: Cycle) -> None:
@@ -281,6 +312,13 @@ class Daemon:
         if not cycle.leading or self.revision is None:
             return
         now = self.clock()
+        settled = self._settled
+        if (cycle.requests is None and settled is not None
+                and (settled.until is None or now < settled.until)
+                and cycle.held == settled.held
+                and settled.same_inputs(self.desired, self.records, cycle.active)):
+            cycle.now, cycle.plan = now, Plan(wake_at=settled.wake_at)
+            return
         kinds = registry()
         decided = plan(self.desired, self.records, cycle.active, now, kinds=kinds,
                        held=cycle.held, requests=cycle.requests, redact=self.redact)
@@ -292,7 +330,7 @@ class Daemon:
                 decided = plan(self.desired, self.records, cycle.active, now, kinds=kinds,
                                free_slots=free, held=cycle.held, requests=cycle.requests,
                                redact=self.redact)
-        cycle.now, cycle.plan = now, decided
+        cycle.now, cycle.plan, cycle.planned = now, decided, True
         starting = {s.entry_id for s in decided.starts}
         self.records.update((entry_id, record) for entry_id, record
                             in decided.record_updates.items() if entry_id not in starting)
@@ -318,6 +356,13 @@ class Daemon:
         cycle.result.started = len(cycle.submitted)
         cycle.result.active = len(cycle.active) + cycle.result.started
         cycle.result.wake_at = decided.wake_at
+        if decided.starts or decided.record_updates or cycle.requests is not None:
+            self._settled = None
+        elif cycle.planned:  # a fixed point: planning again from the same inputs changes nothing
+            self._settled = Settled(
+                desired=self.desired, records=dict(self.records), active=dict(cycle.active),
+                held=dict(cycle.held), candidates=list(self._candidates(cycle)),
+                wake_at=decided.wake_at, until=decided.changes_at)
 
     def _write_status(self, cycle: Cycle) -> None:
         """Status branch: one commit for everything this cycle changed; none when nothing
@@ -348,7 +393,13 @@ class Daemon:
             self.unacked.clear()
 
     def _export_state(self, cycle: Cycle) -> None:
-        """Metrics: entry phases, runs in flight, drift."""
+        """Metrics: entry phases, runs in flight, drift; not written again when none of what
+        they are made of changed."""
+        seen = self._exported
+        if (seen is not None and seen[0] is self.desired and seen[2] == self._in_flight
+                and seen[1] == self.records):
+            return
+        self._exported = (self.desired, dict(self.records), set(self._in_flight))
         self.metrics.set_entry_phases({(r.kind, r.name): r.phase for r in self.records.values()})
         active: dict[Kind, int] = {}
         for r in self.records.values():

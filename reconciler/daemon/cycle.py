@@ -50,6 +50,8 @@ class Cycle:
     """Why an entry about to be destroyed is still named in the commit."""
     now: datetime | None = None
     plan: Plan | None = None
+    planned: bool = False
+    """Whether `plan` ran; it is skipped when nothing it reads changed since it last ran."""
     submitted: list[RunId] = field(default_factory=list)
     failure: Exception | None = None
     """What stopped the stages, if anything."""

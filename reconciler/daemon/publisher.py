@@ -33,20 +33,31 @@ class StatusPublisher:
         self._records: dict[EntryId, EntryRecord] = {}
         """The records as the last status commit (or the branch read back) has them."""
         self._revision: Revision | None = None
+        self._unchanged: tuple[dict[EntryId, EntryRecord], tuple[LoadError, ...],
+                               Revision | None, status_files.CommitRefusal | None] | None = None
+        """The inputs of the last call that pushed nothing or pushed all it had: the same
+        inputs again render the same files, so they are not rendered again."""
 
     def restored(self, files: Mapping[str, bytes],
                  records: Mapping[EntryId, EntryRecord]) -> None:
         """What the status branch held when it was read back."""
         self.pushed = {p: d for p, d in files.items() if p.startswith(status_files.ROOT + "/")}
         self._records, self._revision = dict(records), None
+        self._unchanged = None
 
     def publish(self, records: Mapping[EntryId, EntryRecord], errors: Iterable[LoadError], *,
                 revision: Revision | None, refusal: status_files.CommitRefusal | None,
                 finished: Sequence[RunReport], started: int) -> bool:
         """Commit and push what changed; True when a commit was pushed. Raises when the push
         failed: nothing is lost, the next call pushes it."""
-        files = self._renderer.render(records, errors, revision=revision, refusal=refusal)
+        errors = tuple(errors)
         moved = self._source.status_changed()
+        last = self._unchanged
+        if (moved is None and not finished and last is not None and last[1:] == (
+                errors, revision, refusal) and last[0] == records):
+            return False
+        self._unchanged = None  # until this call has returned
+        files = self._renderer.render(records, errors, revision=revision, refusal=refusal)
         if moved is not None:
             self.pushed = dict(moved.files)  # diff against what is there now
         changes = status_files.changed_files(self.pushed, files)
@@ -55,6 +66,7 @@ class StatusPublisher:
                            self._source.status_branch, moved.reason, len(changes))
         if not changes or not (finished or moved is not None
                                or self._worth_a_commit(changes, records, revision)):
+            self._unchanged = (dict(records), errors, revision, refusal)
             return False
         message = self._message(records, revision, finished, started)
         if moved is not None and moved.rewritten:
@@ -64,6 +76,7 @@ class StatusPublisher:
         for path in [p for p, data in changes.items() if data is None]:
             del self.pushed[path]
         self._records, self._revision = dict(records), revision
+        self._unchanged = (self._records, errors, revision, refusal)
         return True
 
     def _worth_a_commit(self, changes: Mapping[str, bytes | None],
