@@ -16,11 +16,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
-from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from reconciler import types, yamlout
 from reconciler.declarations.entries import LoadError
+from reconciler.declarations.parse import load_document
 from reconciler.records import EntryRecord
 from reconciler.redact import Redactor
 from reconciler.types import DriftState, EntryId, Phase, Revision, RunState
@@ -240,7 +240,6 @@ def render(
     return Renderer(branch=branch, redact=redact).render(records, errors, revision=revision)
 
 
-_LOADER = YAML(typ="safe", pure=False)  # the C loader: a restart reads every record
 
 
 class StatusFileError(ValueError):
@@ -249,8 +248,7 @@ class StatusFileError(ValueError):
 
 def parse_record(path: str, data: bytes) -> EntryRecord:
     try:
-        loaded = _LOADER.load(data)
-        return EntryRecord.model_validate(loaded)
+        return EntryRecord.model_validate(load_document(data))
     except (YAMLError, ValidationError, ValueError) as err:
         raise StatusFileError(f"{path}: not a status record: {err}") from None
 
@@ -276,8 +274,8 @@ def refusal_text(files: Mapping[str, bytes]) -> str | None:
     """The line errors.yaml gives a refused newest commit (`refusedCommit.text`), if any."""
     data = files.get(ERRORS)
     try:
-        loaded = _LOADER.load(data) if data else None
-    except YAMLError:
+        loaded = load_document(data) if data else None
+    except (YAMLError, ValueError):
         return None
     refused = loaded.get("refusedCommit") if isinstance(loaded, dict) else None
     text = refused.get("text") if isinstance(refused, dict) else None

@@ -27,7 +27,7 @@ from reconciler.declarations.depth import too_deep
 from reconciler.declarations.limits import MAX_DEPTH, MAX_DOCUMENTS, MAX_FILE_BYTES, MAX_NODES
 from reconciler.declarations.ours import API_GROUP, claims, may_claim
 
-__all__ = ["API_GROUP", "MAX_NODES", "parse_file"]
+__all__ = ["API_GROUP", "MAX_NODES", "load_document", "parse_file"]
 
 _DEFAULTS_KIND = re.compile(rb"^[ \t]*kind:[ \t]*[\"']?Defaults\b", re.MULTILINE)
 """Spaces, not `\\s`: with MULTILINE, `^\\s*` would scan from every line of a long run of
@@ -152,6 +152,20 @@ def every_document(data: bytes) -> list[tuple[int, Any]] | None:
         return [(line, value) for _, line, value in _each_document(text)]
     except (YAMLError, UnicodeDecodeError, RecursionError):
         return None
+
+
+def load_document(data: bytes) -> Any:
+    """The first document of a file a program wrote (a status record read back at restart),
+    with the C parser and the bounds of `parse_file`: the status branch is pushed to by
+    people too. Raises YAMLError, or ValueError for a file beyond the bounds."""
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"the file is larger than {MAX_FILE_BYTES} bytes")
+    text = data.decode("utf-8-sig")
+    if too_deep(data, text) is not None:
+        raise ValueError("the file is nested too deeply")
+    for _, _, value in _each_document(text):
+        return value
+    return None
 
 
 def _scalar_error(loader: Any, root: Node, err: Exception) -> YAMLError:
