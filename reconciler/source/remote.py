@@ -30,7 +30,13 @@ from reconciler.source.errors import (
     SourceConfigurationError,
     SourceError,
 )
-from reconciler.source.maintenance import PACK_LIMIT, compact, needs_compaction
+from reconciler.source.maintenance import (
+    PACK_LIMIT,
+    compact,
+    needs_compaction,
+    pack_loose,
+    too_many_loose,
+)
 from reconciler.source.urls import parse_remote_url, redact_url
 from reconciler.types import Revision
 
@@ -280,8 +286,12 @@ class GitRemote:
     def _maintain(self) -> None:
         if needs_compaction(self.path, pack_limit=self._pack_limit):
             compact(self._repo)
-            # A fresh handle: the old one still lists the packs that were just deleted.
-            self._repo = pygit2.Repository(str(self.path), pygit2.enums.RepositoryOpenFlag.BARE)
+        elif too_many_loose(self.path):
+            pack_loose(self._repo)
+        else:
+            return
+        # A fresh handle: the old one lists packs just deleted, or not the one just written.
+        self._repo = pygit2.Repository(str(self.path), pygit2.enums.RepositoryOpenFlag.BARE)
 
     def _anonymous(self) -> pygit2.Remote:
         # Anonymous: the URL is not written to the mirror's config, nor are the refspecs.

@@ -10,6 +10,7 @@ from pydantic import SecretStr
 
 from reconciler.settings import GitCredentials
 from reconciler.source.errors import BranchNotFoundError
+from reconciler.source.maintenance import pack_loose
 from reconciler.source.remote import GitRemote
 from reconciler.source.writer import commit_files
 from tests.support.fixtures import HTTP_PASSWORD, HTTP_USER, SAMPLE_FILES
@@ -184,3 +185,25 @@ def test_the_mirror_is_compacted_when_packs_pile_up(
     walked = [c.message.strip() for c in remote.repository.walk(head)]
     assert walked == [*(f"Change {n}" for n in reversed(range(6))), "Initial commit"]
     assert commit_files(remote, "reconciler-status", {"status/b.yaml": b"b\n"}, "More")
+
+
+def test_a_large_status_commit_is_packed_by_itself_not_with_the_whole_mirror(
+    bare_remote: Path, tmp_path: Path
+) -> None:
+    remote = GitRemote(str(bare_remote), tmp_path / "state")
+    remote.fetch(["main"], optional=["reconciler-status"])
+    pack_dir = remote.path / "objects" / "pack"
+    packs = sorted(pack_dir.glob("*.pack"))
+    records = {f"status/tasks/t{n}.yaml": f"n: {n}\n".encode() for n in range(2000)}
+    commit_files(remote, "reconciler-status", records, "Status of 2,000 entries")
+    assert len(list(remote.path.glob("objects/??/*"))) > 2000
+
+    assert pack_loose(remote.repository) > 2000
+
+    assert not list(remote.path.glob("objects/??/*"))
+    after = sorted(pack_dir.glob("*.pack"))
+    assert set(packs) < set(after)  # the fetched pack is kept as it was; one more pack
+    assert len(after) == len(packs) + 1
+    reopened = GitRemote(str(bare_remote), tmp_path / "state")
+    assert reopened.read_tree_files("reconciler-status") == records
+    assert len(reopened.read_tree_files("main")) >= 1
