@@ -42,15 +42,9 @@ def pack_loose(repo: pygit2.Repository) -> int:
              for name in _listdir(objects_dir / folder) if len(name) == 38]
     if not loose:
         return 0
-    builder = pygit2.PackBuilder(repo)
-    for oid in loose:
-        builder.add(oid)
-    builder.write()
-    if builder.written_objects_count != len(loose):
+    if _write_pack(repo, loose) != len(loose):
         return 0  # not all of them are in the pack: none is safe to delete
-    for oid in loose:
-        text = str(oid)
-        (objects_dir / text[:2] / text[2:]).unlink(missing_ok=True)
+    _delete_loose(objects_dir, loose)
     logger.debug("packed {count} loose objects of the mirror", count=len(loose))
     return len(loose)
 
@@ -58,17 +52,15 @@ def pack_loose(repo: pygit2.Repository) -> int:
 def compact(repo: pygit2.Repository) -> int:
     """Write every object reachable from a ref into one new pack; delete the packs and the
     loose copies it replaces. Returns the number of objects packed. Objects reachable from
-    no ref (commits of pushes that lost a race) stay loose until then."""
+    no ref (commits of pushes that lost a race) are not kept: those still loose stay so, those
+    `pack_loose` packed go with their pack."""
     objects_dir = Path(repo.path) / "objects"
     pack_dir = objects_dir / "pack"
     before = {name for name in _listdir(pack_dir) if name.endswith(".pack")}
     reachable = _reachable(repo)
     if not reachable:
         return 0
-    builder = pygit2.PackBuilder(repo)
-    for oid in reachable:
-        builder.add(oid)
-    builder.write()
+    _write_pack(repo, reachable)
     created = {name for name in _listdir(pack_dir) if name.endswith(".pack")} - before
     if not created:
         return 0  # an identical pack was already there; nothing is safe to delete
@@ -76,12 +68,26 @@ def compact(repo: pygit2.Repository) -> int:
         stem = name.removesuffix(".pack")
         for suffix in _PACK_SUFFIXES:
             (pack_dir / f"{stem}{suffix}").unlink(missing_ok=True)
-    for oid in reachable:
-        text = str(oid)
-        (objects_dir / text[:2] / text[2:]).unlink(missing_ok=True)
+    _delete_loose(objects_dir, reachable)
     logger.debug("compacted the mirror: {count} objects in one pack, {old} packs removed",
                  count=len(reachable), old=len(before))
     return len(reachable)
+
+
+def _write_pack(repo: pygit2.Repository, oids: list[pygit2.Oid]) -> int:
+    """One new pack of `oids`; returns how many objects it holds."""
+    builder = pygit2.PackBuilder(repo)
+    for oid in oids:
+        builder.add(oid)
+    builder.write()
+    written: int = builder.written_objects_count
+    return written
+
+
+def _delete_loose(objects_dir: Path, oids: list[pygit2.Oid]) -> None:
+    for oid in oids:
+        text = str(oid)
+        (objects_dir / text[:2] / text[2:]).unlink(missing_ok=True)
 
 
 def _reachable(repo: pygit2.Repository) -> list[pygit2.Oid]:
