@@ -52,7 +52,8 @@ FAILED_PHASES = frozenset({Phase.FAILED, Phase.TIMED_OUT, Phase.INVALID})
 
 @dataclass(frozen=True)
 class Settled:
-    """What the last plan was made from, when it started nothing. `plan` is a pure function
+    """What the last plan was made from, when it started nothing and changed no record (a
+    fixed point). `plan` is a pure function
     of these inputs and the time, so until `until` (a retry's backoff ends, a cron fires) a
     cycle whose inputs are equal plans nothing new: it is skipped, which keeps a cycle with
     nothing to do independent of how many entries there are."""
