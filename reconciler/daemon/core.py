@@ -323,6 +323,7 @@ class Daemon:
         kinds = registry()
         decided = plan(self.desired, self.records, cycle.active, now, kinds=kinds,
                        held=cycle.held, requests=cycle.requests, redact=self.redact)
+        cycle.settles = not decided.starts
         if decided.starts:
             # Asked only when something would start: with fewer slots than starts, plan
             # again knowing how many there are (it says which wait).
@@ -331,7 +332,7 @@ class Daemon:
                 decided = plan(self.desired, self.records, cycle.active, now, kinds=kinds,
                                free_slots=free, held=cycle.held, requests=cycle.requests,
                                redact=self.redact)
-        cycle.now, cycle.plan, cycle.planned = now, decided, True
+        cycle.now, cycle.plan = now, decided
         starting = {s.entry_id for s in decided.starts}
         self.records.update((entry_id, record) for entry_id, record
                             in decided.record_updates.items() if entry_id not in starting)
@@ -359,7 +360,7 @@ class Daemon:
         cycle.result.wake_at = decided.wake_at
         if decided.starts or decided.record_updates or cycle.requests is not None:
             self._settled = None
-        elif cycle.planned:  # a fixed point: planning again from the same inputs changes nothing
+        elif cycle.settles:  # a fixed point: planning again from the same inputs changes nothing
             self._settled = Settled(
                 desired=self.desired, records=dict(self.records), active=dict(cycle.active),
                 held=dict(cycle.held), candidates=list(self._candidates(cycle)),
