@@ -143,29 +143,30 @@ def _each_document(text: str) -> Iterator[tuple[int, int, Any]]:
 def every_document(data: bytes) -> list[tuple[int, Any]] | None:
     """(first line, data) of every document of a file, whatever it declares, within the
     same bounds as `parse_file`; None when the file cannot be read within them."""
-    if len(data) > MAX_FILE_BYTES:
-        return None
     try:
-        text = data.decode("utf-8-sig")
-        if too_deep(data, text) is not None:
-            return None
-        return [(line, value) for _, line, value in _each_document(text)]
-    except (YAMLError, UnicodeDecodeError, RecursionError):
+        return [(line, value) for _, line, value in _bounded(data)]
+    except (YAMLError, ValueError, RecursionError):
         return None
 
 
 def load_document(data: bytes) -> Any:
     """The first document of a file a program wrote (a status record read back at restart),
-    with the C parser and the bounds of `parse_file`: the status branch is pushed to by
-    people too. Raises YAMLError, or ValueError for a file beyond the bounds."""
+    within the bounds of `parse_file`: the status branch is pushed to by people too. Raises
+    YAMLError, or ValueError for a file beyond the bounds."""
+    for _, _, value in _bounded(data):
+        return value
+    return None
+
+
+def _bounded(data: bytes) -> Iterator[tuple[int, int, Any]]:
+    """`_each_document` of a file within the size, encoding and depth bounds; ValueError for
+    one beyond them."""
     if len(data) > MAX_FILE_BYTES:
         raise ValueError(f"the file is larger than {MAX_FILE_BYTES} bytes")
     text = data.decode("utf-8-sig")
     if too_deep(data, text) is not None:
-        raise ValueError("the file is nested too deeply")
-    for _, _, value in _each_document(text):
-        return value
-    return None
+        raise ValueError(f"the YAML nests more than {MAX_DEPTH} levels deep, the limit")
+    return _each_document(text)
 
 
 def _scalar_error(loader: Any, root: Node, err: Exception) -> YAMLError:
