@@ -73,9 +73,8 @@ def measure(entries: int) -> None:
                 poll = median_ms(daemon.source.head)
                 noop = median_ms(daemon.cycle)
                 noop_cpu = cpu_ms(daemon.cycle)
-                changes = []
+                changes, path = [], "team-000/task-00000.yaml"
                 for n in range(3):
-                    path = "team-000/task-00000.yaml"
                     user.commit({path: suspended(0, 0, f"day-{n}")}, f"Change {n}")
                     user.push()
                     changes.append(median_ms(daemon.cycle, repeat=1))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -24,6 +24,7 @@ from reconciler import status as status_files
 from reconciler.daemon import cycle as cycles
 from reconciler.daemon.cycle import Cycle, CycleResult, Stage
 from reconciler.daemon.guard import DestroyGuard
+from reconciler.daemon.inputs import Inputs
 from reconciler.daemon.publisher import StatusPublisher
 from reconciler.daemon.sync import SourceSync
 from reconciler.declarations.entries import DesiredState, Entry, LoadError
@@ -52,25 +53,17 @@ FAILED_PHASES = frozenset({Phase.FAILED, Phase.TIMED_OUT, Phase.INVALID})
 
 @dataclass(frozen=True)
 class Settled:
-    """What the last plan was made from, when it started nothing and changed no record (a
-    fixed point). `plan` is a pure function
-    of these inputs and the time, so until `until` (a retry's backoff ends, a cron fires) a
-    cycle whose inputs are equal plans nothing new: it is skipped, which keeps a cycle with
-    nothing to do independent of how many entries there are."""
+    """The last plan, when it started nothing and changed no record (a fixed point), with
+    what it was made from. `plan` is a pure function of its inputs and the time, so until
+    `until` (a retry's backoff ends, a cron fires) a cycle whose inputs are equal would plan
+    nothing new, and skips planning."""
 
-    desired: DesiredState
-    records: dict[EntryId, EntryRecord]
-    active: dict[EntryId, ActiveRun]
+    inputs: Inputs
+    """The declarations, the records and the runs in flight."""
     held: dict[EntryId, str]
     candidates: list[EntryId]
     wake_at: datetime | None
     until: datetime | None
-
-    def same_inputs(self, desired: DesiredState, records: Mapping[EntryId, EntryRecord],
-                    active: Mapping[EntryId, ActiveRun]) -> bool:
-        # Records compare by identity first (dict equality does), so an unchanged set of
-        # 10,000 costs a pointer walk, not a model comparison each.
-        return desired is self.desired and active == self.active and records == self.records
 
 
 def utcnow() -> datetime:
@@ -113,7 +106,7 @@ class Daemon:
         self._leading = False
         self._busy_since: float | None = None
         self._settled: Settled | None = None
-        self._exported: tuple[DesiredState, dict[EntryId, EntryRecord], set[RunId]] | None = None
+        self._exported: Inputs | None = None
         self.stages: tuple[Stage, ...] = (
             self._restore, self._sync_source, self._adopt, self._observe, self._recall,
             self._guard, self._plan, self._start)
@@ -272,7 +265,7 @@ class Daemon:
             settled = self._settled
             if not wanted:
                 cycle.candidates = []
-            elif settled is not None and settled.same_inputs(self.desired, self.records,
+            elif settled is not None and settled.inputs.same(self.records, self.desired,
                                                              cycle.active):
                 cycle.candidates = settled.candidates
             else:
@@ -317,7 +310,7 @@ class Daemon:
         if (cycle.requests is None and settled is not None
                 and (settled.until is None or now < settled.until)
                 and cycle.held == settled.held
-                and settled.same_inputs(self.desired, self.records, cycle.active)):
+                and settled.inputs.same(self.records, self.desired, cycle.active)):
             cycle.now, cycle.plan = now, Plan(wake_at=settled.wake_at)
             return
         kinds = registry()
@@ -362,7 +355,7 @@ class Daemon:
             self._settled = None
         elif cycle.settles:  # a fixed point: planning again from the same inputs changes nothing
             self._settled = Settled(
-                desired=self.desired, records=dict(self.records), active=dict(cycle.active),
+                inputs=Inputs.of(self.records, self.desired, dict(cycle.active)),
                 held=dict(cycle.held), candidates=list(self._candidates(cycle)),
                 wake_at=decided.wake_at, until=decided.changes_at)
 
@@ -397,11 +390,11 @@ class Daemon:
     def _export_state(self, cycle: Cycle) -> None:
         """Metrics: entry phases, runs in flight, drift; not written again when none of what
         they are made of changed."""
-        seen = self._exported
-        if (seen is not None and seen[0] is self.desired and seen[2] == self._in_flight
-                and seen[1] == self.records):
+        in_flight = frozenset(self._in_flight)
+        if self._exported is not None and self._exported.same(self.records, self.desired,
+                                                              in_flight):
             return
-        self._exported = (self.desired, dict(self.records), set(self._in_flight))
+        self._exported = Inputs.of(self.records, self.desired, in_flight)
         self.metrics.set_entry_phases({(r.kind, r.name): r.phase for r in self.records.values()})
         active: dict[Kind, int] = {}
         for r in self.records.values():

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from loguru import logger
 
 from reconciler import status as status_files
+from reconciler.daemon.inputs import Inputs
 from reconciler.declarations.entries import LoadError
 from reconciler.ports import SourcePort
 from reconciler.records import EntryRecord
@@ -33,8 +34,7 @@ class StatusPublisher:
         self._records: dict[EntryId, EntryRecord] = {}
         """The records as the last status commit (or the branch read back) has them."""
         self._revision: Revision | None = None
-        self._unchanged: tuple[dict[EntryId, EntryRecord], tuple[LoadError, ...],
-                               Revision | None, status_files.CommitRefusal | None] | None = None
+        self._unchanged: Inputs | None = None
         """The inputs of the last call that pushed nothing or pushed all it had: the same
         inputs again render the same files, so they are not rendered again."""
 
@@ -53,8 +53,8 @@ class StatusPublisher:
         errors = tuple(errors)
         moved = self._source.status_changed()
         last = self._unchanged
-        if (moved is None and not finished and last is not None and last[1:] == (
-                errors, revision, refusal) and last[0] == records):
+        if (moved is None and not finished and last is not None
+                and last.same(records, errors, revision, refusal)):
             return False
         self._unchanged = None  # until this call has returned
         files = self._renderer.render(records, errors, revision=revision, refusal=refusal)
@@ -66,7 +66,7 @@ class StatusPublisher:
                            self._source.status_branch, moved.reason, len(changes))
         if not changes or not (finished or moved is not None
                                or self._worth_a_commit(changes, records, revision)):
-            self._unchanged = (dict(records), errors, revision, refusal)
+            self._unchanged = Inputs.of(records, errors, revision, refusal)
             return False
         message = self._message(records, revision, finished, started)
         if moved is not None and moved.rewritten:
@@ -76,7 +76,7 @@ class StatusPublisher:
         for path in [p for p, data in changes.items() if data is None]:
             del self.pushed[path]
         self._records, self._revision = dict(records), revision
-        self._unchanged = (self._records, errors, revision, refusal)
+        self._unchanged = Inputs.of(records, errors, revision, refusal)
         return True
 
     def _worth_a_commit(self, changes: Mapping[str, bytes | None],
