@@ -373,8 +373,17 @@ DependencyRef = Annotated[
     AfterValidator(_depends_on),
     Field(json_schema_extra={"pattern": rf"^({'|'.join(_PREFIXES)})/{_DNS_LABEL.pattern[1:]}"}),
 ]
-LabelKey = Annotated[str, AfterValidator(_label_key)]
-LabelValue = Annotated[str, BeforeValidator(_label_value), _STRING_OR_INTEGER]
+# `_label_key` as a pattern: an optional DNS subdomain of at most 253 characters and '/',
+# then a name of at most 63.
+_LABEL_KEY = (rf"^(?:(?=[^/]{{1,253}}/){_DNS_SUBDOMAIN.pattern[1:-1]}/)?(?=[^/]{{1,63}}$)"
+              rf"{_LABEL_NAME.pattern[1:]}")
+LabelKey = Annotated[
+    str, AfterValidator(_label_key), Field(json_schema_extra={"pattern": _LABEL_KEY})
+]
+LabelValue = Annotated[str, BeforeValidator(_label_value), WithJsonSchema({"anyOf": [
+    {"type": "string", "pattern": _LABEL_VALUE.pattern, "maxLength": 63},
+    {"type": "integer", "minimum": 0},  # read as its digits, which may not start with '-'
+]})]
 SecretKey = Annotated[
     str, AfterValidator(_config_key), Field(json_schema_extra={"pattern": _CONFIG_KEY.pattern})
 ]

@@ -74,9 +74,27 @@ VALID: dict[str, dict[str, Any]] = {
 }
 
 
-def _task(spec: dict[str, Any]) -> dict[str, Any]:
+# Labels, in metadata: key → value.
+BROKEN_LABELS: dict[str, dict[str, Any]] = {
+    "a label key with a space": {"bad key": "x"},
+    "a label key with two slashes": {"a/b/c": "x"},
+    "a label prefix in capitals": {"Example.com/team": "x"},
+    "a label name of 64 characters": {"n" * 64: "x"},
+    "a label value of 64 characters": {"team": "v" * 64},
+    "a label value starting with a dash": {"team": "-x"},
+    "a negative number as a label value": {"team": -1},
+}
+VALID_LABELS: dict[str, dict[str, Any]] = {
+    "labels with prefixes, numbers and an empty value": {
+        "app.kubernetes.io/name": "report", "team": 3, "Tier_1.a": "", "n" * 63: "v" * 63},
+}
+
+
+def _task(spec: dict[str, Any], labels: dict[str, Any] | None = None) -> dict[str, Any]:
     document = copy.deepcopy(_TASK)
     document["spec"].update(spec)
+    if labels is not None:
+        document["metadata"]["labels"] = labels
     return document
 
 
@@ -103,6 +121,26 @@ def test_the_schema_rejects_what_the_loader_rejects(
     code, _, err = cli(capsys, "validate", str(path.parent))
     assert code == 1, err
     assert not _schema_accepts(path)
+
+
+@pytest.mark.parametrize("labels", BROKEN_LABELS.values(), ids=BROKEN_LABELS.keys())
+def test_the_schema_rejects_the_labels_the_loader_rejects(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], labels: dict[str, Any]
+) -> None:
+    path = _write(tmp_path / "decl", _task({}, labels))
+    code, _, err = cli(capsys, "validate", str(path.parent))
+    assert code == 1, err
+    assert not _schema_accepts(path)
+
+
+@pytest.mark.parametrize("labels", VALID_LABELS.values(), ids=VALID_LABELS.keys())
+def test_the_schema_accepts_the_labels_the_loader_accepts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], labels: dict[str, Any]
+) -> None:
+    path = _write(tmp_path / "decl", _task({}, labels))
+    code, out, err = cli(capsys, "validate", str(path.parent))
+    assert code == 0, out + err
+    assert _schema_accepts(path), json.dumps(labels)
 
 
 @pytest.mark.parametrize("spec", VALID.values(), ids=VALID.keys())
