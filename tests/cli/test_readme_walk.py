@@ -16,6 +16,7 @@ would install anything into it anyway. `PYTHONPATH` puts the clone's own code fi
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shlex
@@ -32,6 +33,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from reconciler.cli import build_parser
 from tests.support.gitservers import branch_head, git_env
 from tests.support.http import request
 from tests.support.processes import process_alive
@@ -439,3 +441,35 @@ def test_the_readme_walks_on_a_fresh_clone(walk: Walk) -> None:
     walk.stop_daemon()
     # The demo clone, the demo remote and the state dir are ignored: nothing new to commit.
     assert _untracked(walk.clone, walk.env) == before
+
+
+def _parsers() -> dict[str, argparse.ArgumentParser]:
+    """Each subcommand's parser, by name."""
+    [commands] = [a for a in build_parser()._actions
+                  if isinstance(a, argparse._SubParsersAction)]
+    return dict(commands.choices)
+
+
+def test_every_command_flag_and_variable_the_readme_names_is_the_clis() -> None:
+    """What the README shows but does not run (the commands table, the flags): each
+    `reconciler SUBCOMMAND` is one, each `--flag` belongs to it (or, alone, to some
+    subcommand), and each RECONCILER_ variable is read by a flag."""
+    parsers = _parsers()
+    spans = re.findall(r"`([^`\n]+)`", README.read_text())
+    every_flag = {flag for p in parsers.values() for flag in p._option_string_actions}
+    helps = " ".join(" ".join(p.format_help().split()) for p in parsers.values())
+    unknown: list[str] = []
+    for span in spans:
+        words = span.replace("\\|", "|").split()
+        flags = {w.strip("[]").split("=")[0] for w in words if w.strip("[").startswith("--")}
+        if words[0] in ("reconciler", ".venv/bin/reconciler"):
+            parser = parsers.get(words[1]) if len(words) > 1 else None
+            known = set(parser._option_string_actions) if parser else set()
+            unknown += [f"{span}: {flag}" for flag in flags - known]
+            if len(words) > 1 and parser is None:
+                unknown.append(f"{span}: no command {words[1]}")
+        elif words[0].startswith("--"):
+            unknown += [f"{span}: {flag}" for flag in flags - every_flag]
+        unknown += [f"{span}: {var}" for var in re.findall(r"\bRECONCILER_[A-Z_]+", span)
+                    if f"[env {var}]" not in helps]
+    assert not unknown
