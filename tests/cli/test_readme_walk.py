@@ -24,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -138,6 +139,7 @@ class Walk:
     clone: Path
     env: dict[str, str] = field(repr=False)
     transcript: list[str] = field(default_factory=list, repr=False)
+    started: float = field(default_factory=time.monotonic, repr=False)
     daemon: subprocess.Popen[bytes] | None = None
     daemon_log: Path | None = None
     address: str | None = None
@@ -157,6 +159,10 @@ class Walk:
              f"refs/heads/{STATUS_BRANCH}:status/README.md"],
             env=self.env, capture_output=True, text=True, timeout=60, check=False)
         return done.stdout if done.returncode == 0 else ""
+
+    def note(self, line: str) -> None:
+        """A line of the transcript, with the seconds since the walk started."""
+        self.transcript.append(f"[{time.monotonic() - self.started:5.1f}s] {line}")
 
     def details(self) -> str:
         log = self.daemon_log.read_text(errors="replace") if self.daemon_log else ""
@@ -183,6 +189,7 @@ class Walk:
         if self.address is not None:
             # The README's metrics address is the default one; this daemon listens on port 0.
             text = text.replace(default_listen(), self.address)
+        self.note(f"$ {text}")
         process = subprocess.Popen(
             ["bash", "-e", "-o", "pipefail", "-c", text], cwd=self.clone, env=self.env,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -196,7 +203,8 @@ class Walk:
                 f"{command} did not finish within {COMMAND_TIMEOUT:g}s; a command meant to "
                 "keep running needs a start condition in DAEMONS\n" + self.details()) from None
         shown = out.decode(errors="replace").rstrip()
-        self.transcript.append(f"$ {text}\n{shown}" if shown else f"$ {text}")
+        if shown:
+            self.transcript.append(shown)
         assert process.returncode == 0, (
             f"{command} exited with {process.returncode}:\n{shown}\n" + self.details())
 
@@ -208,7 +216,7 @@ class Walk:
                 ["bash", "-c", command.text], cwd=self.clone, env=self.env,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
-        self.transcript.append(f"$ {command.text} &")
+        self.note(f"$ {command.text} &")
 
         def printed_address() -> str | None:
             found = re.search(r"serving metrics and webhooks on http://(\S+)",
@@ -217,6 +225,7 @@ class Walk:
             return found.group(1) if found else None
 
         self.wait("the daemon to print where it serves metrics", printed_address, 120)
+        self.note(f"daemon serving on {printed_address()}")
         self.address = printed_address()
 
         def metrics() -> bool:
@@ -429,10 +438,10 @@ def test_the_readme_walks_on_a_fresh_clone(walk: Walk) -> None:
     for step in readme_steps((walk.clone / "README.md").read_text()):
         if isinstance(step, Wait):
             what, condition, timeout = _wait_for(step)
-            walk.transcript.append(f"# {step.text}")
+            walk.note(f"# {step.text}")
             walk.wait(f"{what} ({step})", partial(condition, walk), timeout)
         elif step.words in NOT_WALKED:
-            walk.transcript.append(f"# not walked: {step.text}: {NOT_WALKED[step.words]}")
+            walk.note(f"# not walked: {step.text}: {NOT_WALKED[step.words]}")
         elif step.words in DAEMONS:
             DAEMONS[step.words](walk, step)
         else:
