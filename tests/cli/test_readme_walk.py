@@ -249,8 +249,9 @@ class Walk:
         daemon's own exit code."""
         if self.daemon is None:
             return
-        [pid] = [p for p in _descendants(self.daemon.pid) if _is_the_daemon(p)]
-        os.kill(pid, signal.SIGTERM)
+        daemons = [p for p in _descendants(self.daemon.pid) if _is_the_daemon(p)]
+        assert len(daemons) == 1, f"`make run` runs {len(daemons)} daemons\n" + self.details()
+        os.kill(daemons[0], signal.SIGTERM)
         try:
             code = self.daemon.wait(timeout=60)
         except subprocess.TimeoutExpired:
