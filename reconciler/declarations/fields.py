@@ -284,11 +284,26 @@ _STRING_OR_NUMBER = WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "numb
 _STRING_OR_INTEGER = WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "integer"}]})
 
 EnvValue = Annotated[str, BeforeValidator(_scalar_to_str), _STRING_OR_INTEGER]
+
+
+def _up_to(limit: int) -> str:
+    """A pattern for the whole numbers from 0 to `limit`, leading zeros allowed."""
+    digits = str(limit)
+    shorter = [f"[0-9]{{1,{len(digits) - 1}}}"] if len(digits) > 1 else []
+    # As long as the limit: equal up to a digit that is smaller, anything after it.
+    below = [f"{digits[:i]}[0-{int(d) - 1}]" + (f"[0-9]{{{len(digits) - i - 1}}}"
+                                                if i < len(digits) - 1 else "")
+             for i, d in enumerate(digits) if d != "0"]
+    return "0*(?:" + "|".join([*shorter, *below, digits]) + ")"
+
+
+# At least one digit that is not 0 (zero is not a duration), and no part longer than the
+# limit by itself; parts that add up to more are left to the loader.
+DURATION_PATTERN = ("^(?=.*[1-9])" + "".join(
+    f"(?:{_up_to(MAX_DURATION_SECONDS // seconds)}{unit})?"
+    for unit, seconds in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))) + "$")
 Duration = Annotated[
-    str,
-    AfterValidator(_duration),
-    # At least one digit that is not 0: zero is not a duration.
-    Field(json_schema_extra={"pattern": r"^(?=.*[1-9])(\d+d)?(\d+h)?(\d+m)?(\d+s)?$"}),
+    str, AfterValidator(_duration), Field(json_schema_extra={"pattern": DURATION_PATTERN})
 ]
 
 
@@ -356,7 +371,10 @@ RelativePath = Annotated[
     str, AfterValidator(check_relative_path), Field(json_schema_extra={"pattern": _RELATIVE_PATH})
 ]
 FileName = Annotated[
-    str, AfterValidator(_file_name), Field(json_schema_extra={"pattern": _RELATIVE_PATH})
+    str,
+    AfterValidator(_file_name),
+    # And not only `.` and `/`: that names the folder itself, not a file in it.
+    Field(json_schema_extra={"pattern": r"^(?!(?:\.?/)*\.?$)" + _RELATIVE_PATH[1:]}),
 ]
 GitRef = Annotated[
     str,

@@ -17,7 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from reconciler.declarations.fields import CRON_PATTERN, check_cron
+from reconciler.declarations.fields import (
+    CRON_PATTERN,
+    DURATION_PATTERN,
+    check_cron,
+    parse_duration,
+)
+from reconciler.declarations.limits import MAX_DURATION_SECONDS
 from tests.support.commands import cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +48,11 @@ BROKEN: dict[str, dict[str, Any]] = {
     "a credentials secret in capitals": {
         "repository": {"url": "https://git.example.com/a.git", "credentialsSecret": "Bad_Name"}},
     "a service account with an underscore": {"serviceAccountName": "bad_account"},
+    "a timeout of 31 days": {"timeout": "31d"},
+    "a timeout of 721 hours": {"timeout": "721h"},
+    "a timeout of 2592001 seconds": {"timeout": "2592001s"},
+    "a file named .": {"files": {".": "x"}},
+    "a file named ./": {"files": {"./": "x"}},
     "a cron minute of 99": {"schedule": "99 * * * *"},
     "a cron hour of 24": {"schedule": "0 24 * * *"},
     "a cron day of 0": {"schedule": "0 0 0 * *"},
@@ -68,6 +79,9 @@ VALID: dict[str, dict[str, Any]] = {
                                                    "x..y": "z", "./in-here": "w"}},
     "durations with a leading zero": {"timeout": "01h30m"},
     "a service account with dots": {"serviceAccountName": "runner.team-a"},
+    "a timeout of 30 days in hours": {"timeout": "720h"},
+    "a timeout of 30 days and no more": {"timeout": "030d"},
+    "a file named ...": {"files": {"...": "x"}},
     "a cron of every form": {"schedule": "0,15-45/15 */2 1-31/10,last JAN-jun,12 *"},
     "a cron with weekday names and numbers": {"schedule": "59 23 * * SUN,1-fri/2,7"},
     "a cron with leading zeros and spaces": {"schedule": " 00  03 * * 07 "},
@@ -212,4 +226,22 @@ def test_the_cron_pattern_bounds_every_field_as_the_loader_does(position: int) -
             accepted = _refusal(expression) is None
             if accepted != (re.search(CRON_PATTERN, expression) is not None):
                 disagree.append((expression, accepted))
+    assert not disagree
+
+
+@pytest.mark.parametrize(("unit", "seconds"), [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)])
+def test_the_duration_pattern_bounds_each_unit_as_the_loader_does(unit: str, seconds: int) -> None:
+    """A duration of one part: the pattern and the loader agree on either side of the
+    limit, and on zero."""
+    limit = MAX_DURATION_SECONDS // seconds
+    disagree = []
+    for number in (0, 1, limit - 1, limit, limit + 1, limit * 10):
+        for written in (f"{number}{unit}", f"00{number}{unit}"):
+            try:
+                parse_duration(written)
+                accepted = True
+            except ValueError:
+                accepted = False
+            if accepted != (re.search(DURATION_PATTERN, written) is not None):
+                disagree.append((written, accepted))
     assert not disagree
