@@ -98,9 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="Check declarations; exit 1 on any problem.")
     p.add_argument("dir", nargs="?", default=".", help="Repository folder (default: .).")
     p.add_argument("--path", default=".", help="Folder of the declarations inside DIR.")
-    p.add_argument("--format", choices=["text", "json", "github", "sarif"], default="text",
+    p.add_argument("--format", choices=["text", "json", "github", "sarif", "gitlab"],
+                   default="text",
                    help="github: GitHub Actions annotations on the offending lines; sarif: "
-                   "a SARIF 2.1.0 log for code scanning.")
+                   "a SARIF 2.1.0 log for code scanning; gitlab: a GitLab Code Quality "
+                   "report.")
     _add_policy_flags(p)
     registry.add_executor_flag(
         p, _flag,

@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v git >/dev/null || need+=(git)
+# The README's walk reads the demo's metrics with curl, as the README does.
+command -v curl >/dev/null || need+=(curl)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 # Commit signature tests: GnuPG signs and verifies, gpgconf stops the test homes' agents.

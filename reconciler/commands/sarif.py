@@ -75,9 +75,15 @@ def _result(error: LoadError, root: Path) -> dict[str, Any]:
 
 
 def uri(path: str, root: Path) -> str:
-    """`path` (relative to `root`) as a URI reference relative to the current folder: DIR is
-    prefixed when it is a relative folder below it, as `--format github` does. Characters a
-    URI cannot hold are percent-encoded."""
+    """`path` (relative to `root`) as a URI reference relative to the current folder (see
+    `from_here`); characters a URI cannot hold are percent-encoded."""
+    return quote(from_here(path, root), safe="/")
+
+
+def from_here(path: str, root: Path) -> str:
+    """`path` (relative to `root`) as a POSIX path relative to the current folder, which in a
+    CI job is the repository's root: DIR is prefixed when it is a relative folder below it,
+    as `--format github` does."""
     joined = PurePosixPath(Path(path).as_posix())
     if not root.is_absolute() and ".." not in root.parts and str(root) not in ("", "."):
         joined = PurePosixPath(root.as_posix()) / joined
@@ -85,4 +91,4 @@ def uri(path: str, root: Path) -> str:
         # Outside the current folder, relative to DIR is the best there is.
         with suppress(ValueError):
             joined = PurePosixPath((root / path).relative_to(Path.cwd()).as_posix())
-    return quote(str(joined), safe="/")
+    return str(joined)

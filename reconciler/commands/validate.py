@@ -8,7 +8,8 @@ daemon reports it (`path:line:col: field: denied by policy: ...`).
 Text output is one line per problem on stdout, `path:line:col: field: message` with
 paths as reachable from the current directory, and a summary on stderr. `--format github`
 prints the same problems as GitHub Actions annotations (`::error file=…,line=…,col=…::…`).
-`--format sarif` prints a SARIF 2.1.0 log for code scanning (see `commands/sarif.py`).
+`--format sarif` prints a SARIF 2.1.0 log for code scanning (see `commands/sarif.py`), and
+`--format gitlab` a GitLab Code Quality report (see `commands/codequality.py`).
 `--format json` prints a `ValidationReport` (schemas/validation-report.json):
 
     {"apiVersion": "reconciler.io/v1alpha1", "kind": "ValidationReport", "root": DIR, "valid": bool,
@@ -27,9 +28,11 @@ import argparse
 import io
 import json
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from reconciler.commands.codequality import code_quality_report
 from reconciler.commands.policyflags import check_from_args
 from reconciler.commands.sarif import sarif_log
 from reconciler.declarations.directory import DirectorySource
@@ -63,20 +66,28 @@ def run(args: argparse.Namespace) -> int:
     desired = loader.load(files)
     if check is not None:
         desired = check.apply(desired, files)
-    if args.format == "json":
-        print(json.dumps(report(desired, str(root)), indent=2))
-    elif args.format == "sarif":
-        print(json.dumps(sarif_log(desired.errors, root), indent=2, ensure_ascii=False))
-        print(summary(desired), file=sys.stderr)
-    elif args.format == "github":
-        for error in desired.errors:
-            print(github_annotation(error, root))
-        print(summary(desired), file=sys.stderr)
-    else:
-        for error in desired.errors:
-            print(_shown(error, root))
-        print(summary(desired), file=sys.stderr)
+    _print_report(desired, args.format, root)
     return 0 if desired.clean else 1
+
+
+# The formats that are one JSON document of the problems.
+_DOCUMENTS: dict[str, Callable[[Sequence[LoadError], Path], Any]] = {
+    "sarif": sarif_log,
+    "gitlab": code_quality_report,
+}
+
+
+def _print_report(desired: DesiredState, form: str, root: Path) -> None:
+    if form == "json":
+        print(json.dumps(report(desired, str(root)), indent=2))
+        return
+    if form in _DOCUMENTS:
+        print(json.dumps(_DOCUMENTS[form](desired.errors, root), indent=2, ensure_ascii=False))
+    else:
+        line = github_annotation if form == "github" else _shown
+        for error in desired.errors:
+            print(line(error, root))
+    print(summary(desired), file=sys.stderr)
 
 
 def github_annotation(error: LoadError, root: Path) -> str:

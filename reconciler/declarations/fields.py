@@ -284,16 +284,80 @@ _STRING_OR_NUMBER = WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "numb
 _STRING_OR_INTEGER = WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "integer"}]})
 
 EnvValue = Annotated[str, BeforeValidator(_scalar_to_str), _STRING_OR_INTEGER]
+
+
+def _up_to(limit: int) -> str:
+    """A pattern for the whole numbers from 0 to `limit`, leading zeros allowed."""
+    digits = str(limit)
+    shorter = [f"[0-9]{{1,{len(digits) - 1}}}"] if len(digits) > 1 else []
+    # As long as the limit: equal up to a digit that is smaller, anything after it.
+    below = [f"{digits[:i]}[0-{int(d) - 1}]" + (f"[0-9]{{{len(digits) - i - 1}}}"
+                                                if i < len(digits) - 1 else "")
+             for i, d in enumerate(digits) if d != "0"]
+    return "0*(?:" + "|".join([*shorter, *below, digits]) + ")"
+
+
+# At least one digit that is not 0 (zero is not a duration), and no part longer than the
+# limit by itself; parts that add up to more are left to the loader.
+DURATION_PATTERN = ("^(?=.*[1-9])" + "".join(
+    f"(?:{_up_to(MAX_DURATION_SECONDS // seconds)}{unit})?"
+    for unit, seconds in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))) + "$")
 Duration = Annotated[
-    str,
-    AfterValidator(_duration),
-    # At least one digit that is not 0: zero is not a duration.
-    Field(json_schema_extra={"pattern": r"^(?=.*[1-9])(\d+d)?(\d+h)?(\d+m)?(\d+s)?$"}),
+    str, AfterValidator(_duration), Field(json_schema_extra={"pattern": DURATION_PATTERN})
 ]
+
+
+def _any_case(word: str) -> str:
+    """`word` as a pattern in either case: JSON Schema patterns take no flags."""
+    return "".join(f"[{c}{c.upper()}]" if c.isalpha() else c for c in word)
+
+
+def _cron_field(number: str, step: str, names: tuple[str, ...] = (),
+                words: tuple[str, ...] = ()) -> str:
+    """One cron field as a pattern: a list of `*`, N, N-N, each with an optional /STEP,
+    or (where the field has names) NAME and NAME-NAME, as cron.py and APScheduler read them."""
+    span = rf"(?:\*|{number}(?:-{number})?)(?:/{step})?"
+    if names:
+        name = "(?:" + "|".join(_any_case(n) for n in names) + ")"
+        span = rf"{span}|{name}(?:-{name})?"
+    item = "(?:" + "|".join([span, *(_any_case(w) for w in words)]) + ")"
+    return rf"{item}(?:,{item})*"
+
+
+_MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov",
+                "dec")
+_WEEKDAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_WEEKDAY = r"(?:0*[0-7]|" + "|".join(_any_case(n) for n in _WEEKDAY_NAMES) + ")"
+# The numbers in range (leading zeros allowed, as the loader allows them) and a step no
+# longer than the field; the loader's other checks (a range that runs backwards, a step
+# longer than its range, a day no month has) are beyond a pattern.
+_CRON_MINUTE = _cron_field(r"0*[1-5]?[0-9]", r"0*(?:[1-9]|[1-5][0-9])")
+_CRON_HOUR = _cron_field(r"0*(?:1?[0-9]|2[0-3])", r"0*(?:[1-9]|1[0-9]|2[0-3])")
+_CRON_DAY = _cron_field(r"0*(?:[1-9]|[12][0-9]|3[01])", r"0*(?:[1-9]|[12][0-9]|30)",
+                        words=("last",))
+_CRON_MONTH = _cron_field(r"0*(?:[1-9]|1[0-2])", r"0*(?:[1-9]|1[01])", names=_MONTH_NAMES)
+_CRON_STEP = r"/0*[1-9][0-9]*"
+_CRON_WEEKDAY_ITEM = rf"(?:\*|{_WEEKDAY}(?:-{_WEEKDAY})?)(?:{_CRON_STEP})?"
+# A single day with a step runs to Saturday, so `7/STEP` (from Sunday again) selects no
+# day: a field of nothing else selects none.
+_CRON_WEEKDAY = (rf"(?!0*7{_CRON_STEP}(?:,0*7{_CRON_STEP})*\s*$)"
+                 rf"{_CRON_WEEKDAY_ITEM}(?:,{_CRON_WEEKDAY_ITEM})*")
+# Day of month and day of week may not both be restricted (see cron.py): the look-ahead
+# wants one of them to be `*`.
+CRON_PATTERN = (rf"^\s*{_CRON_MINUTE}\s+{_CRON_HOUR}\s+(?=\*\s|\S+\s+\S+\s+\*\s*$)"
+                rf"{_CRON_DAY}\s+{_CRON_MONTH}\s+{_CRON_WEEKDAY}\s*$")
 Cron = Annotated[
     str,
     AfterValidator(check_cron),
-    Field(json_schema_extra={"pattern": r"^\s*\S+(\s+\S+){4}\s*$", "examples": ["0 3 * * *"]}),
+    Field(json_schema_extra={
+        "pattern": CRON_PATTERN,
+        # Editors (yaml-language-server, VS Code) show this instead of the pattern.
+        "patternErrorMessage": (
+            "not a cron expression: minute (0-59), hour (0-23), day of month (1-31), month "
+            "(1-12 or jan-dec), day of week (0-7 or sun-sat), each *, N or N-N with an "
+            "optional /STEP, or a list of them; day of month or day of week must be *"),
+        "examples": ["0 3 * * *"],
+    }),
 ]
 Quantity = Annotated[str, BeforeValidator(_quantity), WithJsonSchema({"anyOf": [
     {"type": "string", "pattern": _QUANTITY.pattern, "maxLength": MAX_QUANTITY_LENGTH},
@@ -307,7 +371,10 @@ RelativePath = Annotated[
     str, AfterValidator(check_relative_path), Field(json_schema_extra={"pattern": _RELATIVE_PATH})
 ]
 FileName = Annotated[
-    str, AfterValidator(_file_name), Field(json_schema_extra={"pattern": _RELATIVE_PATH})
+    str,
+    AfterValidator(_file_name),
+    # And not only `.` and `/`: that names the folder itself, not a file in it.
+    Field(json_schema_extra={"pattern": r"^(?!(?:\.?/)*\.?$)" + _RELATIVE_PATH[1:]}),
 ]
 GitRef = Annotated[
     str,
@@ -324,8 +391,17 @@ DependencyRef = Annotated[
     AfterValidator(_depends_on),
     Field(json_schema_extra={"pattern": rf"^({'|'.join(_PREFIXES)})/{_DNS_LABEL.pattern[1:]}"}),
 ]
-LabelKey = Annotated[str, AfterValidator(_label_key)]
-LabelValue = Annotated[str, BeforeValidator(_label_value), _STRING_OR_INTEGER]
+# `_label_key` as a pattern: an optional DNS subdomain of at most 253 characters and '/',
+# then a name of at most 63.
+_LABEL_KEY = (rf"^(?:(?=[^/]{{1,253}}/){_DNS_SUBDOMAIN.pattern[1:-1]}/)?(?=[^/]{{1,63}}$)"
+              rf"{_LABEL_NAME.pattern[1:]}")
+LabelKey = Annotated[
+    str, AfterValidator(_label_key), Field(json_schema_extra={"pattern": _LABEL_KEY})
+]
+LabelValue = Annotated[str, BeforeValidator(_label_value), WithJsonSchema({"anyOf": [
+    {"type": "string", "pattern": _LABEL_VALUE.pattern, "maxLength": 63},
+    {"type": "integer", "minimum": 0},  # read as its digits, which may not start with '-'
+]})]
 SecretKey = Annotated[
     str, AfterValidator(_config_key), Field(json_schema_extra={"pattern": _CONFIG_KEY.pattern})
 ]

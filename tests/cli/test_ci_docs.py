@@ -1,7 +1,8 @@
 """The CI jobs of docs/ci.md: valid for GitHub Actions and GitLab CI (checked by
 check-jsonschema against the published workflow and pipeline schemas), every `reconciler`
 command in them accepted by the parser, and their shell steps run for real on a pull request
-made with git: the SARIF log, the diff file, the GitHub comment and the GitLab note."""
+made with git: the SARIF log, the diff file, the GitHub comment, the GitLab note and Code
+Quality report."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from ruamel.yaml import YAML
 
 from reconciler.cli import build_parser
 from tests.declarations.repo import Repo, git_env, sample_history
+from tests.support.codequality import CODE_QUALITY_REPORT
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "ci.md"
@@ -90,6 +92,7 @@ def test_every_reconciler_command_parses() -> None:
     assert {argv[0] for argv in commands} == {"validate", "diff"}
     assert ["validate", ".", "--format", "sarif"] in commands
     assert ["validate", ".", "--format", "github"] in commands
+    assert ["validate", ".", "--format", "gitlab"] in commands
     for argv in commands:
         build_parser().parse_args(argv)  # an unknown command or flag exits 2
 
@@ -225,3 +228,11 @@ def test_the_gitlab_job_posts_the_diff_and_fails_on_problems(
     [body] = urllib.parse.parse_qs(form)["body"]
     assert body == (repo.root / "diff.md").read_text()
     assert body.startswith("### reconciler: 0 added, 1 changed, 0 removed, 1 invalid; ")
+    # The Code Quality report is the job's artifact even when the job fails.
+    artifacts = _gitlab_job()["artifacts"]
+    assert artifacts["when"] == "always"
+    report = json.loads((repo.root / artifacts["reports"]["codequality"]).read_text())
+    jsonschema.Draft202012Validator(CODE_QUALITY_REPORT).validate(report)
+    [issue] = report
+    assert (issue["location"]["path"], issue["location"]["lines"]["begin"]) == (
+        "tasks/oops.yaml", 6)
