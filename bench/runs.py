@@ -6,9 +6,10 @@
 - `BENCH_SLEEPS` (200) Tasks running `sleep 1`, `--max-parallel 8`, against the ideal
   (ceil(N / 8) seconds).
 
-Each row gives the time from the daemon's start to the last run's end (what the runs cost)
-and to the daemon's exit (that, plus the status commits that record the last runs and
-everything around them), both as ratios.
+The executor alone (the same runs submitted at once to a `LocalExecutor`) shows its own
+share. Each daemon row gives the time from the daemon's start to the last run's end (what
+the runs cost) and to the daemon's exit (that, plus the status commits that record the last
+runs and everything around them), both as ratios.
 """
 
 from __future__ import annotations
@@ -19,12 +20,18 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
+from loguru import logger
+
+from reconciler.executors.local.executor import LocalExecutor
+from reconciler.types import RunState
+from tests.executors.conftest import request_for, task_entry
 from tests.support.gitservers import GitDaemon, git_env, make_bare_remote
 
 RUNS = int(os.environ.get("BENCH_RUNS", "1000"))
@@ -46,6 +53,29 @@ def _pool_seconds(runs: int, workers: int) -> float:
         started = time.perf_counter()
         list(pool.map(_true, range(runs), chunksize=1))
         return time.perf_counter() - started
+
+
+def _executor_alone(root: Path, count: int, parallel: int) -> float:
+    """Seconds for `count` runs of `true` submitted at once to a `LocalExecutor`, waiting on
+    its notices: the executor's own cost, without the daemon's cycles and status commits."""
+    logger.disable("reconciler")
+    changed = threading.Event()
+    with LocalExecutor(state_dir=root / "state-alone", max_parallel=parallel) as executor:
+        executor.on_change(changed.set)
+        requests = [request_for(task_entry(f"alone-{i:05}", ["true"])) for i in range(count)]
+        started = time.perf_counter()
+        for request in requests:
+            executor.submit(request)
+        executor.flush()
+        while True:
+            changed.clear()
+            reports = executor.poll()
+            if all(r.state.finished for r in reports):
+                seconds = time.perf_counter() - started
+                break
+            changed.wait(1.0)
+    assert all(r.state is RunState.SUCCEEDED for r in reports), "a run failed"
+    return seconds
 
 
 def _through_the_daemon(root: Path, name: str, count: int, command: list[str],
@@ -91,11 +121,13 @@ def main() -> None:
     with TemporaryDirectory(prefix="bench-runs-") as tmp:
         root = Path(tmp)
         pool = _pool_seconds(RUNS, 4)
+        alone = _executor_alone(root, RUNS, 4)
         *true_times, true_ok = _through_the_daemon(root, "true", RUNS, ["true"], 4)
         ideal = math.ceil(SLEEPS / 8) * 1.0
         *sleep_times, sleep_ok = _through_the_daemon(root, "sleep", SLEEPS, ["sleep", "1"], 8)
     print(f"{RUNS} x true, --max-parallel 4 ({true_ok} succeeded)")
     print(f"  {'baseline: process pool, 4 workers':<38}{pool:8.2f} s")
+    print(f"  {'LocalExecutor alone, no daemon':<38}{alone:8.2f} s  {alone / pool:6.2f}x")
     _rows(*true_times, pool)
     print(f"{SLEEPS} x sleep 1, --max-parallel 8 ({sleep_ok} succeeded)")
     print(f"  {'baseline: ideal':<38}{ideal:8.2f} s")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -147,18 +147,19 @@ def test_a_cycles_runs_are_all_recorded_before_any_starts(
     """As each supervisor is asked for, the journal (read by another connection, so only
     what is committed) holds every run submitted with it, and this one as Running."""
     seen: list[tuple[str, list[tuple[str, str]]]] = []
-    start = SupervisorHost.start
+    start_all = SupervisorHost.start_all
 
-    def checked(host: SupervisorHost, folder: Path, env: Mapping[str, str]) -> int | None:
+    def checked(host: SupervisorHost,
+                runs: Sequence[tuple[Path, Mapping[str, str]]]) -> list[int | Exception | None]:
         reader = Journal(local.state_dir, readonly=True)
         try:
             rows = [(r.run_id, r.state.value) for r in reader.unacknowledged()]
         finally:
             reader.close()
-        seen.append((folder.name, rows))
-        return start(host, folder, env)
+        seen.extend((folder.name, rows) for folder, _ in runs)
+        return start_all(host, runs)
 
-    monkeypatch.setattr(SupervisorHost, "start", checked)
+    monkeypatch.setattr(SupervisorHost, "start_all", checked)
     executor = local.make()
     runs = [request_for(task_entry(f"recorded-{i}", ["true"])) for i in range(3)]
     for request in runs:

@@ -76,6 +76,13 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _start_failure(err: Exception) -> str:
+    """A run's problem, whatever it is, is the run's failure and not the daemon's crash."""
+    if isinstance(err, RunSetupError):
+        return str(err)
+    return f"could not start: {type(err).__name__}: {err}"
+
+
 class StateDirBusyError(RuntimeError):
     """Another process already runs a local executor over the same state dir."""
 
@@ -394,10 +401,32 @@ class LocalExecutor:
         return claimed
 
     def _start_all(self, claimed: Sequence[RunRow]) -> None:
-        started = [(row, pid) for row in claimed if (pid := self._start(row)) is not None]
+        """Start claimed runs: their folders first, then their supervisors, all asked of the
+        host at once. A run that cannot start is recorded Failed."""
+        prepared = []
+        for row in claimed:
+            folder = history.run_dir(self._state_dir, row.run_id)
+            if row.request is None:
+                self._fail_to_start(row, folder, "could not start: its request was not recorded")
+                continue
+            try:
+                prepared.append((row, folder, self._prepare(row.request, folder)))
+            except Exception as err:
+                self._fail_to_start(row, folder, _start_failure(err))
+        outcomes = self._host.start_all([(folder, env) for _, folder, env in prepared])
+        started = []
+        for (row, folder, _), outcome in zip(prepared, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                self._fail_to_start(row, folder, _start_failure(outcome))
+                continue
+            logger.info("run {} of {} started", row.run_id, row.entry_id)
+            if outcome is not None:
+                started.append((row, outcome))
         if not started:
             return
-        with self._journal.batch():
+        # Not synced: a pid is only a hint (to signal a cancellation, to watch for an exit),
+        # and means nothing after the machine's crash.
+        with self._journal.batch(durable=False):
             for row, pid in started:
                 pid_start = process_start(pid)
                 self._journal.set_supervisor(row.run_id, pid=pid, pid_start=pid_start)
@@ -405,27 +434,6 @@ class LocalExecutor:
                     self._keep(row.model_copy(update={"pid": pid, "pid_start": pid_start}))
                 if self._exits is not None:
                     self._exits.watch(pid, pid_start)
-
-    def _start(self, row: RunRow) -> int | None:
-        """Start a claimed run: its supervisor's pid; None when it could not start (it is then
-        recorded Failed) or when its pid is not known."""
-        request = row.request
-        folder = history.run_dir(self._state_dir, row.run_id)
-        if request is None:
-            self._fail_to_start(row, folder, "could not start: its request was not recorded")
-            return None
-        try:
-            env = self._prepare(request, folder)
-            pid = self._host.start(folder, env)
-        except RunSetupError as err:
-            self._fail_to_start(row, folder, str(err))
-            return None
-        except Exception as err:
-            # A run's problem, whatever it is, is the run's failure and not the daemon's crash.
-            self._fail_to_start(row, folder, f"could not start: {type(err).__name__}: {err}")
-            return None
-        logger.info("run {} of {} started", row.run_id, row.entry_id)
-        return pid
 
     def _fail_to_start(self, row: RunRow, folder: Path, message: str) -> None:
         message = redactor(message)
@@ -471,7 +479,8 @@ class LocalExecutor:
             checkout=launch.checkout,
             checkout_env=tuple(sorted(launch.checkout_env)),
         )
-        write_atomically(folder / SPEC_FILE, spec.to_json())
+        # Read once, by the supervisor forked next; the journal is what survives a crash.
+        write_atomically(folder / SPEC_FILE, spec.to_json(), durable=False)
         return {**env, **launch.checkout_env}
 
     def _task_launch(self, entry: Entry, work: Path) -> _Launch:

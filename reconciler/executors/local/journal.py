@@ -169,20 +169,27 @@ class Journal:
             self._db.close()
 
     @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self, *, durable: bool = True) -> Iterator[None]:
         """One transaction, so one sync, for every change made inside; rolled back when the
-        block raises. Nested batches join the outer one."""
+        block raises. Nested batches join the outer one. `durable=False` commits without a
+        sync, for what a crash may lose (the next durable commit syncs it along)."""
         with self._lock:
             if self._db.in_transaction:
                 yield
                 return
-            self._db.execute("BEGIN IMMEDIATE")
+            if not durable:
+                self._db.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield
-            except BaseException:
-                self._db.rollback()
-                raise
-            self._db.commit()
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                except BaseException:
+                    self._db.rollback()
+                    raise
+                self._db.commit()
+            finally:
+                if not durable:
+                    self._db.execute("PRAGMA synchronous=FULL")
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[RunRow]:
         with self._lock:

@@ -118,12 +118,16 @@ class RunnerResult:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str, *, durable: bool = True) -> None:
+    """Readers see the whole file or none. `durable=False` for a file that only matters while
+    the processes it describes live: it need not survive the machine's crash, and skipping the
+    sync saves milliseconds per run on a busy disk."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", encoding="utf-8") as out:
         out.write(text)
-        out.flush()
-        os.fsync(out.fileno())
+        if durable:
+            out.flush()
+            os.fsync(out.fileno())
     os.replace(tmp, path)
 
 
@@ -187,6 +191,7 @@ class _Supervisor:
         write_atomically(
             self.run_dir / COMMAND_FILE,
             json.dumps({"pid": proc.pid, "pid_start": process_start(proc.pid)}),
+            durable=False,  # pids mean nothing after a reboot
         )
         return proc
 

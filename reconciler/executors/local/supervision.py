@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from reconciler.executors.local.history import supervised
@@ -61,10 +61,62 @@ class SupervisorHost:
         self._dir = os.open(state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self._address = f"/proc/self/fd/{self._dir}/{SOCKET_FILE}"
 
-    def start(self, folder: Path, env: Mapping[str, str]) -> int | None:
-        """Start the supervisor of the run described in `folder`, with `env` as the run's
-        environment (secret values reach it only this way); its pid, or None when the host
-        died after it forked the supervisor (which then goes on, unannounced)."""
+    def start_all(
+        self, runs: Sequence[tuple[Path, Mapping[str, str]]]
+    ) -> list[int | Exception | None]:
+        """Start the supervisor of each run described in a folder, with its environment as
+        the run's (secret values reach it only this way). For each, in order: its pid, None
+        when the host died after it forked the supervisor (which then goes on, unannounced),
+        or why it could not start. Every request is sent before the first answer is read:
+        the host forks while the next ones are on their way."""
+        if not runs:
+            return []
+        outcomes: list[int | Exception | None] = [_HostGone() for _ in runs]
+        asked: list[int] = []
+        locks: list[int] = []
+        try:
+            conn = self._connect()
+            for index, (folder, env) in enumerate(runs):
+                try:
+                    locks.append(_locked(folder / LOCK_FILE))
+                    _send(conn, encode({"folder": str(folder), "env": dict(env)}), locks[-1])
+                except RunSetupError as err:
+                    outcomes[index] = err
+                    continue
+                asked.append(index)
+            for index in asked:
+                reply = _receive(conn)
+                if not reply:
+                    break
+                outcomes[index] = _pid(reply)
+        except OSError:
+            pass  # the host is gone: what it did not answer is looked at below
+        finally:
+            for lock in locks:
+                os.close(lock)
+        self._start_unanswered(runs, outcomes)
+        return outcomes
+
+    def _start_unanswered(self, runs: Sequence[tuple[Path, Mapping[str, str]]],
+                          outcomes: list[int | Exception | None]) -> None:
+        """The runs the host did not answer for (it died, or was exiting) are started one by
+        one, through a new host, unless their supervisor was forked already."""
+        if any(isinstance(outcome, _HostGone) for outcome in outcomes):
+            self._disconnect()
+        for index, outcome in enumerate(outcomes):
+            if not isinstance(outcome, _HostGone):
+                continue
+            folder, env = runs[index]
+            # Our copy of the lock is closed: only a supervisor forked from it can hold it.
+            if supervised(folder):
+                outcomes[index] = None
+                continue
+            try:
+                outcomes[index] = self._start_one(folder, env)
+            except Exception as err:
+                outcomes[index] = err
+
+    def _start_one(self, folder: Path, env: Mapping[str, str]) -> int | None:
         message = encode({"folder": str(folder), "env": dict(env)})
         for retry in (False, True):
             lock = _locked(folder / LOCK_FILE)
@@ -75,7 +127,6 @@ class SupervisorHost:
                     raise RunSetupError("the supervisor host exited before it answered") from None
             finally:
                 os.close(lock)
-            # Our copy of the lock is closed: only a supervisor forked from it can hold it.
             if supervised(folder):
                 return None
         raise AssertionError("unreachable")
@@ -83,21 +134,17 @@ class SupervisorHost:
     def _ask(self, message: bytes, lock: int) -> int:
         conn = self._connect()
         try:
-            conn.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                      array.array("i", [lock]))])
-            reply = conn.recv(65536)
-        except OSError as err:
-            if err.errno == errno.EMSGSIZE:
-                raise RunSetupError(
-                    "the run's environment is too large to hand to its supervisor") from None
+            _send(conn, message, lock)
+        except OSError:
             reply = b""
+        else:
+            reply = _receive(conn)
         if not reply:
             self._disconnect()
             raise _HostGone
-        answer = decode(reply)
-        pid = answer.get("pid")
-        if not isinstance(pid, int):
-            raise RunSetupError(str(answer.get("error", "the supervisor host refused the run")))
+        pid = _pid(reply)
+        if isinstance(pid, RunSetupError):
+            raise pid
         return pid
 
     def _connect(self) -> socket.socket:
@@ -156,6 +203,33 @@ class SupervisorHost:
         self._disconnect()
         self._reap()
         os.close(self._dir)
+
+
+def _send(conn: socket.socket, message: bytes, lock: int) -> None:
+    try:
+        conn.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                  array.array("i", [lock]))])
+    except OSError as err:
+        if err.errno == errno.EMSGSIZE:
+            raise RunSetupError(
+                "the run's environment is too large to hand to its supervisor") from None
+        raise
+
+
+def _receive(conn: socket.socket) -> bytes:
+    """An answer; b"" when the host hung up."""
+    try:
+        return conn.recv(65536)
+    except OSError:
+        return b""
+
+
+def _pid(reply: bytes) -> int | RunSetupError:
+    answer = decode(reply)
+    pid = answer.get("pid")
+    if not isinstance(pid, int):
+        return RunSetupError(str(answer.get("error", "the supervisor host refused the run")))
+    return pid
 
 
 def _client() -> socket.socket:
