@@ -21,8 +21,8 @@ from reconciler.declarations.fields import cron_trigger
 from reconciler.kinds.base import kind_of
 
 WATCH_SECONDS = 1.0
-"""How often runs in flight are looked at: finished runs and their dependents show up fast,
-without asking the Git remote anything."""
+"""How often runs in flight are looked at when the executor cannot say when one ends: finished
+runs and their dependents show up fast, without asking the Git remote anything."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class Scheduler:
         self._clock = clock
         self._synced: DesiredState | None = None
         self._crons: dict[str, str] = {}
-        self._watching = False
+        self._watching: float | None = None
         self._aps = BackgroundScheduler(timezone=UTC, job_defaults={
             "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
         seconds = max(interval.total_seconds(), 1.0)
@@ -124,13 +124,14 @@ class Scheduler:
         self._aps.add_job(self._enqueue, DateTrigger(run_date=max(when, self._clock())),
                           id="wake", replace_existing=True, args=[Wakeup("retry", fetch=False)])
 
-    def watch(self, active: bool) -> None:
-        """Look at runs every second while any is in flight, and not at all otherwise."""
-        if active == self._watching:
+    def watch(self, active: bool, *, seconds: float = WATCH_SECONDS) -> None:
+        """Look at runs every `seconds` while any is in flight, and not at all otherwise."""
+        wanted = seconds if active else None
+        if wanted == self._watching:
             return
-        self._watching = active
-        if active:
-            self._aps.add_job(self._enqueue, IntervalTrigger(seconds=WATCH_SECONDS), id="watch",
+        self._watching = wanted
+        if wanted is not None:
+            self._aps.add_job(self._enqueue, IntervalTrigger(seconds=wanted), id="watch",
                               replace_existing=True, args=[Wakeup("watch", fetch=False)])
         else:
             self._aps.remove_job("watch")

@@ -348,6 +348,7 @@ class Daemon:
                 cycle.submitted.append(request.run_id)
             if start.entry_id in decided.record_updates:
                 self.records[start.entry_id] = decided.record_updates[start.entry_id]
+        self.executor.flush()
         cycle.result.started = len(cycle.submitted)
         cycle.result.active = len(cycle.active) + cycle.result.started
         cycle.result.wake_at = decided.wake_at

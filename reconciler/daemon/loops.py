@@ -6,17 +6,28 @@ The daemon's single worker runs here; the scheduler, webhooks and signals only e
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from loguru import logger
 
 from reconciler.daemon.core import Daemon
-from reconciler.scheduler import Scheduler, Wakeup, WorkQueue
+from reconciler.scheduler import WATCH_SECONDS, Scheduler, Wakeup, WorkQueue
+
+BACKSTOP_SECONDS = 10.0
+"""How often runs in flight are looked at when the executor says when one ends: in case a
+notice goes missing (a supervisor whose pid the executor never learnt)."""
+_STOP_CHECK_SECONDS = 0.25
 
 
 def run_once(daemon: Daemon, *, stop: threading.Event, poll_seconds: float = 0.2) -> int:
     """Reconcile until nothing more is due, waiting for every run (retries and dependents of
-    runs that just succeeded included); 0 when no entry ended failed or invalid."""
+    runs that just succeeded included); 0 when no entry ended failed or invalid. Runs in
+    flight are looked at again as soon as the executor says one ended, or every
+    `poll_seconds` with an executor that cannot say so."""
+    changed = threading.Event()
+    notified = daemon.executor.on_change(changed.set)
+    backstop = BACKSTOP_SECONDS if notified else poll_seconds
     result = daemon.cycle(fetch=True)
     if daemon.revision is None:
         raise RuntimeError("; ".join(result.errors) or "no revision could be loaded")
@@ -27,14 +38,26 @@ def run_once(daemon: Daemon, *, stop: threading.Event, poll_seconds: float = 0.2
             wait = (result.wake_at - daemon.clock()).total_seconds()
             stop.wait(max(wait, 0) + 0.05)
         else:
-            stop.wait(poll_seconds)
+            _wait(changed, stop, backstop)
+        changed.clear()
         result = daemon.cycle(fetch=False)
     return daemon.exit_code()
 
 
+def _wait(changed: threading.Event, stop: threading.Event, seconds: float) -> None:
+    """Until `changed` or `stop` is set, or `seconds` have passed."""
+    deadline = time.monotonic() + seconds
+    while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+        if changed.wait(min(left, _STOP_CHECK_SECONDS)):
+            return
+
+
 def serve(daemon: Daemon, work: WorkQueue, scheduler: Scheduler, stop: threading.Event) -> None:
     """Serve wake-ups until `stop`. The cycle in progress (and its status commit) finishes
-    first, so SIGTERM never leaves a half-written status."""
+    first, so SIGTERM never leaves a half-written status. The end of a run is a wake-up of
+    its own when the executor can tell; runs in flight are also looked at on a timer."""
+    notified = daemon.executor.on_change(lambda: work.put(Wakeup("run ended", fetch=False)))
+    watch_seconds = BACKSTOP_SECONDS if notified else WATCH_SECONDS
     scheduler.start()
     work.put(Wakeup("start"))
     try:
@@ -47,7 +70,7 @@ def serve(daemon: Daemon, work: WorkQueue, scheduler: Scheduler, stop: threading
                                   urgent=any(w.urgent for w in batch))
             scheduler.sync(daemon.desired)
             scheduler.wake_at(result.wake_at)
-            scheduler.watch(result.active > 0)
+            scheduler.watch(result.active > 0, seconds=watch_seconds)
     finally:
         scheduler.shutdown()
 

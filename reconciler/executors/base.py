@@ -7,7 +7,7 @@ by name.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -50,7 +50,19 @@ class Executor(Protocol):
     def submit(self, request: RunRequest) -> None:
         """Start a run. Problems of the run itself (a missing secret, a bad image) are reported
         as a failed run through `poll`, never raised. Submitting a run id that already exists
-        adopts it instead of starting a second one."""
+        adopts it instead of starting a second one. An executor may hold the run until
+        `flush` (or its next call of any other kind), to record a cycle's runs together."""
+        ...
+
+    def flush(self) -> None:
+        """The runs submitted so far are recorded and started: the daemon calls it once it
+        has submitted a cycle's runs."""
+        ...
+
+    def on_change(self, callback: Callable[[], None]) -> bool:
+        """Have `callback` called, from any thread, as soon as a run may have ended, so the
+        daemon looks at once rather than on its next poll. False when this executor cannot
+        tell: the daemon then keeps looking every second while runs are in flight."""
         ...
 
     def poll(self) -> Sequence[RunReport]:

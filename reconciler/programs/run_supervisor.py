@@ -1,23 +1,26 @@
-"""The supervisor of one local run: `python -m reconciler.programs.run_supervisor RUN_DIR`.
+"""The supervisor host of a state dir: `python -I -c BOOTSTRAP ROOT LISTENER_FD`.
 
-Started by the local executor, detached, once per run (`executors/local/supervision.py`); what
-it does is `executors/local/runner.py`. Like the runner, it loads the standard library only.
+Started by the local executor, detached, when none is listening in its state dir
+(`executors/local/supervision.py`); it forks the supervisor of every run
+(`executors/local/host.py`, over `runner.py`). Like the runner, it loads the standard library
+only.
 """
 
 from __future__ import annotations
 
+import socket
 import sys
-from pathlib import Path
 
-from reconciler.executors.local.runner import supervise
+from reconciler.executors.local.host import serve
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m reconciler.programs.run_supervisor RUN_DIR", file=sys.stderr)
+    if len(args) != 1 or not args[0].isdigit():
+        print("usage: run_supervisor LISTENER_FD (started by the local executor)",
+              file=sys.stderr)
         return 2
-    supervise(Path(args[0]))
+    serve(socket.socket(fileno=int(args[0])))
     return 0
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
 
+from reconciler.daemon import loops
 from reconciler.daemon.core import Daemon
 from reconciler.daemon.loops import liveness, run_once, serve
 from reconciler.declarations.loader import DeclarationLoader
@@ -35,6 +37,67 @@ def test_run_once_waits_for_every_run_dependents_included() -> None:
     assert run_once(d, stop=threading.Event(), poll_seconds=0.01) == 0
     assert [r.entry.id for r in executor.submitted] == ["task/a", "task/b"]
     assert d.records[EntryId("task/b")].phase is Phase.SUCCEEDED
+
+
+class NotifyingExecutor(ManualExecutor):
+    """Runs end only when the test says so, and the daemon is told at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.callback: Callable[[], None] | None = None
+
+    def on_change(self, callback: Callable[[], None]) -> bool:
+        self.callback = callback
+        return True
+
+    def end_all(self) -> None:
+        for run_id in self.unfinished():
+            self.finish(run_id)
+        assert self.callback is not None
+        self.callback()
+
+
+def test_run_once_looks_as_soon_as_the_executor_says_a_run_ended(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(loops, "BACKSTOP_SECONDS", 3600.0)  # only the notice can wake it
+    executor = NotifyingExecutor()
+    d = daemon(MemorySource({**task("a"), **task("b", dependsOn=["task/a"])}), executor)
+    codes: list[int] = []
+    stop = threading.Event()
+    worker = threading.Thread(target=lambda: codes.append(run_once(d, stop=stop)))
+    worker.start()
+    try:
+        executor.wait_submitted(1)
+        executor.end_all()
+        assert executor.wait_submitted(2).entry.id == "task/b"
+        executor.end_all()
+        worker.join(30)
+        assert codes == [0]
+    finally:
+        stop.set()
+        worker.join(30)
+
+
+def test_serve_cycles_when_the_executor_says_a_run_ended(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(loops, "BACKSTOP_SECONDS", 3600.0)
+    executor = NotifyingExecutor()
+    d = daemon(MemorySource({**task("a"), **task("b", dependsOn=["task/a"])}), executor)
+    work = WorkQueue()
+    scheduler = Scheduler(work, interval=timedelta(hours=1))
+    stop = threading.Event()
+    worker = threading.Thread(target=serve, args=(d, work, scheduler, stop))
+    worker.start()
+    try:
+        executor.wait_submitted(1)
+        executor.end_all()
+        assert executor.wait_submitted(2).entry.id == "task/b"
+    finally:
+        stop.set()
+        worker.join(30)
+    assert not worker.is_alive()
 
 
 def test_run_once_is_1_when_a_run_failed() -> None:

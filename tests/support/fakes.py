@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from reconciler.declarations.entries import Entry
@@ -157,6 +157,12 @@ class ManualExecutor:
                 trigger=request.trigger, attempt=request.attempt, revision=request.revision,
                 state=RunState.PENDING, started_at=request.requested_at)
             self._changed.notify_all()
+
+    def flush(self) -> None:
+        """Submits take effect at once."""
+
+    def on_change(self, callback: Callable[[], None]) -> bool:
+        return False
 
     def wait_submitted(self, count: int, *, timeout: float = 30) -> RunRequest:
         """The `count`-th run submitted, once it is (by another thread)."""

@@ -244,6 +244,13 @@ class KubernetesExecutor:
                 return
             self._create(run_id, run)
 
+    def flush(self) -> None:
+        """Every submit creates its Job at once."""
+
+    def on_change(self, callback: Callable[[], None]) -> bool:
+        """Run ends are seen by polling the informers' caches."""
+        return False
+
     def poll(self) -> Sequence[RunReport]:
         self._wait_synced()
         with self._lock:

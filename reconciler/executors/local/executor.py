@@ -3,16 +3,22 @@
 Layout of the state dir:
 
     journal.sqlite          every run: queued, running, finished, acknowledged
+    supervisor.sock         the supervisor host's socket (0600); supervisor-host.err its errors
     runs/<run-id>/          run.json (what to run, no secret values), log, result.json, lock
     work/<run-id>/          task/ (the task's files, read-only; the command's folder),
                             repo/ (a stack's repository at the run's revision), home/, tmp/
 
-Each run is supervised by its own detached process (`programs/run_supervisor.py`, the program
-over `runner.py`), so the executor has no threads and a run survives the daemon: after a
-restart, `poll` adopts live runs, reports runs that finished meanwhile, and reports as
-Interrupted a run whose supervisor vanished without a result. Runs beyond `max_parallel` wait
-in the journal and start as slots free up, also after a restart. `submit` of a known run id
-never starts a second process.
+Each run is supervised by its own detached process, forked by the state dir's supervisor host
+(`host.py`, run by `programs/run_supervisor.py`; `runner.py` is what a supervisor does), so a
+run survives the daemon: after a restart, `poll` adopts live runs, reports runs that finished
+meanwhile, and reports as Interrupted a run whose supervisor vanished without a result. Runs
+beyond `max_parallel` wait in the journal and start as slots free up, also after a restart.
+`submit` of a known run id never starts a second process.
+
+The journal's unacknowledged rows are also kept in memory: counting slots, polling and
+submitting look at what changed (the running runs, the runs submitted), never at every queued
+row, and the submits of a cycle are recorded in one transaction (`flush`) before any of their
+processes starts. With `on_change`, a thread tells the daemon as soon as a supervisor exits.
 """
 
 from __future__ import annotations
@@ -21,7 +27,6 @@ import contextlib
 import fcntl
 import os
 import re
-import subprocess
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -35,6 +40,7 @@ from reconciler.declarations.entries import Entry
 from reconciler.executors.base import Workspace
 from reconciler.executors.local import history
 from reconciler.executors.local.checkout import CheckoutSpec
+from reconciler.executors.local.exits import ExitWatch
 from reconciler.executors.local.journal import Journal, RunRow
 from reconciler.executors.local.runner import (
     CANCEL_FILE,
@@ -45,7 +51,7 @@ from reconciler.executors.local.runner import (
     process_start,
     write_atomically,
 )
-from reconciler.executors.local.supervision import start_supervisor, stop_orphans
+from reconciler.executors.local.supervision import SupervisorHost, signal_cancel, stop_orphans
 from reconciler.executors.local.workdir import (
     INHERITED_VARIABLES,
     RunSetupError,
@@ -68,6 +74,13 @@ _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _start_failure(err: Exception) -> str:
+    """A run's problem, whatever it is, is the run's failure and not the daemon's crash."""
+    if isinstance(err, RunSetupError):
+        return str(err)
+    return f"could not start: {type(err).__name__}: {err}"
 
 
 class StateDirBusyError(RuntimeError):
@@ -120,7 +133,16 @@ class LocalExecutor:
         }
         self._lock = threading.RLock()
         self._closed = False
-        self._children: dict[RunId, subprocess.Popen[bytes]] = {}
+        self._exits: ExitWatch | None = None
+        # The journal's unacknowledged rows, kept here so that counting slots and reporting
+        # read no row again: the journal is written through and read only at start.
+        self._rows: dict[RunId, RunRow] = {}
+        self._running: dict[RunId, None] = {}
+        self._pending: dict[RunId, None] = {}
+        self._submitted: list[RunRequest] = []
+        """Submitted since the last flush: recorded (one transaction) and started by it."""
+        self._reports: dict[RunId, RunReport] = {}
+        """Reports of rows that are not running: they change only when their row does."""
         for sub in (history.RUNS_DIR, history.WORK_DIR):
             # A run's HOME and TMPDIR (under work/) may receive what it was given as secret;
             # nobody but the daemon's user looks into either.
@@ -130,9 +152,12 @@ class LocalExecutor:
         self._state_lock = self._lock_state_dir()
         try:
             self._journal = Journal(self._state_dir)
+            for row in self._journal.unacknowledged():
+                self._keep(row)
         except BaseException:
             os.close(self._state_lock)
             raise
+        self._host = SupervisorHost(self._state_dir, self._base_env)
         self._remove_stale_work_dirs()
 
     def _lock_state_dir(self) -> int:
@@ -164,35 +189,55 @@ class LocalExecutor:
     def expect(self, entries: Sequence[Entry]) -> None:
         """Every local run is in the journal already: nothing to prepare."""
 
+    def on_change(self, callback: Callable[[], None]) -> bool:
+        """`callback` is called (from a thread of the executor's) as soon as a run's
+        supervisor exits: the run has ended, and a slot is free."""
+        with self._lock:
+            if self._exits is not None:
+                self._exits.close()
+            self._exits = ExitWatch(callback)
+            for run_id in self._running:
+                row = self._rows[run_id]
+                if row.pid is not None:
+                    self._exits.watch(row.pid, row.pid_start)
+        return True
+
     def free_slots(self) -> int:
         with self._lock:
-            return max(0, self._max_parallel - len(self._refresh()))
+            self._flush()
+            self._refresh()
+            return max(0, self._max_parallel - len(self._running) - len(self._pending))
 
     def submit(self, request: RunRequest) -> None:
+        """Queued for `flush` (which every other call does first): a cycle's submits are
+        recorded in one journal transaction, and their runs started after it."""
         if not _RUN_ID.match(request.run_id):
             raise ValueError(f"run id {request.run_id!r} is not usable as a folder name")
         with self._lock:
-            if self._journal.add(request, submitted_at=self._clock()):
-                logger.info("run {} of {} queued", request.run_id, request.entry.id)
-            elif self._journal.report_again(request.run_id):
-                # Its record was lost (a reset status branch): report how it ended, as the
-                # Kubernetes executor does for a Job it finds, rather than leave it unreported.
-                logger.info("run {} of {} ended before; reporting it again", request.run_id,
-                            request.entry.id)
-            self._refresh()
+            self._submitted.append(request)
+
+    def flush(self) -> None:
+        with self._lock:
+            self._flush()
 
     def poll(self) -> Sequence[RunReport]:
         with self._lock:
+            self._flush()
             self._refresh()
-            return [self._report(row) for row in self._journal.unacknowledged()]
+            return [self._report(row) for row in self._rows.values()]
 
     def acknowledge(self, run_ids: Sequence[RunId]) -> None:
         with self._lock:
-            for row in self._journal.acknowledge(run_ids):
-                remove_tree(history.work_dir(self._state_dir, row.run_id))
-                for old in self._journal.prune(row.entry_id, keep=self._keep_runs):
-                    remove_tree(history.run_dir(self._state_dir, old))
-                    remove_tree(history.work_dir(self._state_dir, old))
+            self._flush()
+            finished = [r for r in dict.fromkeys(run_ids)
+                        if r in self._rows and self._rows[r].state.finished]
+            with self._journal.batch():
+                for run_id in self._journal.acknowledge(finished):
+                    row = self._forget(run_id)
+                    remove_tree(history.work_dir(self._state_dir, run_id))
+                    for old in self._journal.prune(row.entry_id, keep=self._keep_runs):
+                        remove_tree(history.run_dir(self._state_dir, old))
+                        remove_tree(history.work_dir(self._state_dir, old))
 
     def logs(self, run_id: RunId) -> str:
         if not _RUN_ID.match(run_id):
@@ -203,18 +248,17 @@ class LocalExecutor:
         """Stop a run: its processes get SIGTERM, then SIGKILL after the grace period, and it
         is reported Failed with the message "cancelled" at once."""
         with self._lock:
-            row = self._journal.get(run_id)
+            self._flush()
+            row = self._rows.get(run_id)
             if row is None or row.state.finished:
                 return
             folder = history.run_dir(self._state_dir, run_id)
             if row.state is RunState.RUNNING and folder.is_dir():
-                # The supervisor checks for this file several times a second.
                 (folder / CANCEL_FILE).touch()
+                signal_cancel(row.pid, row.pid_start)
                 if not history.supervised(folder):
                     stop_orphans(folder)
-            self._journal.finish(
-                run_id, RunState.FAILED, finished_at=self._clock(), message="cancelled"
-            )
+            self._finish(row, history.Ending(RunState.FAILED, "cancelled", self._clock()))
             logger.info("run {} cancelled", run_id)
 
     def close(self) -> None:
@@ -222,7 +266,11 @@ class LocalExecutor:
         with self._lock:
             if self._closed:
                 return
+            self._flush()
             self._closed = True
+            if self._exits is not None:
+                self._exits.close()
+            self._host.close()
             self._journal.close()
             os.close(self._state_lock)
 
@@ -230,89 +278,171 @@ class LocalExecutor:
         self, versions: Mapping[EntryId, SpecHash], known: Collection[RunId] = ()
     ) -> Sequence[RunReport]:
         with self._lock:
+            self._flush()
             self._refresh()
             return [self._report(row) for row in self._journal.latest_of(versions, known)]
 
     def latest_run(self, entry_id: EntryId) -> RunReport | None:
         """The newest run of an entry; see also `history.RunHistory` for a read-only view."""
         with self._lock:
+            self._flush()
             self._refresh()
             row = self._journal.latest(entry_id)
             return self._report(row) if row else None
 
-    # Internals.
+    # Internals: the rows kept in memory.
+
+    def _keep(self, row: RunRow) -> None:
+        self._rows[row.run_id] = row
+        self._reports.pop(row.run_id, None)
+        self._running.pop(row.run_id, None)
+        self._pending.pop(row.run_id, None)
+        if row.state is RunState.RUNNING:
+            self._running[row.run_id] = None
+        elif row.state is RunState.PENDING:
+            self._pending[row.run_id] = None
+
+    def _forget(self, run_id: RunId) -> RunRow:
+        self._reports.pop(run_id, None)
+        self._running.pop(run_id, None)
+        self._pending.pop(run_id, None)
+        return self._rows.pop(run_id)
 
     def _report(self, row: RunRow) -> RunReport:
-        return history.report(row, history.run_dir(self._state_dir, row.run_id))
+        if row.state is RunState.RUNNING:  # its log grows
+            return history.report(row, history.run_dir(self._state_dir, row.run_id))
+        kept = self._reports.get(row.run_id)
+        if kept is None or self._rows.get(row.run_id) is not row:
+            kept = history.report(row, history.run_dir(self._state_dir, row.run_id))
+            if self._rows.get(row.run_id) is row:
+                self._reports[row.run_id] = kept
+        return kept
 
-    def _refresh(self) -> list[RunRow]:
-        """Record runs that ended, start queued runs into free slots; returns the active runs."""
-        for run_id, child in list(self._children.items()):
-            if child.poll() is not None:  # reap the supervisor; its result is on disk
-                del self._children[run_id]
-        active = []
-        for row in self._journal.active():
-            if row.state is RunState.RUNNING and self._ended(row):
-                continue
-            active.append(row)
-        running = sum(1 for row in active if row.state is RunState.RUNNING)
-        for row in active:
-            if running >= self._max_parallel:
-                break
-            if row.state is RunState.PENDING and self._start(row):
-                running += 1
-        return self._journal.active()
+    def _finish(self, row: RunRow, ending: history.Ending) -> None:
+        if self._journal.finish(
+            row.run_id, ending.state, started_at=ending.started_at,
+            finished_at=ending.finished_at, exit_code=ending.exit_code, message=ending.message,
+            result=ending.result,
+        ):
+            self._keep(history.ended(row, ending).model_copy(update={"request": None}))
 
-    def _ended(self, row: RunRow) -> bool:
+    # Internals: recording and starting runs.
+
+    def _flush(self) -> None:
+        """Record what was submitted and claim the runs that get a slot, in one transaction;
+        start them once it is committed (a run is in the journal before it starts)."""
+        if not self._submitted:
+            return
+        submitted, self._submitted = self._submitted, []
+        with self._journal.batch():
+            for request in submitted:
+                if request.run_id in self._rows:
+                    continue  # known and not acknowledged: adopted as it is
+                row = self._journal.add(request, submitted_at=self._clock())
+                if row is not None:
+                    self._keep(row)
+                    logger.info("run {} of {} queued", request.run_id, request.entry.id)
+                elif self._journal.report_again(request.run_id):
+                    # Its record was lost (a reset status branch): report how it ended, as the
+                    # Kubernetes executor does for a Job it finds, rather than leave it
+                    # unreported.
+                    again = self._journal.get(request.run_id)
+                    if again is not None:
+                        self._keep(again)
+                    logger.info("run {} of {} ended before; reporting it again",
+                                request.run_id, request.entry.id)
+            claimed = self._claim()
+        self._start_all(claimed)
+
+    def _refresh(self) -> None:
+        """Record the runs that ended and start queued runs into the slots they freed. Looks
+        at running runs only (at most `max_parallel`), never at the queue."""
+        ended = []
+        now = self._clock()
+        for run_id in self._running:
+            row = self._rows[run_id]
+            ending = history.observe(row, history.run_dir(self._state_dir, run_id), now=now)
+            if ending is not None:
+                ended.append((row, ending))
+        if not ended and (not self._pending or len(self._running) >= self._max_parallel):
+            return
+        with self._journal.batch():
+            for row, ending in ended:
+                self._ended(row, ending)
+            claimed = self._claim()
+        self._start_all(claimed)
+
+    def _ended(self, row: RunRow, ending: history.Ending) -> None:
         folder = history.run_dir(self._state_dir, row.run_id)
-        ending = history.observe(row, folder, now=self._clock())
-        if ending is None:
-            return False
         if ending.state is RunState.INTERRUPTED:
             stop_orphans(folder)
-        self._journal.finish(
-            row.run_id,
-            ending.state,
-            started_at=ending.started_at,
-            finished_at=ending.finished_at,
-            exit_code=ending.exit_code,
-            message=ending.message,
-            result=ending.result,
-        )
+        self._finish(row, ending)
         logger.info("run {} of {} ended: {}", row.run_id, row.entry_id, ending.state.value)
-        return True
 
-    def _start(self, row: RunRow) -> bool:
-        """Start a queued run; False when it could not start (it is then recorded Failed)."""
-        request = row.request
-        if request is None or not self._journal.mark_running(
-            row.run_id, started_at=self._clock()
-        ):
-            return False
-        folder = history.run_dir(self._state_dir, row.run_id)
-        try:
-            env = self._prepare(request, folder)
-            child = start_supervisor(folder, env)
-        except RunSetupError as err:
-            return self._fail_to_start(row, folder, str(err))
-        except Exception as err:
-            # A run's problem, whatever it is, is the run's failure and not the daemon's crash.
-            return self._fail_to_start(row, folder, f"could not start: {type(err).__name__}: {err}")
-        self._children[row.run_id] = child
-        self._journal.set_supervisor(row.run_id, pid=child.pid, pid_start=process_start(child.pid))
-        logger.info("run {} of {} started", row.run_id, row.entry_id)
-        return True
+    def _claim(self) -> list[RunRow]:
+        """Queued runs moved to running, oldest first, as slots allow (inside a batch): if the
+        daemon dies from here on, such a run is found without a live supervisor and reported
+        as interrupted, never started a second time."""
+        claimed = []
+        while self._pending and len(self._running) < self._max_parallel:
+            row = self._rows[next(iter(self._pending))]
+            started_at = self._clock()
+            if self._journal.mark_running(row.run_id, started_at=started_at):
+                row = row.model_copy(update={"state": RunState.RUNNING,
+                                             "started_at": started_at})
+                self._keep(row)
+                claimed.append(row)
+            else:  # not pending in the journal: take what it says
+                again = self._journal.get(row.run_id)
+                if again is None or again.state is RunState.PENDING:
+                    self._pending.pop(row.run_id, None)
+                else:
+                    self._keep(again)
+        return claimed
 
-    def _fail_to_start(self, row: RunRow, folder: Path, message: str) -> bool:
+    def _start_all(self, claimed: Sequence[RunRow]) -> None:
+        """Start claimed runs: their folders first, then their supervisors, all asked of the
+        host at once. A run that cannot start is recorded Failed."""
+        prepared = []
+        for row in claimed:
+            folder = history.run_dir(self._state_dir, row.run_id)
+            if row.request is None:
+                self._fail_to_start(row, folder, "could not start: its request was not recorded")
+                continue
+            try:
+                prepared.append((row, folder, self._prepare(row.request, folder)))
+            except Exception as err:
+                self._fail_to_start(row, folder, _start_failure(err))
+        outcomes = self._host.start_all([(folder, env) for _, folder, env in prepared])
+        started = []
+        for (row, folder, _), outcome in zip(prepared, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                self._fail_to_start(row, folder, _start_failure(outcome))
+                continue
+            logger.info("run {} of {} started", row.run_id, row.entry_id)
+            if outcome is not None:
+                started.append((row, outcome))
+        if not started:
+            return
+        # Not synced: a pid is only a hint (to signal a cancellation, to watch for an exit),
+        # and means nothing after the machine's crash.
+        with self._journal.batch(durable=False):
+            for row, pid in started:
+                pid_start = process_start(pid)
+                self._journal.set_supervisor(row.run_id, pid=pid, pid_start=pid_start)
+                if self._rows.get(row.run_id) is row:
+                    self._keep(row.model_copy(update={"pid": pid, "pid_start": pid_start}))
+                if self._exits is not None:
+                    self._exits.watch(pid, pid_start)
+
+    def _fail_to_start(self, row: RunRow, folder: Path, message: str) -> None:
         message = redactor(message)
         with contextlib.suppress(OSError):
             folder.mkdir(parents=True, exist_ok=True)
             with open(folder / LOG_FILE, "a", encoding="utf-8") as log:
                 log.write(f"[reconciler] {message}\n")
-        self._journal.finish(row.run_id, RunState.FAILED, finished_at=self._clock(),
-                             message=message)
+        self._finish(row, history.Ending(RunState.FAILED, message, self._clock()))
         logger.warning("run {} of {} could not start: {}", row.run_id, row.entry_id, message)
-        return False
 
     def _prepare(self, request: RunRequest, folder: Path) -> dict[str, str]:
         """Fresh run and work folders, the run's environment, and its description file."""
@@ -349,7 +479,8 @@ class LocalExecutor:
             checkout=launch.checkout,
             checkout_env=tuple(sorted(launch.checkout_env)),
         )
-        write_atomically(folder / SPEC_FILE, spec.to_json())
+        # Read once, by the supervisor forked next; the journal is what survives a crash.
+        write_atomically(folder / SPEC_FILE, spec.to_json(), durable=False)
         return {**env, **launch.checkout_env}
 
     def _task_launch(self, entry: Entry, work: Path) -> _Launch:

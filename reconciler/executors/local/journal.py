@@ -8,10 +8,11 @@ Rows hold no secret values: a queued run keeps its request (the entry refers to 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -122,11 +123,12 @@ def _time(value: datetime | None) -> str | None:
 
 class Journal:
     """Thread-safe access to the journal. `readonly=True` never creates or changes anything
-    (for `reconciler logs` next to a running daemon)."""
+    (for `reconciler logs` next to a running daemon). Changes made inside `batch()` are
+    committed (and synced) together when it ends."""
 
     def __init__(self, state_dir: Path, *, readonly: bool = False) -> None:
         path = state_dir / JOURNAL_FILE
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         try:
             if readonly:
                 self._db = sqlite3.connect(
@@ -166,6 +168,29 @@ class Journal:
         with self._lock:
             self._db.close()
 
+    @contextlib.contextmanager
+    def batch(self, *, durable: bool = True) -> Iterator[None]:
+        """One transaction, so one sync, for every change made inside; rolled back when the
+        block raises. Nested batches join the outer one. `durable=False` commits without a
+        sync, for what a crash may lose (the next durable commit syncs it along)."""
+        with self._lock:
+            if self._db.in_transaction:
+                yield
+                return
+            if not durable:
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                except BaseException:
+                    self._db.rollback()
+                    raise
+                self._db.commit()
+            finally:
+                if not durable:
+                    self._db.execute("PRAGMA synchronous=FULL")
+
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[RunRow]:
         with self._lock:
             return [_row(r) for r in self._db.execute(sql, params).fetchall()]
@@ -174,26 +199,33 @@ class Journal:
         with self._lock:
             return self._db.execute(sql, params).rowcount
 
-    def add(self, request: RunRequest, *, submitted_at: datetime) -> bool:
-        """Record a queued run. False when the run id is already known (nothing changes)."""
+    def add(self, request: RunRequest, *, submitted_at: datetime) -> RunRow | None:
+        """Record a queued run; its row as recorded. None when the run id is already known
+        (nothing changes)."""
         entry = request.entry
-        return bool(self._change(
-            "INSERT OR IGNORE INTO runs (run_id, entry_id, kind, spec_hash, operation, trigger,"
-            " attempt, revision, state, requested_at, submitted_at, request)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (request.run_id, entry.id, entry.kind.value, entry.spec_hash,
-             request.operation.value, request.trigger.value, request.attempt, request.revision,
-             RunState.PENDING.value, _time(request.requested_at), _time(submitted_at),
-             request.model_dump_json()),
-        ))
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO runs (run_id, entry_id, kind, spec_hash, operation,"
+                " trigger, attempt, revision, state, requested_at, submitted_at, request)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (request.run_id, entry.id, entry.kind.value, entry.spec_hash,
+                 request.operation.value, request.trigger.value, request.attempt,
+                 request.revision, RunState.PENDING.value, _time(request.requested_at),
+                 _time(submitted_at), request.model_dump_json()),
+            )
+            if not cursor.rowcount or cursor.lastrowid is None:
+                return None
+            seq = cursor.lastrowid
+        return RunRow(
+            seq=seq, run_id=request.run_id, entry_id=entry.id, kind=entry.kind,
+            spec_hash=entry.spec_hash, operation=request.operation, trigger=request.trigger,
+            attempt=request.attempt, revision=request.revision, state=RunState.PENDING,
+            requested_at=request.requested_at, submitted_at=submitted_at, request=request,
+        )
 
     def get(self, run_id: RunId) -> RunRow | None:
         rows = self._query("SELECT * FROM runs WHERE run_id = ?", (run_id,))
         return rows[0] if rows else None
-
-    def active(self) -> list[RunRow]:
-        """Queued and running runs, oldest first."""
-        return self._query("SELECT * FROM runs WHERE state IN (?, ?) ORDER BY seq", _ACTIVE)
 
     def unacknowledged(self) -> list[RunRow]:
         return self._query("SELECT * FROM runs WHERE acknowledged = 0 ORDER BY seq")
@@ -251,18 +283,17 @@ class Journal:
              json.dumps(result.to_result() if result else {}), run_id, *_ACTIVE),
         ))
 
-    def acknowledge(self, run_ids: Iterable[RunId]) -> list[RunRow]:
-        """Mark finished runs acknowledged; returns the rows that were."""
-        done: list[RunRow] = []
-        for run_id in run_ids:
-            changed = self._change(
-                "UPDATE runs SET acknowledged = 1"
-                " WHERE run_id = ? AND acknowledged = 0 AND state NOT IN (?, ?)",
-                (run_id, *_ACTIVE),
-            )
-            row = self.get(run_id) if changed else None
-            if row is not None:
-                done.append(row)
+    def acknowledge(self, run_ids: Iterable[RunId]) -> list[RunId]:
+        """Mark finished runs acknowledged, in one transaction; returns the ids that were."""
+        done: list[RunId] = []
+        with self.batch():
+            for run_id in run_ids:
+                if self._change(
+                    "UPDATE runs SET acknowledged = 1"
+                    " WHERE run_id = ? AND acknowledged = 0 AND state NOT IN (?, ?)",
+                    (run_id, *_ACTIVE),
+                ):
+                    done.append(run_id)
         return done
 
     def report_again(self, run_id: RunId) -> bool:
@@ -274,8 +305,7 @@ class Journal:
     def prune(self, entry_id: EntryId, *, keep: int) -> list[RunId]:
         """Forget all but the newest `keep` acknowledged runs of an entry; returns the ids
         forgotten, whose files the caller removes."""
-        with self._lock, self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self.batch():
             old = [
                 RunId(r[0]) for r in self._db.execute(
                     "SELECT run_id FROM runs WHERE entry_id = ? AND acknowledged = 1"
