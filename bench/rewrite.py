@@ -126,22 +126,28 @@ class _Sides:
         return base, write, publish
 
 
-def measure(entries: int, rounds: int = ROUNDS) -> Rewrite:
+def measure(entries: int, rounds: int = ROUNDS, *, url: str | None = None) -> Rewrite:
+    """With `url`, on that remote (whose status branch it rewrites); else on one of N
+    generated task files."""
     with TemporaryDirectory(prefix="bench-rewrite-") as tmp:
         root = Path(tmp)
+        if url is not None:
+            return _measure(entries, rounds, url, root)
         make_bare_remote(root / "served" / "big.git", repository(entries))
         with GitDaemon(root / "served") as server:
-            url = server.url("big.git")
-            source = GitSource(url, root / "state")
-            source.fetch()
-            publisher = StatusPublisher(source, redact=Redactor())
-            publisher.restored(source.read_status(), {})
-            publisher.publish(records(entries, 0), (), revision=None, refusal=None,
-                              finished=(), started=0)  # the branch holds N records
-            sides = _Sides(url, source, publisher, Renderer(branch=source.branch,
-                                                            redact=Redactor()),
-                           pygit2.init_repository(str(root / "floor.git"), bare=True))
-            times = [sides.round(n, entries) for n in range(1, rounds + 1)]
+            return _measure(entries, rounds, server.url("big.git"), root)
+
+
+def _measure(entries: int, rounds: int, url: str, root: Path) -> Rewrite:
+    source = GitSource(url, root / "state")
+    source.fetch()
+    publisher = StatusPublisher(source, redact=Redactor())
+    publisher.restored(source.read_status(), {})
+    publisher.publish(records(entries, 0), (), revision=None, refusal=None,
+                      finished=(), started=0)  # the branch holds N records
+    sides = _Sides(url, source, publisher, Renderer(branch=source.branch, redact=Redactor()),
+                   pygit2.init_repository(str(root / "floor.git"), bare=True))
+    times = [sides.round(n, entries) for n in range(1, rounds + 1)]
     base, write, publish = (statistics.median(column) for column in zip(*times, strict=True))
     return Rewrite(entries, base, write, publish)
 
