@@ -106,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
             return _run_once(daemon, stop)
         return _serve(daemon, settings, metrics, work=work, elector=elector, stop=stop)
     finally:
+        daemon.flush_status()  # still leading: what the last cycles held back is pushed
         if elector is not None:
             elector.stop()
         daemon.executor.close()

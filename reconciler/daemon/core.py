@@ -362,8 +362,10 @@ class Daemon:
 
     def _write_status(self, cycle: Cycle) -> None:
         """Status branch: one commit for everything this cycle changed; none when nothing
-        did. Finished runs are acknowledged to the executor only once their status is pushed.
-        A request that started nothing writes nothing."""
+        did, and none yet while runs are in flight and the last commit is under a second old
+        (`publisher`: the next commit, a cycle then at the latest, holds it). Finished runs
+        are acknowledged to the executor only once their status is pushed. A request that
+        started nothing writes nothing."""
         if not cycle.leading or (cycle.requests is not None and not cycle.submitted):
             return
         self.unacked.update(r.run_id for r in cycle.finished)
@@ -373,20 +375,37 @@ class Daemon:
         errors = self.desired.errors
         if self.load_failure is not None:
             errors = (self.load_failure, *errors)
+        destroying = cycle.plan is not None and any(
+            s.operation is Operation.DESTROY for s in cycle.plan.starts)
         try:
             if self.publisher.publish(self.records, errors, revision=self.revision,
                                       refusal=self.refusal, finished=cycle.finished,
-                                      started=cycle.result.started):
+                                      started=cycle.result.started, busy=bool(self._in_flight),
+                                      destroying=destroying):
                 self.metrics.observe_status_push("success")
         except Exception as err:  # kept, pushed next cycle
             self.metrics.observe_status_push("error")
             logger.error("status push failed (kept for the next cycle): {}", err)
             cycle.result.errors.append(f"status push failed: {err}")
             return
+        if self.publisher.holding:
+            # The daemon's clock counts whole seconds: a second more is never early.
+            due = self.clock() + timedelta(seconds=self.publisher.due_in() + 1)
+            wake = cycle.result.wake_at
+            cycle.result.wake_at = due if wake is None else min(wake, due)
+            return
         if self.unacked:
             self.executor.acknowledge(sorted(self.unacked))
             self.counted -= self.unacked
             self.unacked.clear()
+
+    def flush_status(self) -> None:
+        """Before the daemon stops (SIGTERM, the end of `--once` or of `run_now`): a status
+        commit held back while runs were in flight is made now."""
+        with self._lock:
+            if self.publisher.holding:
+                self.publisher.release()
+                self._write_status(Cycle(fetch=False, leading=self._leading))
 
     def _export_state(self, cycle: Cycle) -> None:
         """Metrics: entry phases, runs in flight, drift; not written again when none of what
@@ -438,6 +457,7 @@ class Daemon:
                            (self._write_status,))
                 if run_id not in self._in_flight:
                     break
+        self.flush_status()
         return self.records[entry_id]
 
     def _not_started(self, entry_id: EntryId, done: Cycle) -> Exception:

@@ -224,7 +224,10 @@ class GitRemote:
             remote = self._anonymous()
             callbacks = Callbacks(self.remote, self.credentials)
             try:
-                self._call("push to", lambda cb: remote.push([f"{commit}:{ref}"], callbacks=cb),
+                # threads=0: the pack sent is built on every core (deltas of thousands of
+                # records after a large status commit).
+                self._call("push to",
+                           lambda cb: remote.push([f"{commit}:{ref}"], callbacks=cb, threads=0),
                            callbacks=callbacks)
             except _PushMoved as exc:
                 raise PushRejectedError(f"{self.url} refused {branch}: {exc}") from None

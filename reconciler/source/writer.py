@@ -1,7 +1,8 @@
 """Commit files to a branch with no work tree, and push it without losing anyone's commit.
 
 Trees are rewritten with `TreeBuilder` along the changed paths only, so a one-file status
-commit costs the same in a repository of ten files or ten thousand. When the push is refused
+commit costs the same in a repository of ten files or ten thousand; the blobs of a commit of
+many files go into one pack (`packfile`) instead of a loose file each. When the push is refused
 because the branch moved (another replica, or a person, pushed first), the same changes are
 rebuilt on the new head and pushed again, a bounded number of times with growing pauses,
 unless the new head no longer holds the commit the caller said must stay (`keep`): then the
@@ -12,13 +13,14 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 
 import pygit2
 from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field
 
+from reconciler.source import packfile
 from reconciler.source.errors import HistoryRewrittenError, PushConflictError, PushRejectedError
 from reconciler.source.remote import GitRemote
 from reconciler.types import Revision
@@ -27,6 +29,9 @@ DEFAULT_ATTEMPTS = 5
 DEFAULT_BACKOFF = 0.2
 """Seconds before the second attempt; doubled each time, with jitter, so two replicas that
 collided do not collide again in lockstep."""
+PACKED = 256
+"""From this many new files on, a commit's blobs are written as one pack: thousands of loose
+files cost more to create, and to pack and delete afterwards, than the commit itself."""
 
 _Changes = dict[str, "bytes | _Changes | None"]
 
@@ -159,7 +164,9 @@ def _commit_on(
     when: datetime,
 ) -> Revision | None:
     parent = repo[base].peel(pygit2.Commit) if base is not None else None
-    tree = write_tree(repo, parent.tree if parent is not None else None, changes)
+    # Written on every attempt: a compaction while catching up drops the blobs of the last.
+    blobs = write_blobs(repo, list(_contents(changes)))
+    tree = write_tree(repo, parent.tree if parent is not None else None, changes, blobs)
     if parent is not None and tree == parent.tree_id:
         return None
     if parent is None and tree is None:
@@ -178,17 +185,34 @@ def _commit_on(
     return Revision(str(repo.create_commit(None, signature, signature, text, tree, parents)))
 
 
+def write_blobs(repo: pygit2.Repository, contents: list[bytes]) -> dict[bytes, pygit2.Oid]:
+    """Each content's blob id, the blobs written: loose when few, else in one pack."""
+    if len(contents) >= PACKED and sum(map(len, contents)) <= packfile.MAX_BYTES:
+        return dict(zip(contents, packfile.write_blobs(repo, contents), strict=True))
+    return {data: repo.create_blob(data) for data in contents}
+
+
+def _contents(changes: _Changes) -> Iterator[bytes]:
+    for change in changes.values():
+        if isinstance(change, dict):
+            yield from _contents(change)
+        elif change is not None:
+            yield change
+
+
 def write_tree(
-    repo: pygit2.Repository, tree: pygit2.Tree | None, changes: _Changes
+    repo: pygit2.Repository, tree: pygit2.Tree | None, changes: _Changes,
+    blobs: Mapping[bytes, pygit2.Oid],
 ) -> pygit2.Oid | None:
-    """Write `tree` with `changes` applied, reusing every untouched subtree as it is.
-    Returns None when the result is empty (an empty folder does not exist in Git)."""
+    """Write `tree` with `changes` applied, reusing every untouched subtree as it is; `blobs`
+    holds the id of every new content. Returns None when the result is empty (an empty
+    folder does not exist in Git)."""
     builder = repo.TreeBuilder(tree) if tree is not None else repo.TreeBuilder()
     for name, change in changes.items():
         existing = tree[name] if tree is not None and name in tree else None
         if isinstance(change, dict):
             subtree = existing if isinstance(existing, pygit2.Tree) else None
-            oid = write_tree(repo, subtree, change)
+            oid = write_tree(repo, subtree, change, blobs)
             if oid is not None:
                 builder.insert(name, oid, pygit2.enums.FileMode.TREE)
             elif existing is not None:
@@ -197,7 +221,7 @@ def write_tree(
             if existing is not None:
                 builder.remove(name)
         else:
-            builder.insert(name, repo.create_blob(change), pygit2.enums.FileMode.BLOB)
+            builder.insert(name, blobs[change], pygit2.enums.FileMode.BLOB)
     if len(builder) == 0:
         return None
     return builder.write()

@@ -150,7 +150,9 @@ def test_cycle(row: Row) -> None:
     assert {e: w.phase(e) for e in row.phases} == row.phases
     for entry, part in row.messages.items():
         assert part in w.daemon.records[EntryId(entry)].message
-    # What the cycle stored is what the status branch holds.
+    # What the cycle stored is what the status branch holds, once a commit held back while
+    # a run is in flight is made (at the latest when the daemon stops).
+    w.daemon.flush_status()
     assert w.source.status_commits, "no status commit"
     for entry in row.phases:
         kind, name = entry.split("/")

@@ -8,13 +8,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import pygit2
 import pytest
 from pydantic import SecretStr
 
 from reconciler.settings import GitCredentials
 from reconciler.source.errors import PushConflictError, PushRejectedError
 from reconciler.source.remote import GitRemote
-from reconciler.source.writer import Author, commit_files
+from reconciler.source.writer import PACKED, Author, commit_files
 from tests.support.fixtures import HTTP_PASSWORD, HTTP_USER
 from tests.support.githttp import GitHTTPServer
 from tests.support.gitservers import (
@@ -265,3 +266,26 @@ def test_status_can_go_to_the_declarations_branch_itself(
     assert datetime.now(UTC) - datetime.fromtimestamp(
         remote.repository[commit].commit_time, UTC
     ) < timedelta(minutes=1)
+
+
+def test_a_commit_of_many_files_writes_their_blobs_as_one_pack(
+    remote: GitRemote, bare_remote: Path
+) -> None:
+    pack_dir = remote.path / "objects" / "pack"
+    packs = set(pack_dir.glob("*.pack"))
+    files = {f"status/tasks/t{n:04d}.yaml": f"n: {n}\n".encode() * (n % 7 + 1)
+             for n in range(PACKED + 50)}
+    files["status/README.md"] = files["status/tasks/t0001.yaml"]  # the same blob twice
+
+    commit = commit_files(remote, STATUS, files, "Status of many entries")
+
+    assert commit is not None
+    assert len(set(pack_dir.glob("*.pack")) - packs) == 1
+    loose = list(remote.path.glob("objects/??/*"))
+    assert len(loose) == 4  # the commit and its three trees
+    git("--git-dir", remote.path, "fsck", "--full", "--strict", "--no-dangling")
+    assert remote.read_tree_files(STATUS) == files
+    served = git("--git-dir", bare_remote, "ls-tree", "-r", STATUS).splitlines()
+    assert sorted(line.split()[2:] for line in served) == sorted(
+        [str(pygit2.hash(data)), path] for path, data in files.items())
+    git("--git-dir", bare_remote, "fsck", "--full", "--strict", "--no-dangling")
