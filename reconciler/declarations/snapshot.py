@@ -1,0 +1,127 @@
+"""Objects the daemon saved in its own state dir, read back as they were: no validation, no
+hashing (a restart with 10,000 entries takes a fraction of a second instead of seconds).
+
+That is safe only for bytes this daemon wrote itself, so reading one checks, before it
+believes it:
+- the file is a regular file owned by this user that nobody else may read or write (it is
+  written 0600);
+- it names the key it was saved under (what it holds, and the code that saved it: a hash
+  of the reconciler package's source, so any other version, or a changed model, misses);
+- its payload has the length and the SHA-256 the header gives (a truncated or damaged file);
+- it unpickles with nothing but plain data and the classes of the pure layers (records,
+  runs, types, declarations), so even a file that passed every check cannot name a function
+  to call.
+Any check that fails gives None, never an exception: the caller rebuilds what it needs the
+slow way, as if there were no file.
+"""
+
+from __future__ import annotations
+
+import datetime
+import gc
+import hashlib
+import io
+import os
+import pickle  # restricted by _Unpickler below
+import stat
+import struct
+import tempfile
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+_MAGIC = b"RSN1"
+_HEAD = struct.Struct(">4sIQ32s")
+"""Magic, key length, payload length, SHA-256 of the payload."""
+_PURE = frozenset({"reconciler.records", "reconciler.runs", "reconciler.types"})
+_PURE_PACKAGE = "reconciler.declarations."
+_DATETIME = frozenset({"date", "datetime", "time", "timedelta", "timezone"})
+_BUILTINS = {"set": set, "frozenset": frozenset, "bytearray": bytearray}
+
+
+@cache
+def code_version() -> str:
+    """A hash of the reconciler package's source: objects saved by other code miss."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def save(path: Path, key: str, value: object) -> None:
+    """Write `value` under `key`, atomically (a crash leaves the old file or none), 0600.
+    Raises OSError, or pickle's errors for a value that cannot be saved."""
+    payload = pickle.dumps(value, protocol=5)
+    named = _named(key)
+    head = _HEAD.pack(_MAGIC, len(named), len(payload), hashlib.sha256(payload).digest())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)  # created 0600
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(head)
+            handle.write(named)
+            handle.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: Path, key: str) -> Any:
+    """What `save` wrote under `key`, or None when the file is missing, not ours, saved under
+    another key or by other code, damaged or truncated."""
+    try:
+        data = _own_bytes(path)
+    except OSError:
+        return None
+    if data is None or len(data) < _HEAD.size:
+        return None
+    magic, key_size, size, digest = _HEAD.unpack_from(data)
+    named = _named(key)
+    start = _HEAD.size + key_size
+    if (magic != _MAGIC or data[_HEAD.size:start] != named or len(data) != start + size):
+        return None
+    payload = memoryview(data)[start:]
+    if hashlib.sha256(payload).digest() != digest:
+        return None
+    # Unpickling builds hundreds of thousands of long-lived, acyclic objects: collections
+    # that scan them again and again while they are built make it several times slower.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _Unpickler(io.BytesIO(payload)).load()
+    except (Exception, RecursionError):  # whatever odd bytes raise, it is only a cache
+        return None
+    finally:
+        if paused:
+            gc.freeze()
+            gc.enable()
+
+
+def _named(key: str) -> bytes:
+    return f"{key}\0{code_version()}".encode()
+
+
+def _own_bytes(path: Path) -> bytes | None:
+    """The content of `path` when it is a regular file of ours that only we can use."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if (not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid()
+                or info.st_mode & 0o077):
+            return None
+        return handle.read()
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "datetime" and name in _DATETIME:
+            return getattr(datetime, name)
+        if module == "builtins" and name in _BUILTINS:
+            return _BUILTINS[name]
+        if (module in _PURE or module.startswith(_PURE_PACKAGE)) and "." not in name:
+            found = super().find_class(module, name)
+            if isinstance(found, type):
+                return found
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a snapshot")
