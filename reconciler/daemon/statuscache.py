@@ -30,6 +30,8 @@ class StatusCache:
         self.path = path
         self._unsaved: dict[Key, EntryRecord] | None = None
         """What the last read found, while it differs from what the file holds."""
+        self.parsed = 0
+        """Record files the last `parse` parsed (the others came from the cache)."""
 
     def parse(self, files: Mapping[str, bytes]) -> tuple[dict[EntryId, EntryRecord], list[str]]:
         """`status.parse` of `files`, taking the record of every file read before from the
@@ -51,6 +53,7 @@ class StatusCache:
         records, problems = status_files.parse(files, read=read)
         if parsed or len(used) != len(known):
             self._unsaved = used
+        self.parsed = parsed
         logger.debug("{} status records from the cache, {} parsed", len(used) - parsed, parsed)
         return records, problems
 

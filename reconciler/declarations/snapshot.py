@@ -30,6 +30,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from pydantic_core import TzInfo
+
 _MAGIC = b"RSN1"
 _HEAD = struct.Struct(">4sIQ32s")
 """Magic, key length, payload length, SHA-256 of the payload."""
@@ -120,6 +122,8 @@ class _Unpickler(pickle.Unpickler):
             return getattr(datetime, name)
         if module == "builtins" and name in _BUILTINS:
             return _BUILTINS[name]
+        if (module, name) == ("pydantic_core._pydantic_core", "TzInfo"):
+            return TzInfo  # the time zone of a datetime pydantic validated
         if (module in _PURE or module.startswith(_PURE_PACKAGE)) and "." not in name:
             found = super().find_class(module, name)
             if isinstance(found, type):
