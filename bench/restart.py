@@ -18,8 +18,10 @@ Figures are printed, not asserted.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -46,7 +48,7 @@ def _child(mode: str, url: str, state: str) -> None:
     from reconciler.source import gitsource as _gitsource  # noqa: F401
 
     imported = time.time()
-    out: dict[str, float] = {"imports": imported}
+    out: dict[str, float] = {"imports": imported, "rss_imports": _peak_mib()}
     logger.disable("reconciler")
     if mode == "floor":
         import yaml
@@ -73,19 +75,33 @@ def _child(mode: str, url: str, state: str) -> None:
                 raise SystemExit(f"the first cycle failed: {first.errors}")
             daemon.cycle()  # what the cycles after the first save for the next restart
             out["entries"] = len(daemon.desired.entries)
+            out["rss_peak"] = _peak_mib()
+            gc.collect()
+            out["rss_now"] = _resident_mib()
         finally:
             daemon.executor.close()
     print(json.dumps(out))
 
 
-def _spawn(mode: str, url: str, state: Path) -> dict[str, float]:
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _resident_mib() -> float:
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def spawn(mode: str, url: str, state: Path) -> dict[str, float]:
+    """Run `_child` in a fresh process; its times in seconds since it was spawned."""
     started = time.time()
     done = subprocess.run(
         [sys.executable, "-m", "bench.restart", mode, url, str(state)],
         check=True, capture_output=True, text=True,
     )
     figures = json.loads(done.stdout.strip().splitlines()[-1])
-    return {k: (v - started if k != "entries" else v) for k, v in figures.items()}
+    return {k: (v - started if k in ("imports", "loaded", "planned") else v)
+            for k, v in figures.items()}
 
 
 def measure(entries: int) -> None:
@@ -96,8 +112,8 @@ def measure(entries: int) -> None:
             url = server.url("big.git")
             imports, floor, first, restart, again = [], [], [], [], []
             for n in range(REPEAT):
-                imports.append(_spawn("imports", url, root / f"empty-{n}")["imports"])
-                floor.append(_spawn("floor", url, root / f"floor-{n}")["loaded"])
+                imports.append(spawn("imports", url, root / f"empty-{n}")["imports"])
+                floor.append(spawn("floor", url, root / f"floor-{n}")["loaded"])
                 # A fresh status branch for each first start: a remote of its own.
                 name = f"big-{n}.git"
                 if n:
@@ -105,9 +121,9 @@ def measure(entries: int) -> None:
                 else:
                     name = "big.git"
                 state = root / f"state-{n}"
-                first.append(_spawn("first", server.url(name), state)["planned"])
-                restart.append(_spawn("restart", server.url(name), state)["planned"])
-                again.append(_spawn("restart", server.url(name), state)["planned"])
+                first.append(spawn("first", server.url(name), state)["planned"])
+                restart.append(spawn("restart", server.url(name), state)["planned"])
+                again.append(spawn("restart", server.url(name), state)["planned"])
     base, c_floor = statistics.median(imports), statistics.median(floor)
     cold, warm, hot = (statistics.median(first), statistics.median(restart),
                        statistics.median(again))
