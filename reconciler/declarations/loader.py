@@ -12,7 +12,8 @@ restart does not validate or hash again what did not change since:
     desired = loader.load(files, revision=revision)   # files: any FileSource
     loader.save_cache()                                # when convenient; cheap if unchanged
 
-A restart from a snapshot of commit X that loads commit Y is an incremental load from X:
+A restart from a snapshot of commit X that loads X reads back only what that load returned;
+one that loads another commit Y (then, or at the next load) is an incremental load from X:
 the files whose Git ids differ are loaded, the rest is as X left it.
 
 One loader serves one repository from one thread.
@@ -53,13 +54,6 @@ costs a load of what changed since it."""
 
 
 @dataclass(frozen=True, slots=True)
-class _Snapshot:
-    revision: Revision
-    assembly: Assembly
-    modules: ModuleScanner
-
-
-@dataclass(frozen=True, slots=True)
 class LoadStats:
     files: int = 0
     """YAML files seen under the declarations folder."""
@@ -67,6 +61,24 @@ class LoadStats:
     """Of those, files parsed by this load (the others came from the cache)."""
     validated: int = 0
     """Files validated by this load (parsed, or taken from the persisted cache)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """The first section of a snapshot: what a load of its commit returns."""
+
+    revision: Revision
+    desired: DesiredState
+    files: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """The second section: what the next loads start from, read only when one comes."""
+
+    revision: Revision
+    assembly: Assembly
+    modules: ModuleScanner
 
 
 class DeclarationLoader:
@@ -104,16 +116,25 @@ class DeclarationLoader:
         self._since_saved = 0
         """Files loaded again since that snapshot."""
         self._revision: Revision | None = None
+        self._desired = DesiredState()
+        """What the last load returned."""
         self._quiet = False
         """Nothing was loaded since the last `save_cache`."""
+        self._answered = False
+        """The first load was answered from a snapshot; what it holds to start the next
+        loads from is read by the next."""
 
     def load(self, files: FileSource, revision: Revision | None = None) -> DesiredState:
         """The desired state of what `files` holds. Never raises for anything wrong in the
         files: problems are in the result. A failure of `files` itself (an unreadable object
         database) propagates."""
         if self._raw is None:
+            if revision is not None and not self._answered:
+                answer = self._answer(revision)
+                if answer is not None:
+                    return answer
             self._raw = self._cache.read() if self._cache is not None else {}
-            if revision is not None:
+            if revision is not None or self._answered:
                 self._restore()
         restored = self._base is not None
         comparable = (self._loads > 0 or restored) and isinstance(files, ListingSource)
@@ -150,7 +171,7 @@ class DeclarationLoader:
         self._fresh = False
         self._loads += 1
         self._since_saved += len(changes.files)
-        self._revision, self._quiet = revision, False
+        self._revision, self._desired, self._quiet = revision, desired, False
         self._modules.forget_unused()
         self.stats = LoadStats(
             files=len(self._assembly.index.files),
@@ -178,11 +199,26 @@ class DeclarationLoader:
             return
         self._put, self._dropped = set(), set()
 
+    def _answer(self, revision: Revision) -> DesiredState | None:
+        """What the snapshot in the state dir says `revision` holds, when it is of that
+        commit (and of this code)."""
+        if self._snapshot_file is None:
+            return None
+        found = snapshot.load(self._snapshot_file, self._snapshot_key(), 0)
+        if (not isinstance(found, _Answer) or found.revision != revision
+                or not isinstance(found.desired, DesiredState)):
+            return None
+        self._answered, self._loads = True, self._loads + 1
+        self._revision = self._saved = revision
+        self._desired, self._quiet = found.desired, False
+        self.stats = LoadStats(files=found.files)
+        return found.desired
+
     def _restore(self) -> None:
         """Start from the snapshot in the state dir, when there is one of this code."""
         if self._snapshot_file is None:
             return
-        found = snapshot.load(self._snapshot_file, self._snapshot_key())
+        found = snapshot.load(self._snapshot_file, self._snapshot_key(), 1)
         if not isinstance(found, _Snapshot) or not isinstance(found.assembly, Assembly):
             return
         self._assembly, self._modules = found.assembly, found.modules
@@ -199,9 +235,10 @@ class DeclarationLoader:
             return
         # Whether it is saved or not, not tried again before as much has changed again.
         self._saved, self._since_saved = self._revision, 0
+        answer = _Answer(self._revision, self._desired, self.stats.files)
         value = _Snapshot(self._revision, self._assembly, self._modules)
         try:
-            snapshot.save(self._snapshot_file, self._snapshot_key(), value)
+            snapshot.save(self._snapshot_file, self._snapshot_key(), answer, value)
         except (Exception, RecursionError) as err:  # only a cache: restarts load the slow way
             logger.warning("the declarations snapshot {} was not saved: {}",
                            self._snapshot_file, err)

@@ -7,7 +7,8 @@ believes it:
   written 0600);
 - it names the key it was saved under (what it holds, and the code that saved it: a hash
   of the reconciler package's source, so any other version, or a changed model, misses);
-- its payload has the length and the SHA-256 the header gives (a truncated or damaged file);
+- it has the length its header gives, and the section read has the SHA-256 the header gives
+  (a truncated or damaged file);
 - it unpickles with nothing but plain data and the classes of the pure layers (records,
   runs, types, declarations), so even a file that passed every check cannot name a function
   to call.
@@ -33,8 +34,10 @@ from typing import Any
 from pydantic_core import TzInfo
 
 _MAGIC = b"RSN1"
-_HEAD = struct.Struct(">4sIQ32s")
-"""Magic, key length, payload length, SHA-256 of the payload."""
+_HEAD = struct.Struct(">4sII")
+"""Magic, key length, number of sections; then the length and SHA-256 of each section, the
+key, and the sections."""
+_SECTION = struct.Struct(">Q32s")
 _PURE = frozenset({"reconciler.records", "reconciler.runs", "reconciler.types"})
 _PURE_PACKAGE = "reconciler.declarations."
 _DATETIME = frozenset({"date", "datetime", "time", "timedelta", "timezone"})
@@ -51,40 +54,49 @@ def code_version() -> str:
     return digest.hexdigest()
 
 
-def save(path: Path, key: str, value: object) -> None:
-    """Write `value` under `key`, atomically (a crash leaves the old file or none), 0600.
-    Raises OSError, or pickle's errors for a value that cannot be saved."""
-    payload = pickle.dumps(value, protocol=5)
+def save(path: Path, key: str, *sections: object) -> None:
+    """Write `sections` under `key`, atomically (a crash leaves the old file or none), 0600;
+    each is read back on its own (`load`). Raises OSError, or pickle's errors for a value
+    that cannot be saved."""
+    payloads = [pickle.dumps(value, protocol=5) for value in sections]
     named = _named(key)
-    head = _HEAD.pack(_MAGIC, len(named), len(payload), hashlib.sha256(payload).digest())
+    head = _HEAD.pack(_MAGIC, len(named), len(payloads)) + b"".join(
+        _SECTION.pack(len(p), hashlib.sha256(p).digest()) for p in payloads)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)  # created 0600
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(head)
             handle.write(named)
-            handle.write(payload)
+            for payload in payloads:
+                handle.write(payload)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def load(path: Path, key: str) -> Any:
-    """What `save` wrote under `key`, or None when the file is missing, not ours, saved under
-    another key or by other code, damaged or truncated."""
+def load(path: Path, key: str, section: int = 0) -> Any:
+    """Section `section` of what `save` wrote under `key`, or None when the file is missing,
+    not ours, saved under another key or by other code, damaged or truncated."""
     try:
         data = _own_bytes(path)
     except OSError:
         return None
     if data is None or len(data) < _HEAD.size:
         return None
-    magic, key_size, size, digest = _HEAD.unpack_from(data)
+    magic, key_size, count = _HEAD.unpack_from(data)
     named = _named(key)
-    start = _HEAD.size + key_size
-    if (magic != _MAGIC or data[_HEAD.size:start] != named or len(data) != start + size):
+    start = _HEAD.size + count * _SECTION.size
+    if magic != _MAGIC or not 0 <= section < count or len(data) < start:
         return None
-    payload = memoryview(data)[start:]
+    table = [_SECTION.unpack_from(data, _HEAD.size + n * _SECTION.size) for n in range(count)]
+    offset = start + key_size
+    if data[start:offset] != named or len(data) != offset + sum(s for s, _ in table):
+        return None
+    offset += sum(size for size, _ in table[:section])
+    size, digest = table[section]
+    payload = memoryview(data)[offset:offset + size]
     if hashlib.sha256(payload).digest() != digest:
         return None
     # Unpickling builds hundreds of thousands of long-lived, acyclic objects: collections

@@ -31,6 +31,10 @@ def test_what_is_saved_is_read_back(tmp_path: Path) -> None:
     snapshot.save(path, "key", VALUE)
     assert snapshot.load(path, "key") == VALUE
     assert path.stat().st_mode & 0o777 == 0o600
+    snapshot.save(path, "key", "first", VALUE)
+    assert snapshot.load(path, "key", 0) == "first"
+    assert snapshot.load(path, "key", 1) == VALUE
+    assert snapshot.load(path, "key", 2) is None
 
 
 def test_another_key_or_other_code_misses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -44,16 +48,21 @@ def test_another_key_or_other_code_misses(tmp_path: Path, monkeypatch: pytest.Mo
 def test_a_missing_truncated_or_damaged_file_misses(tmp_path: Path) -> None:
     path = tmp_path / "x.snapshot"
     assert snapshot.load(path, "key") is None
-    snapshot.save(path, "key", VALUE)
+    snapshot.save(path, "key", VALUE, "second")
     whole = path.read_bytes()
     for size in range(len(whole)):
         path.write_bytes(whole[:size])
-        assert snapshot.load(path, "key") is None, size
+        assert snapshot.load(path, "key", 0) is None, size
+        assert snapshot.load(path, "key", 1) is None, size
     for at in range(len(whole)):
         damaged = bytearray(whole)
         damaged[at] ^= 0x40
         path.write_bytes(bytes(damaged))
-        assert snapshot.load(path, "key") is None, at
+        # A damaged section, or a damaged header or key, never reads as what was saved.
+        assert snapshot.load(path, "key", 0) in (None, VALUE), at
+        assert snapshot.load(path, "key", 1) in (None, "second"), at
+        assert (snapshot.load(path, "key", 0), snapshot.load(path, "key", 1)) != (
+            VALUE, "second"), at
     path.write_bytes(whole + b"\0")
     assert snapshot.load(path, "key") is None
 
@@ -82,19 +91,19 @@ def test_a_well_formed_file_naming_a_function_runs_nothing(tmp_path: Path) -> No
     """Even a file that passes every check cannot make unpickling call anything but the
     classes of the pure layers."""
     path, marker = tmp_path / "x.snapshot", tmp_path / "called"
-    payload = pickle.dumps({"entries": [_Call(marker)]}, protocol=5)
-    named = f"key\0{snapshot.code_version()}".encode()
-    head = struct.pack(">4sIQ32s", b"RSN1", len(named), len(payload),
-                       hashlib.sha256(payload).digest())
-    path.write_bytes(head + named + payload)
+    def framed(value: object) -> bytes:
+        payload = pickle.dumps(value, protocol=5)
+        named = f"key\0{snapshot.code_version()}".encode()
+        head = struct.pack(">4sII", b"RSN1", len(named), 1) + struct.pack(
+            ">Q32s", len(payload), hashlib.sha256(payload).digest())
+        return head + named + payload
+
+    path.write_bytes(framed({"entries": [_Call(marker)]}))
     path.chmod(0o600)
     assert snapshot.load(path, "key") is None
     assert not marker.exists()
     # The same framing with harmless content is read: the refusal came from the content.
-    payload = pickle.dumps(VALUE, protocol=5)
-    head = struct.pack(">4sIQ32s", b"RSN1", len(named), len(payload),
-                       hashlib.sha256(payload).digest())
-    path.write_bytes(head + named + payload)
+    path.write_bytes(framed(VALUE))
     assert snapshot.load(path, "key") == VALUE
 
 
@@ -142,16 +151,24 @@ def test_a_damaged_snapshot_loads_the_slow_way(repo: Repo, tmp_path: Path) -> No
     cache = tmp_path / "state" / "declarations.cache"
     repo.write({f"t{i}.yaml": task(f"t{i}") for i in range(20)})
     revision = Revision(repo.commit())
+    repo.write({"t3.yaml": task("t3", "  command: [python3, -c, 'print(3)']\n")})
+    later = Revision(repo.commit())
     git = open_repository(repo.root)
     first = DeclarationLoader(cache_file=cache)
     desired = first.load(GitTreeSource(git, revision), revision)
     first.save_cache()
     first.save_cache()
+    then = DeclarationLoader().load(GitTreeSource(git, later), later)
     saved = cache.with_name("declarations.snapshot")
     whole = saved.read_bytes()
     assert _restarted(cache, git, revision).stats.validated == 0
-    for damaged in (whole[: len(whole) // 2], whole[:-1] + bytes([whole[-1] ^ 1]), b"junk"):
+    # Cut short or replaced: nothing is believed. The end flipped: the first section (what
+    # the load of that commit returned) is intact, the second (to go on from) is not.
+    for damaged, validated in ((whole[: len(whole) // 2], 20), (b"junk", 20),
+                               (whole[:-1] + bytes([whole[-1] ^ 1]), 0)):
         saved.write_bytes(damaged)
         loader = DeclarationLoader(cache_file=cache)
         assert_same(loader.load(GitTreeSource(git, revision), revision), desired)
-        assert loader.stats.validated == 20
+        assert loader.stats.validated == validated
+        assert_same(loader.load(GitTreeSource(git, later), later), then)
+        assert loader.stats.validated == (1 if validated else 20)
