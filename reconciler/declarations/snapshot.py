@@ -29,7 +29,7 @@ import struct
 import tempfile
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydantic_core import TzInfo
 
@@ -58,22 +58,40 @@ def save(path: Path, key: str, *sections: object) -> None:
     """Write `sections` under `key`, atomically (a crash leaves the old file or none), 0600;
     each is read back on its own (`load`). Raises OSError, or pickle's errors for a value
     that cannot be saved."""
-    payloads = [pickle.dumps(value, protocol=5) for value in sections]
     named = _named(key)
-    head = _HEAD.pack(_MAGIC, len(named), len(payloads)) + b"".join(
-        _SECTION.pack(len(p), hashlib.sha256(p).digest()) for p in payloads)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)  # created 0600
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(head)
+            # Pickled straight into the file, a frame at a time: 10,000 entries pickled
+            # into memory first would hold their payload twice over at the peak.
+            handle.seek(_HEAD.size + len(sections) * _SECTION.size)
             handle.write(named)
-            for payload in payloads:
-                handle.write(payload)
+            table = []
+            for value in sections:
+                out = _Counted(handle)
+                pickle.Pickler(out, protocol=5).dump(value)
+                table.append(_SECTION.pack(out.size, out.digest.digest()))
+            handle.seek(0)
+            handle.write(_HEAD.pack(_MAGIC, len(named), len(sections)) + b"".join(table))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class _Counted:
+    """Writes through to a file, counting and hashing what it writes."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self.size = 0
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return self._handle.write(data)
 
 
 def load(path: Path, key: str, section: int = 0) -> Any:
