@@ -5,11 +5,10 @@ Measured on 3,000 generated task files, in one run: 0.6x the time of PyYAML's ow
 CSafeLoader, and 0.35x that of ruamel's C parser with its constructor, as `parse` read every
 file before. It answers for the common case only: plain mappings, lists and scalars that the
 YAML 1.2 core schema reads as strings, null, booleans, decimal integers and plain decimal
-floats. Anything
-else (an alias, a merge key, a duplicate key, an explicit tag it does not know, a timestamp,
-a hexadecimal number, too many documents or values, any YAML error) makes it defer: it
-returns None and `parse` reads the file with ruamel, which gives the same data or the error
-with its position. Both wrap the same libyaml grammar; a property test checks that they
+floats. Anything else (an alias, a merge key, a duplicate key, an explicit tag it does not
+know, a timestamp, a hexadecimal number, too many documents or values, any YAML error) makes
+it defer: it returns None and `parse` reads the file with ruamel, which gives the same data
+or the error with its position. Both wrap the same libyaml grammar; a property test checks that they
 agree wherever this one answers.
 """
 
