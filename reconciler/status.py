@@ -12,7 +12,7 @@ bytes changed and makes no commit at all when nothing did.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -253,8 +253,11 @@ def parse_record(path: str, data: bytes) -> EntryRecord:
         raise StatusFileError(f"{path}: not a status record: {err}") from None
 
 
-def parse(files: Mapping[str, bytes]) -> tuple[dict[EntryId, EntryRecord], list[str]]:
-    """Records from the files of a status tree, and a message for each unreadable file."""
+def parse(
+    files: Mapping[str, bytes], *, read: Callable[[str, bytes], EntryRecord] = parse_record,
+) -> tuple[dict[EntryId, EntryRecord], list[str]]:
+    """Records from the files of a status tree, and a message for each unreadable file.
+    `read` reads one record file (`parse_record`, or what a cache of its results gives)."""
     records: dict[EntryId, EntryRecord] = {}
     problems: list[str] = []
     for path, data in sorted(files.items()):
@@ -262,7 +265,7 @@ def parse(files: Mapping[str, bytes]) -> tuple[dict[EntryId, EntryRecord], list[
         if not path.endswith(".yaml") or folder not in _FOLDERS.values():
             continue
         try:
-            record = parse_record(path, data)
+            record = read(path, data)
         except StatusFileError as err:
             problems.append(str(err))
             continue

@@ -66,7 +66,8 @@ def build_daemon(settings: Settings, metrics: Metrics,
     try:
         return Daemon(source=source, loader=loader, executor=executor, metrics=metrics,
                       interval=timedelta(seconds=settings.interval_seconds),
-                      is_leader=is_leader, signatures=signatures)
+                      is_leader=is_leader, signatures=signatures,
+                      state_dir=settings.state_dir)
     except SignatureConfigError as err:  # a trust file that cannot be used
         executor.close()
         raise ConfigError(f"--policy {settings.policy_file}: spec.commits: {err}") from None

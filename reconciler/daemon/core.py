@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from loguru import logger
 
@@ -26,6 +27,7 @@ from reconciler.daemon.cycle import Cycle, CycleResult, Stage
 from reconciler.daemon.guard import DestroyGuard
 from reconciler.daemon.inputs import Inputs
 from reconciler.daemon.publisher import StatusPublisher
+from reconciler.daemon.statuscache import StatusCache
 from reconciler.daemon.sync import SourceSync
 from reconciler.declarations.entries import DesiredState, Entry, LoadError
 from reconciler.executors.base import Executor
@@ -83,6 +85,7 @@ class Daemon:
         redact: Redactor = redactor,
         is_leader: Callable[[], bool] = lambda: True,
         signatures: SignatureCheck | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         self.source = source
         self.executor = executor
@@ -93,6 +96,7 @@ class Daemon:
         self.is_leader = is_leader
         self.records: dict[EntryId, EntryRecord] = {}
         self.publisher = StatusPublisher(source, redact=redact)
+        self.status_cache = StatusCache(state_dir / "status.snapshot" if state_dir else None)
         self.tracking = SourceSync(source=source, loader=loader, metrics=metrics,
                                    interval=interval, redact=redact, signatures=signatures,
                                    expect=self._expect)
@@ -157,7 +161,7 @@ class Daemon:
         executor durably knows of the declared versions and a record lacks (the branch was
         reset while the daemon was down), so a restart never runs a success again."""
         files = self.source.read_status()
-        self.records, problems = status_files.parse(files)
+        self.records, problems = self.status_cache.parse(files)
         for problem in problems:
             logger.warning("ignoring unreadable status file: {}", problem)
         self.publisher.restored(files, self.records)
@@ -195,9 +199,13 @@ class Daemon:
         return 0.0 if since is None else time.monotonic() - since
 
     def _restore(self, cycle: Cycle) -> None:
-        """Records: read back from the status branch once, and again on taking over."""
+        """Records: read back from the status branch once, and again on taking over. In the
+        cycles after, what a restart reads instead is saved (not on the way to a first plan)."""
         if not self._restored:
             self.restore()
+            return
+        self.status_cache.save()
+        self.tracking.save_cache()
 
     def _sync_source(self, cycle: Cycle) -> None:
         """Declarations: the newest commit's, once fetched, verified and loaded."""

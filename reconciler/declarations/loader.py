@@ -4,11 +4,17 @@ desired state of that commit, with every problem located as `path:line:col: fiel
 Loading is incremental. The loader compares the commit with the one it loaded before
 (folder by folder, skipping equal Git ids), parses and validates only the files that
 changed, and checks again only what those files can affect (see `assemble`). The parsed
-data can be saved to a file in the state dir so a restart does not parse everything again:
+data can be saved to a file in the state dir so a restart does not parse everything again,
+and beside it, now and then, a snapshot of everything loaded (`declarations.snapshot`), so a
+restart does not validate or hash again what did not change since:
 
     loader = DeclarationLoader(path=".", cache_file=state_dir / "declarations.cache")
     desired = loader.load(files, revision=revision)   # files: any FileSource
     loader.save_cache()                                # when convenient; cheap if unchanged
+
+A restart from a snapshot of commit X that loads X reads back only what that load returned;
+one that loads another commit Y (then, or at the next load) is an incremental load from X:
+the files whose Git ids differ are loaded, the rest is as X left it.
 
 One loader serves one repository from one thread.
 """
@@ -22,6 +28,7 @@ from pathlib import Path
 
 from loguru import logger
 
+from reconciler.declarations import snapshot
 from reconciler.declarations.assemble import Assembly
 from reconciler.declarations.cache import CacheFile, Key, dump_raw, load_raw
 from reconciler.declarations.checks import Pending
@@ -40,6 +47,10 @@ and what was built is then moved out of its reach (`gc.freeze`): those objects a
 long-lived and acyclic (refcounting frees them when a later commit replaces them), and
 collections that scan a heap of 10,000 declarations again and again triple the time of a
 load."""
+_SNAPSHOT_AFTER = 100
+"""A new snapshot is saved once this many files, or a twentieth of them if more, changed
+since the last one: saving 10,000 entries takes a second or so, restarting from a snapshot
+costs a load of what changed since it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +61,24 @@ class LoadStats:
     """Of those, files parsed by this load (the others came from the cache)."""
     validated: int = 0
     """Files validated by this load (parsed, or taken from the persisted cache)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """The first section of a snapshot: what a load of its commit returns."""
+
+    revision: Revision
+    desired: DesiredState
+    files: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """The second section: what the next loads start from, read only when one comes."""
+
+    revision: Revision
+    assembly: Assembly
+    modules: ModuleScanner
 
 
 class DeclarationLoader:
@@ -78,20 +107,43 @@ class DeclarationLoader:
         self._loads = 0
         self._last: ListingSource | None = None
         """The source of the last load, when the next one can be compared with it."""
+        self._snapshot_file = (cache_file.with_name(cache_file.stem + ".snapshot")
+                               if cache_file is not None else None)
+        self._base: Revision | None = None
+        """The commit of the snapshot restored, until the load that starts from it."""
+        self._saved: Revision | None = None
+        """The commit of the last snapshot read or saved; None while there is none."""
+        self._since_saved = 0
+        """Files loaded again since that snapshot."""
+        self._revision: Revision | None = None
+        self._desired = DesiredState()
+        """What the last load returned."""
+        self._quiet = False
+        """Nothing was loaded since the last `save_cache`."""
+        self._answered = False
+        """The first load was answered from a snapshot; what it holds to start the next
+        loads from is read by the next."""
 
     def load(self, files: FileSource, revision: Revision | None = None) -> DesiredState:
         """The desired state of what `files` holds. Never raises for anything wrong in the
         files: problems are in the result. A failure of `files` itself (an unreadable object
         database) propagates."""
         if self._raw is None:
+            if revision is not None and not self._answered:
+                answer = self._answer(revision)
+                if answer is not None:
+                    return answer
             self._raw = self._cache.read() if self._cache is not None else {}
-        comparable = self._loads > 0 and isinstance(files, ListingSource)
+            if revision is not None or self._answered:
+                self._restore()
+        restored = self._base is not None
+        comparable = (self._loads > 0 or restored) and isinstance(files, ListingSource)
         if comparable:
             # The next load compares against this source: a folder on disk is read whole
             # now, so that it still tells what it held then. (Not for a loader's first load:
             # most load once, and `validate --path` need not hash the whole work tree.)
             files.stat(".")
-        changes = self._changes(files)
+        changes = self._changes(files, revision)
         paused = len(changes.files) >= _BULK and gc.isenabled()
         if paused:
             gc.disable()
@@ -114,9 +166,12 @@ class DeclarationLoader:
                 gc.freeze()
                 gc.enable()
         self._last = files if comparable and isinstance(files, ListingSource) else None
-        self._retain(everything=self._fresh)
+        # After a full load or a restore, whatever the parse cache holds of other commits goes.
+        self._retain(everything=self._fresh or restored)
         self._fresh = False
         self._loads += 1
+        self._since_saved += len(changes.files)
+        self._revision, self._desired, self._quiet = revision, desired, False
         self._modules.forget_unused()
         self.stats = LoadStats(
             files=len(self._assembly.index.files),
@@ -126,7 +181,13 @@ class DeclarationLoader:
         return desired
 
     def save_cache(self) -> None:
-        """Write the parsed data of the files of the last two loads to `cache_file`."""
+        """Write the parsed data of the files of the last two loads to `cache_file`; and,
+        when enough changed since the last snapshot and nothing was loaded since the call
+        before (a call right after a load is on the way to a plan: saving 10,000 entries takes
+        a second), a snapshot of the last load."""
+        if self._quiet:
+            self._save_snapshot()
+        self._quiet = True
         if self._cache is None or self._raw is None or not (self._put or self._dropped):
             return
         try:
@@ -138,9 +199,62 @@ class DeclarationLoader:
             return
         self._put, self._dropped = set(), set()
 
-    def _changes(self, files: FileSource) -> Changes:
+    def _answer(self, revision: Revision) -> DesiredState | None:
+        """What the snapshot in the state dir says `revision` holds, when it is of that
+        commit (and of this code)."""
+        if self._snapshot_file is None:
+            return None
+        found = snapshot.load(self._snapshot_file, self._snapshot_key(), 0)
+        if (not isinstance(found, _Answer) or found.revision != revision
+                or not isinstance(found.desired, DesiredState)):
+            return None
+        self._answered, self._loads = True, self._loads + 1
+        self._revision = self._saved = revision
+        self._desired, self._quiet = found.desired, False
+        self.stats = LoadStats(files=found.files)
+        return found.desired
+
+    def _restore(self) -> None:
+        """Start from the snapshot in the state dir, when there is one of this code."""
+        if self._snapshot_file is None:
+            return
+        found = snapshot.load(self._snapshot_file, self._snapshot_key(), 1)
+        if not isinstance(found, _Snapshot) or not isinstance(found.assembly, Assembly):
+            return
+        self._assembly, self._modules = found.assembly, found.modules
+        self._fresh = False
+        self._base = self._saved = found.revision
+
+    def _save_snapshot(self) -> None:
+        if self._snapshot_file is None or self._revision is None or self._fresh:
+            return
+        files = len(self._assembly.index.files)
+        if self._saved is not None and (
+                self._since_saved <= max(_SNAPSHOT_AFTER, files // 20)
+                or self._saved == self._revision):
+            return
+        # Whether it is saved or not, not tried again before as much has changed again.
+        self._saved, self._since_saved = self._revision, 0
+        answer = _Answer(self._revision, self._desired, self.stats.files)
+        value = _Snapshot(self._revision, self._assembly, self._modules)
+        try:
+            snapshot.save(self._snapshot_file, self._snapshot_key(), answer, value)
+        except (Exception, RecursionError) as err:  # only a cache: restarts load the slow way
+            logger.warning("the declarations snapshot {} was not saved: {}",
+                           self._snapshot_file, err)
+
+    def _snapshot_key(self) -> str:
+        return f"declarations\0{self.path}"
+
+    def _changes(self, files: FileSource, revision: Revision | None) -> Changes:
         """What differs from the commit loaded before (everything, at first)."""
         known = self._assembly.index.files
+        base, self._base = self._base, None
+        if base is not None and base == revision:
+            return Changes(paths=set())
+        if base is not None:
+            return full({path: result.oid for path, result in known.items()},
+                        self._scope.files(files))
         if self._fresh:
             return Changes(files=dict(self._scope.files(files)), paths=None)
         if self._last is not None and isinstance(files, ListingSource):

@@ -1,7 +1,9 @@
 """Reading one YAML file into plain data, fast.
 
-Every file is parsed with the C-backed safe loader (17x faster than the round-trip one).
-Only files that turn out to be wrong are parsed again, by `positions`, to find where.
+Every file is read by `fastparse` (PyYAML's C parser), and by ruamel's C-backed safe loader
+when that defers: for anything out of the ordinary, and for every error, whose position
+ruamel's marks give. Only files that turn out to be wrong are parsed again, by `positions`
+(the round-trip loader, 17x slower), to find where in them.
 What comes out is plain Python data (dicts, lists, scalars): it can be cached and persisted,
 and validating it again with newer models gives the same result as parsing it again.
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +24,7 @@ from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.resolver import VersionedResolver, implicit_resolvers
 from ruamel.yaml.tag import Tag
 
+from reconciler.declarations import fastparse
 from reconciler.declarations.cparser import CParser
 from reconciler.declarations.depth import too_deep
 from reconciler.declarations.limits import MAX_DEPTH, MAX_DOCUMENTS, MAX_FILE_BYTES, MAX_NODES
@@ -92,7 +95,7 @@ def parse_file(data: bytes) -> RawFile:
             message = f"the YAML nests more than {MAX_DEPTH} levels deep, the limit"
             problem = SyntaxProblem(*deep, message)
             return RawFile(problem=problem, mentions_defaults=mentions_defaults)
-        documents = tuple(_documents(text))
+        documents = tuple(_documents(data, text))
     except YAMLError as err:
         return RawFile(problem=syntax_problem(err, text), mentions_defaults=mentions_defaults)
     except RecursionError:
@@ -101,12 +104,16 @@ def parse_file(data: bytes) -> RawFile:
     return RawFile(documents=documents, mentions_defaults=mentions_defaults)
 
 
-def _documents(text: str) -> list[RawDocument]:
-    found: list[RawDocument] = []
-    for index, line, data in _each_document(text):
-        if claims(data):
-            found.append(RawDocument(index, line, data))
-    return found
+def _documents(data: bytes, text: str) -> list[RawDocument]:
+    return [RawDocument(index, line, value) for index, line, value in _read(data, text)
+            if claims(value)]
+
+
+def _read(data: bytes, text: str) -> Iterable[tuple[int, int, Any]]:
+    """(index, first line, data) of every document: read by `fastparse` when it can, by
+    ruamel when it defers."""
+    fast = fastparse.documents(data, _IMPLICIT, _ANY_FIRST, _intern)
+    return fast if fast is not None else _each_document(text)
 
 
 def _each_document(text: str) -> Iterator[tuple[int, int, Any]]:
@@ -158,15 +165,15 @@ def load_document(data: bytes) -> Any:
     return None
 
 
-def _bounded(data: bytes) -> Iterator[tuple[int, int, Any]]:
-    """`_each_document` of a file within the size, encoding and depth bounds; ValueError for
-    one beyond them."""
+def _bounded(data: bytes) -> Iterable[tuple[int, int, Any]]:
+    """`_read` of a file within the size, encoding and depth bounds; ValueError for one
+    beyond them."""
     if len(data) > MAX_FILE_BYTES:
         raise ValueError(f"the file is larger than {MAX_FILE_BYTES} bytes")
     text = data.decode("utf-8-sig")
     if too_deep(data, text) is not None:
         raise ValueError(f"the YAML nests more than {MAX_DEPTH} levels deep, the limit")
-    return _each_document(text)
+    return _read(data, text)
 
 
 def _scalar_error(loader: Any, root: Node, err: Exception) -> YAMLError:
