@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Mapping
+from itertools import compress
+from operator import is_not
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -211,6 +213,20 @@ def render_readme(
                    revision=revision, errors=errors, refusal=refusal)
 
 
+def changed_entries(before: Mapping[EntryId, object],
+                    after: Mapping[EntryId, object]) -> set[EntryId]:
+    """The entries whose values (records, declarations) are not the same objects in `before`
+    and `after`, or are in one only. Mappings with the same keys in the same order (a copy
+    kept of one updated in place) are compared in C, about 30 ns an entry."""
+    if before is after:
+        return set()
+    if len(before) == len(after) and list(before) == list(after):
+        return set(compress(before, map(is_not, before.values(), after.values())))
+    changed = {k for k, v in after.items() if before.get(k) is not v}
+    changed.update(before.keys() - after.keys())
+    return changed
+
+
 class _Rendered(NamedTuple):
     """What one record renders to, kept while the record is the same object."""
 
@@ -238,6 +254,8 @@ class Renderer:
         self._files: dict[str, bytes] = {}
         self._order: list[tuple[tuple[str, str], EntryId]] = []
         """Every entry rendered, in the README's order."""
+        self._rows: list[str] = []
+        """Their README rows, in that order."""
         self._counts: dict[Phase, int] = {}
         self._drifted = 0
 
@@ -251,16 +269,17 @@ class Renderer:
     ) -> dict[str, bytes]:
         """Every file of the status tree, keyed by path."""
         if self._records != records:  # equal (all the same objects, mostly): nothing to walk
-            changed = [e for e, r in records.items() if self._records.get(e) is not r]
-            for entry_id in changed:
-                self._put(entry_id, records[entry_id])
-            for gone in self._records.keys() - records.keys():
-                self._drop(gone)
+            for entry_id in changed_entries(self._records, records):
+                record = records.get(entry_id)
+                if record is None:
+                    self._drop(entry_id)
+                else:
+                    self._put(entry_id, record)
             self._records = dict(records)
         error_list = list(errors)
         files = dict(self._files)
         files[ERRORS] = render_errors(error_list, branch=self.branch, refusal=refusal)
-        files[README] = _readme([self._cache[e].row for _, e in self._order], self._counts,
+        files[README] = _readme(self._rows, self._counts,
                                 self._drifted, branch=self.branch, revision=revision,
                                 errors=len(error_list), refusal=refusal)
         return files
@@ -276,7 +295,9 @@ class Renderer:
                         _row(record))
         self._cache[entry_id] = new
         self._files[new.path] = new.data
-        bisect.insort(self._order, (new.order, entry_id))
+        at = bisect.bisect_left(self._order, (new.order, entry_id))
+        self._order.insert(at, (new.order, entry_id))
+        self._rows.insert(at, new.row)
         self._counts[record.phase] = self._counts.get(record.phase, 0) + 1
         self._drifted += _drifted(record)
 
@@ -285,7 +306,8 @@ class Renderer:
         if old is None:
             return
         del self._files[old.path]
-        del self._order[bisect.bisect_left(self._order, (old.order, entry_id))]
+        at = bisect.bisect_left(self._order, (old.order, entry_id))
+        del self._order[at], self._rows[at]
         self._counts[old.record.phase] -= 1
         self._drifted -= _drifted(old.record)
 

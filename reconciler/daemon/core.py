@@ -22,7 +22,7 @@ from reconciler import adoption
 from reconciler import status as status_files
 from reconciler.daemon import cycle as cycles
 from reconciler.daemon.cycle import Cycle, CycleResult, Stage
-from reconciler.daemon.dirty import Planned, differ
+from reconciler.daemon.dirty import Planned
 from reconciler.daemon.guard import DestroyGuard
 from reconciler.daemon.publisher import StatusPublisher
 from reconciler.daemon.sync import SourceSync
@@ -392,9 +392,9 @@ class Daemon:
         then and now)."""
         records, declared = self.records, self.desired.entries
         before, was_declared = self._exported, self._exported_declared
-        changed = set() if before == records else differ(before, records)
+        changed = set() if before == records else status_files.changed_entries(before, records)
         if declared is not was_declared:
-            changed |= declared.keys() ^ was_declared.keys()
+            changed |= status_files.changed_entries(was_declared, declared)
         active = self._exported_active
         if changed:
             keys = {(r.kind, r.name) for e in changed
@@ -416,12 +416,8 @@ class Daemon:
         for kind in active.values():
             counts[kind] = counts.get(kind, 0) + 1
         self.metrics.set_runs_active(counts)
-        for entry_id in changed:
-            record = records.get(entry_id)
-            if record is None:
-                before.pop(entry_id, None)
-            else:
-                before[entry_id] = record
+        if changed:
+            self._exported = dict(records)  # in the order of `records`: the next walk is fast
         self._exported_declared = declared
 
     # -- results and one-off runs -----------------------------------------------------------
