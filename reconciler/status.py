@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Mapping
 from itertools import compress
-from operator import is_not
+from operator import eq, is_not
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -220,7 +220,7 @@ def changed_entries(before: Mapping[EntryId, object],
     kept of one updated in place) are compared in C, about 30 ns an entry."""
     if before is after:
         return set()
-    if len(before) == len(after) and list(before) == list(after):
+    if len(before) == len(after) and all(map(eq, before, after)):
         return set(compress(before, map(is_not, before.values(), after.values())))
     changed = {k for k, v in after.items() if before.get(k) is not v}
     changed.update(before.keys() - after.keys())
