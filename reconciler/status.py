@@ -268,13 +268,14 @@ class Renderer:
         refusal: CommitRefusal | None = None,
     ) -> dict[str, bytes]:
         """Every file of the status tree, keyed by path."""
-        if self._records != records:  # equal (all the same objects, mostly): nothing to walk
-            for entry_id in changed_entries(self._records, records):
-                record = records.get(entry_id)
-                if record is None:
-                    self._drop(entry_id)
-                else:
-                    self._put(entry_id, record)
+        changed = changed_entries(self._records, records)
+        for entry_id in changed:
+            record = records.get(entry_id)
+            if record is None:
+                self._drop(entry_id)
+            else:
+                self._put(entry_id, record)
+        if changed:
             self._records = dict(records)
         error_list = list(errors)
         files = dict(self._files)

@@ -144,8 +144,7 @@ class Planned:
             if (desired.files_with_errors, desired.clean) != (before.files_with_errors,
                                                               before.clean):
                 dirty |= records.keys() - desired.entries.keys() - desired.invalid.keys()
-        if self.records != records:  # equal (all the same objects, mostly): nothing to walk
-            dirty |= changed_entries(self.records, records)
+        dirty |= changed_entries(self.records, records)
         dirty.update(k for k in active.keys() | self.active.keys()
                      if active.get(k) != self.active.get(k))
         return dirty
