@@ -23,7 +23,9 @@ errors and nothing in it still names the entry (`held`); otherwise Orphaned. Not
 destroys. A start waits (Pending) while the executor has no free slot.
 
 The result is a value: the runs to start and the new record of every entry whose record
-changes, each made by a transition of `records`; the daemon stores them as they are.
+changes, each made by a transition of `records`; the daemon stores them as they are. With
+`only`, plan decides for those entries alone: the daemon passes the entries whose inputs changed
+(`daemon.dirty`), and the full plan is the reference it is tested against.
 """
 
 from __future__ import annotations
