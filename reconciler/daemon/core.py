@@ -392,7 +392,8 @@ class Daemon:
         then and now)."""
         records, declared = self.records, self.desired.entries
         before, was_declared = self._exported, self._exported_declared
-        changed = status_files.changed_entries(before, records)
+        # Comparing first is cheaper than the walk in a cycle that changed nothing.
+        changed = set() if before == records else status_files.changed_entries(before, records)
         if declared is not was_declared:
             changed |= status_files.changed_entries(was_declared, declared)
         active = self._exported_active

@@ -144,7 +144,8 @@ class Planned:
             if (desired.files_with_errors, desired.clean) != (before.files_with_errors,
                                                               before.clean):
                 dirty |= records.keys() - desired.entries.keys() - desired.invalid.keys()
-        dirty |= changed_entries(self.records, records)
+        if self.records != records:  # a C comparison, cheaper than the walk when none changed
+            dirty |= changed_entries(self.records, records)
         dirty.update(k for k in active.keys() | self.active.keys()
                      if active.get(k) != self.active.get(k))
         return dirty
