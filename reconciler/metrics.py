@@ -23,9 +23,9 @@ from __future__ import annotations
 import gzip
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime
-from typing import Literal, get_args
+from typing import Literal, TypeVar, get_args
 
 from prometheus_client import (
     CollectorRegistry,
@@ -90,11 +90,10 @@ def _label(value: str) -> str:
 
 
 class _SnapshotCollector:
-    """Series that describe the current state of every entry, swapped whole on each update.
-
-    A scrape sees either the previous snapshot or the next one, never a mix, and entries that
-    disappear from the repository disappear from the output without any bookkeeping.
-    """
+    """Series that describe the current state of every entry, kept per entry: an update
+    touches only the entries given, and a scrape copies the whole under the lock, so it sees
+    either the state before an update or after it, never a mix. Names are redacted when
+    scraped (a secret learned since is masked too)."""
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
@@ -103,28 +102,31 @@ class _SnapshotCollector:
         # stack → (drifted, since epoch seconds or None)
         self._drift: dict[str, tuple[bool, float | None]] = {}
 
-    def set_phases(self, phases: dict[tuple[str, str], str]) -> None:
+    def set_phases(self, phases: Mapping[tuple[str, str], str],
+                   only: Collection[tuple[str, str]] | None) -> None:
         with self._lock:
-            self._phases = phases
+            _merge(self._phases, phases, only)
 
-    def drift(self) -> dict[str, tuple[bool, float | None]]:
+    def drift(self, stacks: Iterable[str]) -> dict[str, tuple[bool, float | None]]:
         with self._lock:
-            return dict(self._drift)
+            return {s: self._drift[s] for s in stacks if s in self._drift}
 
-    def set_drift(self, drift: dict[str, tuple[bool, float | None]]) -> None:
+    def update_drift(self, drift: Mapping[str, tuple[bool, float | None]],
+                     only: Collection[str] | None) -> None:
         with self._lock:
-            self._drift = drift
+            _merge(self._drift, drift, only)
 
     def collect(self) -> Iterable[Metric]:
         with self._lock:
-            phases, drift = self._phases, self._drift
+            phases, drift = dict(self._phases), dict(self._drift)
         now = self._clock()
         family = GaugeMetricFamily(
             PREFIX + "entry_phase",
             "1 for the current phase of each declared entry.",
             labels=["kind", "name", "phase"],
         )
-        for (kind, name), phase in sorted(phases.items()):
+        labelled = {(kind, _label(name)): phase for (kind, name), phase in phases.items()}
+        for (kind, name), phase in sorted(labelled.items()):
             family.add_metric([kind, name, phase], 1)
         yield family
         detected = GaugeMetricFamily(
@@ -137,11 +139,29 @@ class _SnapshotCollector:
             "Seconds since the current drift of a stack was first detected (0 when in sync).",
             labels=["stack"],
         )
-        for stack, (drifted, since) in sorted(drift.items()):
+        for stack, (drifted, since) in sorted({_label(s): d for s, d in drift.items()}.items()):
             detected.add_metric([stack], 1 if drifted else 0)
             age.add_metric([stack], max(0.0, now - since) if drifted and since else 0.0)
         yield detected
         yield age
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _merge(into: dict[K, V], values: Mapping[K, V], only: Collection[K] | None) -> None:
+    """`values` in `into`: all of it (only None), or for the keys `only`, those missing from
+    `values` removed."""
+    if only is None:
+        into.clear()
+        into.update(values)
+        return
+    for key in only:
+        if key in values:
+            into[key] = values[key]
+        else:
+            into.pop(key, None)
 
 
 class Metrics:
@@ -357,14 +377,16 @@ class Metrics:
         for kind in RUN_KINDS:
             self.runs_active.labels(kind_label(kind)).set(counts.get(kind, 0))
 
-    def set_entry_phases(self, phases: Mapping[tuple[Kind, str], Phase]) -> None:
+    def set_entry_phases(self, phases: Mapping[tuple[Kind, str], Phase], *,
+                         only: Collection[tuple[Kind, str]] | None = None) -> None:
         """The phase of every entry now: one series at 1 per entry; entries missing from
-        `phases` (removed from the repository) lose their series, as do their old phases."""
-        snapshot = {
-            (kind_label(kind), _label(name)): Phase(phase).value
-            for (kind, name), phase in phases.items()
-        }
-        self._snapshot.set_phases(snapshot)
+        `phases` (removed from the repository) lose their series, as do their old phases.
+        `only`: the phases of these entries, those missing from `phases` removed; the others
+        keep theirs."""
+        values = {(kind_label(kind), name): Phase(phase).value
+                  for (kind, name), phase in phases.items()}
+        keys = None if only is None else [(kind_label(kind), name) for kind, name in only]
+        self._snapshot.set_phases(values, keys)
 
     # -- stacks ---------------------------------------------------------------------------
 
@@ -373,30 +395,32 @@ class Metrics:
             raise ValueError(f"a finished drift check is InSync, Drifted or Error, not {result}")
         self.drift_checks.labels(result.value).inc()
 
-    def set_drift(self, stacks: Mapping[str, tuple[DriftState, datetime | None]]) -> None:
+    def set_drift(self, stacks: Mapping[str, tuple[DriftState, datetime | None]], *,
+                  only: Collection[str] | None = None) -> None:
         """The drift of every stack now: (state, first detected at) as in its status record.
 
         `Drifted` exports 1 and the drift's age (from `first detected at`, or from when this
         process first saw it). `InSync` exports 0. `Error`/`Unknown` keep the last known answer:
         1 when the record still carries a first-detected time, otherwise what was exported
         before, or nothing for a stack never checked. Stacks missing from `stacks` are dropped.
+        `only`: the drift of these stacks (those missing from `stacks` dropped); the others
+        keep theirs.
         """
-        previous = self._snapshot.drift()
+        previous = self._snapshot.drift(stacks)
         now = self._clock()
         drift: dict[str, tuple[bool, float | None]] = {}
         for stack, (state, detected_at) in stacks.items():
-            name = _label(stack)
             since = detected_at.timestamp() if detected_at is not None else None
-            before = previous.get(name)
+            before = previous.get(stack)
             if state == DriftState.DRIFTED or (since is not None and state != DriftState.IN_SYNC):
                 if since is None:
                     since = before[1] if before is not None and before[0] else now
-                drift[name] = (True, since)
+                drift[stack] = (True, since)
             elif state == DriftState.IN_SYNC:
-                drift[name] = (False, None)
+                drift[stack] = (False, None)
             elif before is not None:
-                drift[name] = before
-        self._snapshot.set_drift(drift)
+                drift[stack] = before
+        self._snapshot.update_drift(drift, only)
 
     # -- status, leadership, webhooks -----------------------------------------------------
 

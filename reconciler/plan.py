@@ -23,12 +23,14 @@ errors and nothing in it still names the entry (`held`); otherwise Orphaned. Not
 destroys. A start waits (Pending) while the executor has no free slot.
 
 The result is a value: the runs to start and the new record of every entry whose record
-changes, each made by a transition of `records`; the daemon stores them as they are.
+changes, each made by a transition of `records`; the daemon stores them as they are. With
+`only`, plan decides for those entries alone: the daemon passes the entries whose inputs changed
+(`daemon.dirty`), and the full plan is the reference it is tested against.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
 from typing import NamedTuple, Protocol
 
@@ -128,15 +130,29 @@ class Plan(_Value):
     record_updates: dict[EntryId, EntryRecord] = Field(
         default_factory=dict, description="The new record of every entry whose record changes."
     )
-    wake_at: datetime | None = Field(
-        default=None, description="The earliest time a waiting retry becomes due."
+    wakes: dict[EntryId, datetime] = Field(
+        default_factory=dict, description="When each waiting retry becomes due."
     )
-    changes_at: datetime | None = Field(
-        default=None,
-        description="The earliest time this plan, given the same inputs, could decide "
-        "otherwise: a retry's backoff ends, a cron or drift cron fires. None: only a change "
-        "of its inputs can. What lets the daemon skip planning when nothing changed.",
+    timers: dict[EntryId, datetime] = Field(
+        default_factory=dict,
+        description="Per entry, the earliest time this plan, given the same inputs, could "
+        "decide otherwise for it: a retry's backoff ends, a cron or drift cron fires. An entry "
+        "absent: only a change of its inputs can. What lets the daemon plan only the entries "
+        "whose inputs changed or whose time has come.",
     )
+    waiting: frozenset[EntryId] = Field(
+        default=frozenset(), description="The entries whose start waits for a free slot."
+    )
+
+    @property
+    def wake_at(self) -> datetime | None:
+        """The earliest time a waiting retry becomes due."""
+        return min(self.wakes.values(), default=None)
+
+    @property
+    def changes_at(self) -> datetime | None:
+        """The earliest time this plan, given the same inputs, could decide otherwise."""
+        return min(self.timers.values(), default=None)
 
 
 Decision = tuple[Start | None, Status | None, datetime | None]
@@ -369,14 +385,24 @@ def _removed(desired: DesiredState, records: Mapping[EntryId, EntryRecord]) -> l
     return sorted(records.keys() - desired.entries.keys() - desired.invalid.keys())
 
 
+def _removed_of(desired: DesiredState, records: Mapping[EntryId, EntryRecord],
+                only: Collection[EntryId] | None) -> list[EntryId]:
+    if only is None:
+        return _removed(desired, records)
+    return sorted(e for e in only
+                  if e in records and e not in desired.entries and e not in desired.invalid)
+
+
 def destroy_candidates(
     desired: DesiredState,
     records: Mapping[EntryId, EntryRecord],
     active: Mapping[EntryId, ActiveRun],
+    *,
+    only: Collection[EntryId] | None = None,
 ) -> list[EntryId]:
     """The entries `plan` would destroy now, unless `held`: what the daemon looks up in the
-    commit before planning (a destroy cannot be undone)."""
-    return [entry_id for entry_id in _removed(desired, records)
+    commit before planning (a destroy cannot be undone). `only`: of these entries."""
+    return [entry_id for entry_id in _removed_of(desired, records, only)
             if _undeclared(records[entry_id], desired, active)[0] is not None]
 
 
@@ -394,6 +420,7 @@ class _Outcome:
         self._free = free_slots
         self.starts: list[Start] = []
         self.updates: dict[EntryId, EntryRecord] = {}
+        self.waiting: set[EntryId] = set()
 
     def put(self, record: EntryRecord) -> None:
         old = self._records.get(record.entry)
@@ -405,6 +432,7 @@ class _Outcome:
         if self._free is not None and self._free <= 0:
             self.put(with_status(record, Phase.PENDING,
                                  f"{start.message}; waiting for a free slot"))
+            self.waiting.add(start.entry_id)
             return
         request = start.request(self._now)
         self.starts.append(start)
@@ -436,6 +464,33 @@ def _requested(desired: DesiredState, records: Mapping[EntryId, EntryRecord],
             salt=now.isoformat(), revision=desired.revision, message="requested"))
 
 
+def _plan_declared(entry: Entry, desired: DesiredState, records: Mapping[EntryId, EntryRecord],
+                   active: Mapping[EntryId, ActiveRun], now: datetime, *,
+                   kinds: Mapping[Kind, KindRules], redact: Callable[[str], str],
+                   out: _Outcome, wakes: dict[EntryId, datetime],
+                   timers: dict[EntryId, datetime]) -> None:
+    """One declared entry's decision into `out`, and its timers."""
+    entry_id = entry.id
+    life = kinds[entry.kind].lifecycle(entry)
+    start, status, wake = _declared(entry, life, desired, records, active, now=now)
+    record = declared(records.get(entry_id) or new_record(entry_id, entry.kind, entry.name),
+                      entry, drift=life.drift is not None, prune=life.prune,
+                      revision=desired.revision)
+    if status is not None:
+        record = with_status(record, status.phase, redact(status.message))
+    if start is not None:
+        out.start(record, start.model_copy(update={"revision": desired.revision}))
+    else:
+        out.put(record)
+    fires = [wake] if wake is not None else []
+    if wake is not None:
+        wakes[entry_id] = wake
+    if start is None:
+        fires += _timers(life, record, now)
+    if fires:
+        timers[entry_id] = min(fires)
+
+
 def plan(
     desired: DesiredState,
     records: Mapping[EntryId, EntryRecord],
@@ -446,38 +501,33 @@ def plan(
     free_slots: int | None = None,
     held: Mapping[EntryId, str] | None = None,
     requests: Mapping[EntryId, Operation] | None = None,
+    only: Collection[EntryId] | None = None,
     redact: Callable[[str], str] = _same,
 ) -> Plan:
     """What to start now and how every record changes. `free_slots`: how many runs the
     executor can take (None: no limit); `held`: why an entry about to be destroyed is still
     named in the commit; `requests`: run these operations now and plan nothing else;
-    `redact`: applied to the phase messages (they quote load errors and run output)."""
+    `only`: plan these entries (declared, invalid or no longer declared) and no other, the
+    caller knowing that the plan of every other one would change nothing (see
+    `daemon.dirty`); `redact`: applied to the phase messages (they quote load errors and run
+    output)."""
     out = _Outcome(records, now, free_slots)
     if requests is not None:
         _requested(desired, records, active, now, requests, out=out)
         return Plan(starts=tuple(out.starts), record_updates=out.updates)
-    wakes: list[datetime] = []
-    timers: list[datetime] = []
-    for entry_id in sorted(desired.entries):
-        entry = desired.entries[entry_id]
-        life = kinds[entry.kind].lifecycle(entry)
-        start, status, wake = _declared(entry, life, desired, records, active, now=now)
-        record = declared(records.get(entry_id) or new_record(entry_id, entry.kind, entry.name),
-                          entry, drift=life.drift is not None, prune=life.prune,
-                          revision=desired.revision)
-        if status is not None:
-            record = with_status(record, status.phase, redact(status.message))
-        if start is not None:
-            out.start(record, start.model_copy(update={"revision": desired.revision}))
-        else:
-            out.put(record)
-        if wake is not None:
-            wakes.append(wake)
-        timers += _timers(life, record, now) if start is None else ()
-    for entry_id, errors in sorted(desired.invalid.items()):
-        status = _invalid_status(errors)
-        out.put(with_status(_record(records, entry_id), status.phase, redact(status.message)))
-    for entry_id in _removed(desired, records):
+    wakes: dict[EntryId, datetime] = {}
+    timers: dict[EntryId, datetime] = {}
+    entries = desired.entries
+    declared_ids = sorted(entries) if only is None else sorted(e for e in only if e in entries)
+    for entry_id in declared_ids:
+        _plan_declared(entries[entry_id], desired, records, active, now, kinds=kinds,
+                       redact=redact, out=out, wakes=wakes, timers=timers)
+    invalid = desired.invalid
+    invalid_ids = sorted(invalid) if only is None else sorted(e for e in only if e in invalid)
+    for entry_id in invalid_ids:
+        bad = _invalid_status(invalid[entry_id])
+        out.put(with_status(_record(records, entry_id), bad.phase, redact(bad.message)))
+    for entry_id in _removed_of(desired, records, only):
         record = records[entry_id]
         start, status = _undeclared(record, desired, active)
         if status is not None:
@@ -489,5 +539,5 @@ def plan(
             out.start(record, start)
         else:
             out.put(record)
-    return Plan(starts=tuple(out.starts), record_updates=out.updates,
-                wake_at=min(wakes, default=None), changes_at=min(wakes + timers, default=None))
+    return Plan(starts=tuple(out.starts), record_updates=out.updates, wakes=wakes,
+                timers=timers, waiting=frozenset(out.waiting))

@@ -16,7 +16,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from reconciler.declarations.entries import DesiredState
+from reconciler.declarations.entries import DesiredState, Entry
 from reconciler.declarations.fields import cron_trigger
 from reconciler.kinds.base import kind_of
 
@@ -61,11 +61,18 @@ def crons(desired: DesiredState) -> dict[str, str]:
     from each entry's lifecycle, so a job fires exactly when plan would find it due."""
     jobs: dict[str, str] = {}
     for entry in desired.entries.values():
-        lifecycle = kind_of(entry.kind).lifecycle(entry)
-        if lifecycle.schedule:
-            jobs[f"cron:{entry.id}"] = lifecycle.schedule
-        if lifecycle.drift:
-            jobs[f"drift:{entry.id}"] = lifecycle.drift
+        jobs.update(entry_crons(entry))
+    return jobs
+
+
+def entry_crons(entry: Entry) -> dict[str, str]:
+    """The jobs of one entry (see `crons`)."""
+    lifecycle = kind_of(entry.kind).lifecycle(entry)
+    jobs: dict[str, str] = {}
+    if lifecycle.schedule:
+        jobs[f"cron:{entry.id}"] = lifecycle.schedule
+    if lifecycle.drift:
+        jobs[f"drift:{entry.id}"] = lifecycle.drift
     return jobs
 
 
@@ -102,20 +109,28 @@ class Scheduler:
         self._work.put(wakeup)
 
     def sync(self, desired: DesiredState) -> None:
-        """Make the cron jobs match the declarations; only what changed is touched, and
-        nothing is looked at when they are the ones of the last call."""
+        """Make the cron jobs match the declarations. Only the entries whose declaration
+        changed since the last call are looked at (the loader keeps an unchanged entry the
+        same object), and only their jobs are touched."""
         if desired is self._synced:
             return
+        before = self._synced.entries if self._synced is not None else {}
         self._synced = desired
-        wanted = crons(desired)
-        for job_id in self._crons.keys() - wanted.keys():
-            self._aps.remove_job(job_id)
-        for job_id, expression in wanted.items():
-            if self._crons.get(job_id) == expression:
-                continue
-            self._aps.add_job(self._enqueue, cron_trigger(expression), id=job_id,
-                              replace_existing=True, args=[Wakeup(job_id, fetch=False)])
-        self._crons = wanted
+        after = desired.entries
+        changed = [e for e, entry in after.items() if before.get(e) is not entry]
+        changed += before.keys() - after.keys()
+        for entry_id in changed:
+            old = entry_crons(before[entry_id]) if entry_id in before else {}
+            new = entry_crons(after[entry_id]) if entry_id in after else {}
+            for job_id in old.keys() - new.keys():
+                self._aps.remove_job(job_id)
+                del self._crons[job_id]
+            for job_id, expression in new.items():
+                if old.get(job_id) == expression:
+                    continue
+                self._aps.add_job(self._enqueue, cron_trigger(expression), id=job_id,
+                                  replace_existing=True, args=[Wakeup(job_id, fetch=False)])
+                self._crons[job_id] = expression
 
     def wake_at(self, when: datetime | None) -> None:
         """One wake-up at `when` (a retry's backoff ends); replaces the previous one."""

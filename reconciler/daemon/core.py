@@ -14,7 +14,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,8 +23,8 @@ from reconciler import adoption
 from reconciler import status as status_files
 from reconciler.daemon import cycle as cycles
 from reconciler.daemon.cycle import Cycle, CycleResult, Stage
+from reconciler.daemon.dirty import Planned
 from reconciler.daemon.guard import DestroyGuard
-from reconciler.daemon.inputs import Inputs
 from reconciler.daemon.publisher import StatusPublisher
 from reconciler.daemon.statuscache import StatusCache
 from reconciler.daemon.sync import SourceSync
@@ -51,21 +50,6 @@ from reconciler.types import (
 )
 
 FAILED_PHASES = frozenset({Phase.FAILED, Phase.TIMED_OUT, Phase.INVALID})
-
-
-@dataclass(frozen=True)
-class Settled:
-    """The last plan, when it started nothing and changed no record (a fixed point), with
-    what it was made from. `plan` is a pure function of its inputs and the time, so until
-    `until` (a retry's backoff ends, a cron fires) a cycle whose inputs are equal would plan
-    nothing new, and skips planning."""
-
-    inputs: Inputs
-    """The declarations, the records and the runs in flight."""
-    held: dict[EntryId, str]
-    candidates: list[EntryId]
-    wake_at: datetime | None
-    until: datetime | None
 
 
 def utcnow() -> datetime:
@@ -109,8 +93,13 @@ class Daemon:
         self._adopt_pending = False
         self._leading = False
         self._busy_since: float | None = None
-        self._settled: Settled | None = None
-        self._exported: Inputs | None = None
+        self._planned: Planned | None = None
+        """What the last plan read and decided: the next plans only the entries it must."""
+        self._exported: dict[EntryId, EntryRecord] = {}
+        """The records as the metrics last showed them."""
+        self._exported_declared: dict[EntryId, Entry] = {}
+        self._exported_active: dict[EntryId, Kind] = {}
+        """The entries whose run was in flight, as the metrics last counted them."""
         self.stages: tuple[Stage, ...] = (
             self._restore, self._sync_source, self._adopt, self._observe, self._recall,
             self._guard, self._plan, self._start)
@@ -267,17 +256,19 @@ class Daemon:
 
     def _candidates(self, cycle: Cycle) -> list[EntryId]:
         """The entries plan would destroy: looked up once a cycle, for recall and the guard
-        (recalling a declaration does not change which they are)."""
+        (recalling a declaration does not change which they are). After the first plan only
+        the entries whose inputs changed are looked at again (`Cycle.changed`)."""
         if cycle.candidates is None:
             wanted = cycle.leading and self.revision is not None and cycle.requests is None
-            settled = self._settled
+            planned = self._planned
             if not wanted:
                 cycle.candidates = []
-            elif settled is not None and settled.inputs.same(self.records, self.desired,
-                                                             cycle.active):
-                cycle.candidates = settled.candidates
-            else:
+            elif planned is None:
                 cycle.candidates = destroy_candidates(self.desired, self.records, cycle.active)
+            else:
+                cycle.changed = planned.changed(self.desired, self.records, cycle.active)
+                cycle.candidates = planned.destroy_candidates(cycle.changed, destroy_candidates(
+                    self.desired, self.records, cycle.active, only=cycle.changed))
         return cycle.candidates
 
     def _recall(self, cycle: Cycle) -> None:
@@ -301,6 +292,8 @@ class Daemon:
             for entry_id in entry_ids:
                 self.records[entry_id] = with_applied(self.records[entry_id],
                                                       old.entries.get(entry_id))
+                if cycle.changed is not None:
+                    cycle.changed.add(entry_id)
 
     def _guard(self, cycle: Cycle) -> None:
         """Plan input `held`: what in the commit still names an entry about to be destroyed."""
@@ -310,21 +303,24 @@ class Daemon:
 
     def _plan(self, cycle: Cycle) -> None:
         """Records: every update plan returns, but those of the runs it starts (stored once
-        each is submitted)."""
+        each is submitted). Plan is asked of the entries whose inputs changed or whose time
+        has come (`dirty`), of all of them the first time."""
         if not cycle.leading or self.revision is None:
             return
         now = self.clock()
-        settled = self._settled
-        if (cycle.requests is None and settled is not None
-                and (settled.until is None or now < settled.until)
-                and cycle.held == settled.held
-                and settled.inputs.same(self.records, self.desired, cycle.active)):
-            cycle.now, cycle.plan = now, Plan(wake_at=settled.wake_at)
-            return
+        cycle.now = now
+        planned = self._planned
+        only = None
+        if cycle.requests is None and planned is not None:
+            self._candidates(cycle)
+            assert cycle.changed is not None
+            only = planned.to_plan(cycle.changed, cycle.held, now)
+            if not only:
+                cycle.plan = Plan()
+                return
         kinds = registry()
         decided = plan(self.desired, self.records, cycle.active, now, kinds=kinds,
-                       held=cycle.held, requests=cycle.requests, redact=self.redact)
-        cycle.settles = not decided.starts
+                       held=cycle.held, requests=cycle.requests, only=only, redact=self.redact)
         if decided.starts:
             # Asked only when something would start: with fewer slots than starts, plan
             # again knowing how many there are (it says which wait).
@@ -332,8 +328,17 @@ class Daemon:
             if free < len(decided.starts):
                 decided = plan(self.desired, self.records, cycle.active, now, kinds=kinds,
                                free_slots=free, held=cycle.held, requests=cycle.requests,
-                               redact=self.redact)
-        cycle.now, cycle.plan = now, decided
+                               only=only, redact=self.redact)
+        cycle.plan = decided
+        if cycle.requests is None:
+            candidates = self._candidates(cycle)
+            if planned is None or only is None:
+                self._planned = Planned(self.desired, self.records, active=cycle.active,
+                                        held=cycle.held, decided=decided, candidates=candidates)
+            else:
+                planned.planned(self.desired, self.records, active=cycle.active,
+                                held=cycle.held, decided=decided, only=only,
+                                candidates=candidates)
         starting = {s.entry_id for s in decided.starts}
         self.records.update((entry_id, record) for entry_id, record
                             in decided.record_updates.items() if entry_id not in starting)
@@ -359,14 +364,8 @@ class Daemon:
         self.executor.flush()
         cycle.result.started = len(cycle.submitted)
         cycle.result.active = len(cycle.active) + cycle.result.started
-        cycle.result.wake_at = decided.wake_at
-        if decided.starts or decided.record_updates or cycle.requests is not None:
-            self._settled = None
-        elif cycle.settles:  # a fixed point: planning again from the same inputs changes nothing
-            self._settled = Settled(
-                inputs=Inputs.of(self.records, self.desired, dict(cycle.active)),
-                held=dict(cycle.held), candidates=list(self._candidates(cycle)),
-                wake_at=decided.wake_at, until=decided.changes_at)
+        planned = self._planned
+        cycle.result.wake_at = planned.wake_at if planned is not None else decided.wake_at
 
     def _write_status(self, cycle: Cycle) -> None:
         """Status branch: one commit for everything this cycle changed; none when nothing
@@ -416,24 +415,39 @@ class Daemon:
                 self._write_status(Cycle(fetch=False, leading=self._leading))
 
     def _export_state(self, cycle: Cycle) -> None:
-        """Metrics: entry phases, runs in flight, drift; not written again when none of what
-        they are made of changed."""
-        in_flight = frozenset(self._in_flight)
-        if self._exported is not None and self._exported.same(self.records, self.desired,
-                                                              in_flight):
-            return
-        self._exported = Inputs.of(self.records, self.desired, in_flight)
-        self.metrics.set_entry_phases({(r.kind, r.name): r.phase for r in self.records.values()})
-        active: dict[Kind, int] = {}
-        for r in self.records.values():
-            if r.last_run is not None and r.last_run.id in self._in_flight:
-                active[r.kind] = active.get(r.kind, 0) + 1
-        self.metrics.set_runs_active(active)
-        self.metrics.set_drift({
-            r.name: (r.drift.state, r.drift.first_detected_at)
-            for r in self.records.values() if r.kind is Kind.STACK and r.drift is not None
-            and r.entry in self.desired.entries
-        })
+        """Metrics: entry phases, runs in flight, drift; written again only for the entries
+        whose record or declaration changed since the last export (and for the runs in flight
+        then and now)."""
+        records, declared = self.records, self.desired.entries
+        before, was_declared = self._exported, self._exported_declared
+        # Comparing first is cheaper than the walk in a cycle that changed nothing.
+        changed = set() if before == records else status_files.changed_entries(before, records)
+        if declared is not was_declared:
+            changed |= status_files.changed_entries(was_declared, declared)
+        active = self._exported_active
+        if changed:
+            keys = {(r.kind, r.name) for e in changed
+                    for r in (before.get(e), records.get(e)) if r is not None}
+            self.metrics.set_entry_phases({(r.kind, r.name): r.phase for e in changed
+                                           if (r := records.get(e)) is not None}, only=keys)
+            stacks = {k[1] for k in keys if k[0] is Kind.STACK}
+            self.metrics.set_drift({
+                r.name: (r.drift.state, r.drift.first_detected_at) for e in changed
+                if (r := records.get(e)) is not None and r.kind is Kind.STACK
+                and r.drift is not None and e in declared}, only=stacks)
+        for entry_id in changed | active.keys():
+            r = records.get(entry_id)
+            if r is not None and r.last_run is not None and r.last_run.id in self._in_flight:
+                active[entry_id] = r.kind
+            else:
+                active.pop(entry_id, None)
+        counts: dict[Kind, int] = {}
+        for kind in active.values():
+            counts[kind] = counts.get(kind, 0) + 1
+        self.metrics.set_runs_active(counts)
+        if changed:
+            self._exported = dict(records)  # in the order of `records`: the next walk is fast
+        self._exported_declared = declared
 
     # -- results and one-off runs -----------------------------------------------------------
 

@@ -50,10 +50,9 @@ class Cycle:
     """Why an entry about to be destroyed is still named in the commit."""
     now: datetime | None = None
     plan: Plan | None = None
-    settles: bool = False
-    """Whether `plan` ran and wanted to start nothing: the plan the next cycles may skip
-    while nothing it reads changes. A plan held back by the executor's free slots is not one:
-    a slot can free up (another instance's Job ends) without any record changing."""
+    changed: set[EntryId] | None = None
+    """The entries whose inputs to plan changed since the last plan, once a stage asked
+    (`Daemon._candidates`; `daemon.dirty`)."""
     submitted: list[RunId] = field(default_factory=list)
     failure: Exception | None = None
     """What stopped the stages, if anything."""

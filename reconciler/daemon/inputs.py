@@ -1,6 +1,7 @@
 """The inputs of a stage's last call, kept to tell whether the next call's are equal: a stage
-whose output is a function of them (plan, the status files, the metrics) then skips the work,
-which keeps a cycle with nothing to do independent of how many entries there are."""
+whose output is a function of them (the status files) then skips the work, which keeps a cycle
+with nothing to do independent of how many entries there are. Plan and the metrics go further
+and redo only the entries whose inputs changed (`dirty`)."""
 
 from __future__ import annotations
 
