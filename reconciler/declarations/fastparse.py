@@ -156,6 +156,8 @@ class _Builder:
         if kind is SequenceNode:
             if tag != SEQ:
                 raise Defer
+            if node.flow_style and any(_empty_pair(item) for item in node.value):
+                raise Defer  # `[?]`: libyaml builds {None: None}, ruamel's parser refuses it
             return [self._build(item) for item in node.value]
         if kind is not MappingNode or tag != MAP:
             raise Defer
@@ -168,3 +170,9 @@ class _Builder:
                 raise Defer  # a duplicate key: ruamel says where
             out[key] = self._build(value_node)
         return out
+
+
+def _empty_pair(node: Any) -> bool:
+    """A single-pair mapping of a flow sequence whose key is empty."""
+    return type(node) is MappingNode and any(
+        type(key) is ScalarNode and key.value == "" for key, _ in node.value)

@@ -98,6 +98,9 @@ def test_structured_texts_read_alike(text: str) -> None:
 
 @settings(max_examples=1500, deadline=None)
 @given(noise)
+@example("[?]")
+@example("[a, ? ]")
+@example("{a: [[?]]}")
 def test_noise_reads_alike(text: str) -> None:
     check(text)
 

@@ -116,6 +116,8 @@ def state_dir_leaks(state: Path) -> dict[str, list[str]]:
     for folder, _, files in os.walk(state):
         for name in files:
             path = Path(folder) / name
+            if not path.is_file():  # the supervisor host's socket
+                continue
             pieces = leaks(path.read_bytes().decode("utf-8", errors="replace"))
             if pieces:
                 found[str(path.relative_to(state))] = pieces
