@@ -137,6 +137,13 @@ class _Builder:
             self._seen.clear()
         return self._build(node)
 
+    def _sequence(self, node: Any) -> list[Any]:
+        if node.tag != SEQ:
+            raise Defer
+        if node.flow_style and any(_empty_pair(item) for item in node.value):
+            raise Defer  # `[?]`: libyaml builds {None: None}, ruamel's parser refuses it
+        return [self._build(item) for item in node.value]
+
     def _build(self, node: Any) -> Any:
         self._left -= 1
         if self._left < 0:
@@ -154,11 +161,7 @@ class _Builder:
                 raise Defer
             return make(node.value)
         if kind is SequenceNode:
-            if tag != SEQ:
-                raise Defer
-            if node.flow_style and any(_empty_pair(item) for item in node.value):
-                raise Defer  # `[?]`: libyaml builds {None: None}, ruamel's parser refuses it
-            return [self._build(item) for item in node.value]
+            return self._sequence(node)
         if kind is not MappingNode or tag != MAP:
             raise Defer
         out: dict[Any, Any] = {}
