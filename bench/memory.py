@@ -10,10 +10,10 @@ Figures are printed, not asserted.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
+from bench import sizes
 from bench.noop import repository
 from bench.restart import spawn
 from tests.support.gitservers import GitDaemon, make_bare_remote
@@ -36,8 +36,7 @@ def measure(entries: int) -> None:
 
 
 def main() -> None:
-    sizes = os.environ.get("BENCH_SIZES", "1000,10000,30000")
-    for entries in (int(s) for s in sizes.split(",")):
+    for entries in sizes("1000,10000,30000"):
         measure(entries)
 
 

@@ -10,7 +10,6 @@ no-op cycle that cannot be skipped. Figures are printed, not asserted.
 
 from __future__ import annotations
 
-import os
 import resource
 import statistics
 import time
@@ -20,6 +19,7 @@ from tempfile import TemporaryDirectory
 
 from loguru import logger
 
+from bench import sizes
 from bench.cycle import FOLDERS, task_file
 from reconciler.commands.run import build_daemon
 from reconciler.metrics import Metrics
@@ -92,8 +92,7 @@ def measure(entries: int) -> None:
 
 def main() -> None:
     logger.disable("reconciler")
-    sizes = os.environ.get("BENCH_SIZES", "1000,10000")
-    for entries in (int(s) for s in sizes.split(",")):
+    for entries in sizes("1000,10000"):
         measure(entries)
 
 

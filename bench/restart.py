@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
+from bench import sizes
 from bench.noop import repository
 from tests.support.gitservers import GitDaemon, make_bare_remote
 
@@ -134,8 +135,7 @@ def measure(entries: int) -> None:
 
 
 def main() -> None:
-    sizes = os.environ.get("BENCH_SIZES", "10000")
-    for entries in (int(s) for s in sizes.split(",")):
+    for entries in sizes("10000"):
         measure(entries)
 
 

@@ -13,7 +13,6 @@ Figures are printed, not asserted.
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from collections.abc import Callable, Mapping
@@ -25,6 +24,7 @@ from tempfile import TemporaryDirectory
 import pygit2
 from loguru import logger
 
+from bench import sizes
 from bench.noop import repository
 from reconciler.daemon.publisher import StatusPublisher
 from reconciler.records import EntryRecord, RunInfo
@@ -160,7 +160,7 @@ def _seconds(action: Callable[[], object]) -> float:
 
 def main() -> None:
     logger.disable("reconciler")
-    for entries in (int(s) for s in os.environ.get("BENCH_SIZES", "1000,10000").split(",")):
+    for entries in sizes("1000,10000"):
         r = measure(entries)
         print(f"{entries:>6} records rewritten: TreeBuilder commit + push {r.baseline:.2f} s; "
               f"write_status {r.write:.2f} s ({r.write / r.baseline:.2f}x); "

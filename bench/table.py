@@ -37,7 +37,7 @@ from typing import Any
 
 from loguru import logger
 
-from bench import rewrite
+from bench import rewrite, sizes
 from bench.noop import cpu_ms, median_ms, repository, suspended
 from reconciler.commands.run import build_daemon
 from reconciler.daemon.core import Daemon
@@ -259,10 +259,9 @@ def run_rows() -> list[Row]:
 
 
 def main() -> None:
-    sizes = [int(s) for s in os.environ.get("BENCH_SIZES", "1000,10000,30000").split(",")]
     stages = []
     print("| what | baseline | now | ratio | goal |\n|---|---|---|---|---|", flush=True)
-    for entries in sizes:
+    for entries in sizes("1000,10000,30000"):
         rows, noop, change = size_rows(entries)
         for row in rows:
             print(row.line().replace("| ", f"| {entries:,}: ", 1), flush=True)
