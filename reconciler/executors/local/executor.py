@@ -451,8 +451,6 @@ class LocalExecutor:
         remove_tree(folder)
         remove_tree(work)
         folder.mkdir(parents=True)
-        (work / "home").mkdir(parents=True)
-        (work / "tmp").mkdir()
         secrets = read_secret_env(entry.spec.secret_env, self._secrets_dir)
         match kind_of(entry.kind).launch:
             case Launch.COMMAND:
@@ -478,6 +476,7 @@ class LocalExecutor:
             secret_env=tuple(sorted(secrets)),
             checkout=launch.checkout,
             checkout_env=tuple(sorted(launch.checkout_env)),
+            folders=(str(work / "home"), str(work / "tmp"), str(work / "workspace")),
         )
         # Read once, by the supervisor forked next; the journal is what survives a crash.
         write_atomically(folder / SPEC_FILE, spec.to_json(), durable=False)
@@ -487,8 +486,7 @@ class LocalExecutor:
         """A task runs in its files' folder, or in the workspace (where its `repository` is
         cloned) when it has no files, as on Kubernetes."""
         task = entry.task
-        workspace = work / "workspace"
-        workspace.mkdir()
+        workspace = work / "workspace"  # made by the supervisor, as HOME and TMPDIR are
         if entry.files:
             write_task_files(entry.files, work / "task")
         cwd = work / "task" if entry.files else workspace
