@@ -149,14 +149,14 @@ def test_a_cycles_runs_are_all_recorded_before_any_starts(
     seen: list[tuple[str, list[tuple[str, str]]]] = []
     start_all = SupervisorHost.start_all
 
-    def checked(host: SupervisorHost,
-                runs: Sequence[tuple[Path, Mapping[str, str]]]) -> list[int | Exception | None]:
+    def checked(host: SupervisorHost, runs: Sequence[tuple[str, Path, Mapping[str, str]]]
+                ) -> list[tuple[str, Exception]]:
         reader = Journal(local.state_dir, readonly=True)
         try:
             rows = [(r.run_id, r.state.value) for r in reader.unacknowledged()]
         finally:
             reader.close()
-        seen.extend((folder.name, rows) for folder, _ in runs)
+        seen.extend((folder.name, rows) for _, folder, _ in runs)
         return start_all(host, runs)
 
     monkeypatch.setattr(SupervisorHost, "start_all", checked)

@@ -48,7 +48,6 @@ from reconciler.executors.local.runner import (
     RESULT_FILE,
     SPEC_FILE,
     RunnerSpec,
-    process_start,
     write_atomically,
 )
 from reconciler.executors.local.supervision import SupervisorHost, signal_cancel, stop_orphans
@@ -134,6 +133,7 @@ class LocalExecutor:
         self._lock = threading.RLock()
         self._closed = False
         self._exits: ExitWatch | None = None
+        self._callback: Callable[[], None] | None = None
         # The journal's unacknowledged rows, kept here so that counting slots and reporting
         # read no row again: the journal is written through and read only at start.
         self._rows: dict[RunId, RunRow] = {}
@@ -157,7 +157,8 @@ class LocalExecutor:
         except BaseException:
             os.close(self._state_lock)
             raise
-        self._host = SupervisorHost(self._state_dir, self._base_env)
+        self._host = SupervisorHost(self._state_dir, self._base_env, on_pid=self._started,
+                                    on_problem=self._changed)
         self._remove_stale_work_dirs()
 
     def _lock_state_dir(self) -> int:
@@ -191,11 +192,14 @@ class LocalExecutor:
 
     def on_change(self, callback: Callable[[], None]) -> bool:
         """`callback` is called (from a thread of the executor's) as soon as a run's
-        supervisor exits: the run has ended, and a slot is free."""
+        supervisor exits: the run has ended, and a slot is free; or when a run could not
+        start after all."""
         with self._lock:
             if self._exits is not None:
                 self._exits.close()
+            self._callback = callback
             self._exits = ExitWatch(callback)
+            self._settle()
             for run_id in self._running:
                 row = self._rows[run_id]
                 if row.pid is not None:
@@ -249,6 +253,7 @@ class LocalExecutor:
         is reported Failed with the message "cancelled" at once."""
         with self._lock:
             self._flush()
+            self._settle()
             row = self._rows.get(run_id)
             if row is None or row.state.finished:
                 return
@@ -335,6 +340,7 @@ class LocalExecutor:
             return
         submitted, self._submitted = self._submitted, []
         with self._journal.batch():
+            self._settle()
             for request in submitted:
                 if request.run_id in self._rows:
                     continue  # known and not acknowledged: adopted as it is
@@ -365,8 +371,10 @@ class LocalExecutor:
             if ending is not None:
                 ended.append((row, ending))
         if not ended and (not self._pending or len(self._running) >= self._max_parallel):
+            self._settle()
             return
         with self._journal.batch():
+            self._settle()
             for row, ending in ended:
                 self._ended(row, ending)
             claimed = self._claim()
@@ -413,27 +421,49 @@ class LocalExecutor:
                 prepared.append((row, folder, self._prepare(row.request, folder)))
             except Exception as err:
                 self._fail_to_start(row, folder, _start_failure(err))
-        outcomes = self._host.start_all([(folder, env) for _, folder, env in prepared])
-        started = []
-        for (row, folder, _), outcome in zip(prepared, outcomes, strict=True):
-            if isinstance(outcome, Exception):
+        refused = dict(self._host.start_all(
+            [(row.run_id, folder, env) for row, folder, env in prepared]))
+        for row, folder, _ in prepared:
+            outcome = refused.get(row.run_id)
+            if outcome is None:
+                logger.info("run {} of {} started", row.run_id, row.entry_id)
+            else:
                 self._fail_to_start(row, folder, _start_failure(outcome))
-                continue
-            logger.info("run {} of {} started", row.run_id, row.entry_id)
-            if outcome is not None:
-                started.append((row, outcome))
-        if not started:
+
+    def _started(self, pid: int, pid_start: int | None) -> None:
+        """From the host's reading thread, without the executor's lock (`close` waits for
+        that thread while holding it): the supervisor's exit is watched from now on."""
+        exits = self._exits
+        if exits is not None:
+            exits.watch(pid, pid_start)
+
+    def _changed(self) -> None:
+        callback = self._callback
+        if callback is not None:
+            callback()
+
+    def _settle(self) -> None:
+        """Record what the host answered: the supervisors' pids and the runs that could not
+        start. Not synced unless a batch around it is: a pid is only a hint (to signal a
+        cancellation, to watch for an exit after a restart) and means nothing after the
+        machine's crash; a run that could not start and was not recorded so is found without
+        a supervisor, and reported interrupted."""
+        answers = self._host.answers()
+        if not answers:
             return
-        # Not synced: a pid is only a hint (to signal a cancellation, to watch for an exit),
-        # and means nothing after the machine's crash.
         with self._journal.batch(durable=False):
-            for row, pid in started:
-                pid_start = process_start(pid)
-                self._journal.set_supervisor(row.run_id, pid=pid, pid_start=pid_start)
-                if self._rows.get(row.run_id) is row:
-                    self._keep(row.model_copy(update={"pid": pid, "pid_start": pid_start}))
-                if self._exits is not None:
-                    self._exits.watch(pid, pid_start)
+            for run_id, outcome in answers:
+                row = self._rows.get(RunId(run_id))
+                if row is None or row.state is not RunState.RUNNING or outcome is None:
+                    continue
+                if isinstance(outcome, Exception):
+                    folder = history.run_dir(self._state_dir, row.run_id)
+                    self._fail_to_start(row, folder, _start_failure(outcome))
+                    continue
+                self._journal.set_supervisor(row.run_id, pid=outcome.pid,
+                                             pid_start=outcome.pid_start)
+                self._keep(row.model_copy(update={"pid": outcome.pid,
+                                                  "pid_start": outcome.pid_start}))
 
     def _fail_to_start(self, row: RunRow, folder: Path, message: str) -> None:
         message = redactor(message)
