@@ -7,7 +7,6 @@ import array
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import signal
 import socket
@@ -30,9 +29,9 @@ from reconciler.executors.local.host import (
 )
 from reconciler.executors.local.runner import (
     CANCEL_SIGNAL,
-    COMMAND_FILE,
     LOCK_FILE,
     RESULT_FILE,
+    command_of,
     kill_group,
     process_start,
 )
@@ -298,10 +297,6 @@ def stop_orphans(folder: Path) -> None:
     """A supervisor that died may leave its command running: stop that command's process
     group, so that a retry never runs next to it. The pid is trusted only while it still
     names the process that was started (same start time)."""
-    try:
-        command = json.loads((folder / COMMAND_FILE).read_text())
-    except (OSError, ValueError):
-        return
-    pid, started = command.get("pid"), command.get("pid_start")
-    if isinstance(pid, int) and started is not None and process_start(pid) == started:
-        kill_group(pid, signal.SIGKILL)
+    command = command_of(folder)
+    if command is not None and command[1] is not None and process_start(command[0]) == command[1]:
+        kill_group(command[0], signal.SIGKILL)
