@@ -19,6 +19,8 @@ The journal's unacknowledged rows are also kept in memory: counting slots, polli
 submitting look at what changed (the running runs, the runs submitted), never at every queued
 row, and the submits of a cycle are recorded in one transaction (`flush`) before any of their
 processes starts. With `on_change`, a thread tells the daemon as soon as a supervisor exits.
+Nothing waits for the host to fork a supervisor (its answers are read by a thread), nor for
+an acknowledged run's folders to be removed (`sweeper.py`).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from reconciler.executors.local.runner import (
     write_atomically,
 )
 from reconciler.executors.local.supervision import SupervisorHost, signal_cancel, stop_orphans
+from reconciler.executors.local.sweeper import ASIDE_PREFIX, Sweeper
 from reconciler.executors.local.workdir import (
     INHERITED_VARIABLES,
     RunSetupError,
@@ -160,6 +163,7 @@ class LocalExecutor:
         self._host = SupervisorHost(self._state_dir, self._base_env, on_pid=self._started,
                                     on_problem=self._changed)
         self._remove_stale_work_dirs()
+        self._sweeper = Sweeper()
 
     def _lock_state_dir(self) -> int:
         path = self._state_dir / STATE_LOCK_FILE
@@ -174,6 +178,9 @@ class LocalExecutor:
         return fd
 
     def _remove_stale_work_dirs(self) -> None:
+        """Work folders of runs that have ended, and what the last sweeper left aside."""
+        for folder in (self._state_dir / history.RUNS_DIR).glob(f"{ASIDE_PREFIX}*"):
+            remove_tree(folder)
         for folder in (self._state_dir / history.WORK_DIR).iterdir():
             run = history.run_dir(self._state_dir, RunId(folder.name))
             if (run / RESULT_FILE).exists() or not history.supervised(run):
@@ -238,10 +245,10 @@ class LocalExecutor:
             with self._journal.batch():
                 for run_id in self._journal.acknowledge(finished):
                     row = self._forget(run_id)
-                    remove_tree(history.work_dir(self._state_dir, run_id))
+                    self._sweeper.remove(history.work_dir(self._state_dir, run_id))
                     for old in self._journal.prune(row.entry_id, keep=self._keep_runs):
-                        remove_tree(history.run_dir(self._state_dir, old))
-                        remove_tree(history.work_dir(self._state_dir, old))
+                        self._sweeper.remove(history.run_dir(self._state_dir, old))
+                        self._sweeper.remove(history.work_dir(self._state_dir, old))
 
     def logs(self, run_id: RunId) -> str:
         if not _RUN_ID.match(run_id):
@@ -276,6 +283,7 @@ class LocalExecutor:
             if self._exits is not None:
                 self._exits.close()
             self._host.close()
+            self._sweeper.close()
             self._journal.close()
             os.close(self._state_lock)
 
