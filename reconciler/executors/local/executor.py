@@ -373,7 +373,10 @@ class LocalExecutor:
         at running runs only (at most `max_parallel`), never at the queue."""
         ended = []
         now = self._clock()
+        asking = self._host.asking()
         for run_id in self._running:
+            if run_id in asking:
+                continue
             row = self._rows[run_id]
             ending = history.observe(row, history.run_dir(self._state_dir, run_id), now=now)
             if ending is not None:

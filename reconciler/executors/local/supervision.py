@@ -134,6 +134,14 @@ class SupervisorHost:
                     answers.append((asked.key, err))
         return answers
 
+    def asking(self) -> set[str]:
+        """The runs whose start is not settled yet (asked, or answered since the last
+        `answers`): their lock may be in flight, or released by a host that died before it
+        read the request, so it says nothing yet about whether they are supervised."""
+        with self._lock:
+            return ({a.key for a in self._asked} | {a.key for a in self._unanswered}
+                    | {key for key, _ in self._answers})
+
     def _send(self, asked: _Asked) -> None:
         message = encode({"folder": str(asked.folder), "env": asked.env})
         lock = _locked(asked.folder / LOCK_FILE)
@@ -233,7 +241,8 @@ class SupervisorHost:
             self._closing = True
             if self._conn is not None:
                 # Wakes the reader; what was sent is still read by the host.
-                self._conn.shutdown(socket.SHUT_RD)
+                with contextlib.suppress(OSError):
+                    self._conn.shutdown(socket.SHUT_RD)
             reader = self._reader
         if reader is not None:
             reader.join()
