@@ -279,6 +279,7 @@ class LocalExecutor:
             if self._closed:
                 return
             self._flush()
+            self._settle()  # the pids the next executor watches
             self._closed = True
             if self._exits is not None:
                 self._exits.close()
