@@ -21,6 +21,7 @@ from reconciler.declarations.models import TaskSpec
 from reconciler.executors.base import Executor
 from reconciler.executors.local.executor import LocalExecutor
 from reconciler.executors.local.history import RUNS_DIR, supervised
+from reconciler.executors.local.journal import Journal
 from reconciler.runs import RunReport, RunRequest, run_id_for
 from reconciler.types import EntryId, Kind, Operation, Revision, RunId, SpecHash, Trigger, entry_id
 from tests.kubernetes.harness import KubernetesHarness
@@ -183,6 +184,22 @@ def wait_for_run(
 
     return wait_until(check, timeout=timeout, what=f"run {run_id} to reach the state awaited",
                       details=lambda: f"last report: {seen[0]!r}")
+
+
+def supervisor_pid(executor: LocalExecutor, state_dir: Path, run_id: RunId) -> int:
+    """The pid of a run's supervisor, once the journal has it: the host's answer is read by a
+    thread, and recorded by the executor's next call."""
+
+    def recorded() -> int | None:
+        executor.poll()
+        journal = Journal(state_dir, readonly=True)
+        try:
+            row = journal.get(run_id)
+        finally:
+            journal.close()
+        return row.pid if row is not None else None
+
+    return wait_until(recorded, what=f"the pid of run {run_id}'s supervisor")
 
 
 def entry_ids(reports: Sequence[RunReport]) -> list[EntryId]:

@@ -11,7 +11,8 @@ import pytest
 from reconciler.declarations.entries import Entry, Location
 from reconciler.declarations.models import StackSpec
 from reconciler.executors.local.executor import LocalExecutor, StateDirBusyError
-from reconciler.executors.local.history import RunHistory, run_dir, work_dir
+from reconciler.executors.local.history import RUNS_DIR, WORK_DIR, RunHistory, run_dir, work_dir
+from reconciler.executors.local.sweeper import ASIDE_PREFIX
 from reconciler.runs import RunRequest
 from reconciler.types import Kind, Operation, RunId, RunState, SpecHash, Trigger, entry_id
 from tests.executors.conftest import (
@@ -22,6 +23,7 @@ from tests.executors.conftest import (
     task_entry,
     wait_for_run,
 )
+from tests.support.waiting import wait_until
 
 CANARY = "canary-Yx2p-2718281828"
 
@@ -184,10 +186,19 @@ def test_work_dir_removed_on_acknowledge_and_on_restart(local: LocalHarness) -> 
 
     executor.acknowledge([first.run_id])
     assert not work_dir(local.state_dir, first.run_id).exists()
+    # Set aside at once, removed soon after.
+    works = local.state_dir / WORK_DIR
+    wait_until(lambda: sorted(p.name for p in works.iterdir()) == [second.run_id],
+               what="the acknowledged run's work folder to be removed")
     executor.close()
+    # What a stopped executor had set aside and not removed yet goes at the next start.
+    aside_run = local.state_dir / RUNS_DIR / f"{ASIDE_PREFIX}1-1"
+    for leftover in (works / f"{ASIDE_PREFIX}1-0", aside_run):
+        (leftover / "home").mkdir(parents=True)
 
     restarted = local.make()
-    assert not work_dir(local.state_dir, second.run_id).exists()
+    assert list(works.iterdir()) == []
+    assert not aside_run.exists()
     assert [r.run_id for r in restarted.poll()] == [second.run_id]
     assert "wd-b" not in restarted.logs(second.run_id)
 

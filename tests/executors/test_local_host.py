@@ -14,21 +14,16 @@ import pytest
 from reconciler.executors.local.journal import Journal
 from reconciler.executors.local.supervision import SupervisorHost
 from reconciler.runs import RunRequest
-from reconciler.types import RunId, RunState
-from tests.executors.conftest import LocalHarness, request_for, task_entry, wait_for_run
+from reconciler.types import RunState
+from tests.executors.conftest import (
+    LocalHarness,
+    request_for,
+    supervisor_pid,
+    task_entry,
+    wait_for_run,
+)
 from tests.support.processes import process_alive
 from tests.support.waiting import wait_until
-
-
-def supervisor_pid(local: LocalHarness, run_id: RunId) -> int:
-    journal = Journal(local.state_dir, readonly=True)
-    try:
-        row = journal.get(run_id)
-    finally:
-        journal.close()
-    assert row is not None
-    assert row.pid is not None
-    return row.pid
 
 
 def parent_of(pid: int) -> int:
@@ -52,7 +47,7 @@ def test_every_supervisor_is_forked_by_one_host(local: LocalHarness, tmp_path: P
     for request in runs:
         wait_for_run(executor, request.run_id, lambda r: "started" in r.log_tail)
 
-    supervisors = [supervisor_pid(local, r.run_id) for r in runs]
+    supervisors = [supervisor_pid(executor, local.state_dir, r.run_id) for r in runs]
     hosts = {parent_of(pid) for pid in supervisors}
     assert len(hosts) == 1
     [host] = hosts
@@ -75,7 +70,7 @@ def test_a_killed_host_leaves_its_runs_going_and_is_replaced(
     first = waiting_run("outlives-host", release)
     executor.submit(first)
     wait_for_run(executor, first.run_id, lambda r: "started" in r.log_tail)
-    host = parent_of(supervisor_pid(local, first.run_id))
+    host = parent_of(supervisor_pid(executor, local.state_dir, first.run_id))
 
     os.kill(host, signal.SIGKILL)
     wait_until(lambda: not process_alive(host), what="the host to die")
@@ -88,10 +83,38 @@ def test_a_killed_host_leaves_its_runs_going_and_is_replaced(
     second = request_for(task_entry("after-host", ["sh", "-c", "echo again; sleep 0.5"]))
     executor.submit(second)
     wait_for_run(executor, second.run_id, lambda r: "again" in r.log_tail)
-    replacement = parent_of(supervisor_pid(local, second.run_id))
+    replacement = parent_of(supervisor_pid(executor, local.state_dir, second.run_id))
     assert replacement != host
     assert process_alive(replacement)
     assert wait_for_run(executor, second.run_id).state is RunState.SUCCEEDED
+
+
+def test_a_run_the_host_died_before_answering_is_started_by_the_next(
+    local: LocalHarness, tmp_path: Path
+) -> None:
+    """The host is stopped while a request waits for it, then killed: the run it never read
+    is asked of a new host, once, and runs."""
+    executor = local.make()
+    release = tmp_path / "release"
+    first = waiting_run("keeps-host", release)
+    executor.submit(first)
+    wait_for_run(executor, first.run_id, lambda r: "started" in r.log_tail)
+    host = parent_of(supervisor_pid(executor, local.state_dir, first.run_id))
+
+    os.kill(host, signal.SIGSTOP)
+    unread = waiting_run("unread", release)
+    executor.submit(unread)
+    executor.flush()
+    os.kill(host, signal.SIGKILL)
+    wait_until(lambda: not process_alive(host), what="the host to die")
+
+    wait_for_run(executor, unread.run_id, lambda r: "started" in r.log_tail)
+    assert parent_of(supervisor_pid(executor, local.state_dir, unread.run_id)) != host
+    release.touch()
+    for request in (first, unread):
+        report = wait_for_run(executor, request.run_id)
+        assert report.state is RunState.SUCCEEDED
+        assert report.log_tail.splitlines() == ["started", "done"]
 
 
 def test_a_restarted_executor_uses_the_host_still_running(
@@ -102,7 +125,7 @@ def test_a_restarted_executor_uses_the_host_still_running(
     before = local.make()
     before.submit(first)
     wait_for_run(before, first.run_id, lambda r: "started" in r.log_tail)
-    host = parent_of(supervisor_pid(local, first.run_id))
+    host = parent_of(supervisor_pid(before, local.state_dir, first.run_id))
     before.close()
 
     after = local.make()
@@ -110,7 +133,7 @@ def test_a_restarted_executor_uses_the_host_still_running(
     after.submit(second)
     wait_for_run(after, second.run_id, lambda r: "started" in r.log_tail)
 
-    assert parent_of(supervisor_pid(local, second.run_id)) == host
+    assert parent_of(supervisor_pid(after, local.state_dir, second.run_id)) == host
     release.touch()
     for request in (first, second):
         assert wait_for_run(after, request.run_id).state is RunState.SUCCEEDED
@@ -149,14 +172,14 @@ def test_a_cycles_runs_are_all_recorded_before_any_starts(
     seen: list[tuple[str, list[tuple[str, str]]]] = []
     start_all = SupervisorHost.start_all
 
-    def checked(host: SupervisorHost,
-                runs: Sequence[tuple[Path, Mapping[str, str]]]) -> list[int | Exception | None]:
+    def checked(host: SupervisorHost, runs: Sequence[tuple[str, Path, Mapping[str, str]]]
+                ) -> list[tuple[str, Exception]]:
         reader = Journal(local.state_dir, readonly=True)
         try:
             rows = [(r.run_id, r.state.value) for r in reader.unacknowledged()]
         finally:
             reader.close()
-        seen.extend((folder.name, rows) for folder, _ in runs)
+        seen.extend((folder.name, rows) for _, folder, _ in runs)
         return start_all(host, runs)
 
     monkeypatch.setattr(SupervisorHost, "start_all", checked)

@@ -13,11 +13,17 @@ from pathlib import Path
 import pytest
 
 from reconciler.executors.local.history import run_dir
-from reconciler.executors.local.journal import Journal
 from reconciler.executors.local.runner import RESULT_FILE
 from reconciler.runs import RunRequest
 from reconciler.types import RunState
-from tests.executors.conftest import LocalHarness, report_of, request_for, task_entry, wait_for_run
+from tests.executors.conftest import (
+    LocalHarness,
+    report_of,
+    request_for,
+    supervisor_pid,
+    task_entry,
+    wait_for_run,
+)
 from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,17 +145,6 @@ def test_queued_runs_survive_a_daemon_kill(
     assert starts(counter) == [first.run_id, second.run_id]
 
 
-def _supervisor_pid(local: LocalHarness, request: RunRequest) -> int:
-    journal = Journal(local.state_dir, readonly=True)
-    try:
-        row = journal.get(request.run_id)
-    finally:
-        journal.close()
-    assert row is not None
-    assert row.pid is not None
-    return row.pid
-
-
 def test_supervisor_killed_means_interrupted_and_its_command_is_stopped(
     local: LocalHarness,
 ) -> None:
@@ -160,7 +155,7 @@ def test_supervisor_killed_means_interrupted_and_its_command_is_stopped(
     match = re.search(r"pid=(\d+)", running.log_tail)
     assert match is not None
 
-    os.kill(_supervisor_pid(local, request), signal.SIGKILL)
+    os.kill(supervisor_pid(executor, local.state_dir, request.run_id), signal.SIGKILL)
 
     report = wait_for_run(executor, request.run_id)
     assert report.state is RunState.INTERRUPTED
@@ -179,7 +174,7 @@ def test_supervisor_stopped_by_sigterm_stops_its_command(local: LocalHarness) ->
     executor.submit(request)
     wait_for_run(executor, request.run_id, lambda r: "ready" in r.log_tail)
 
-    os.kill(_supervisor_pid(local, request), signal.SIGTERM)
+    os.kill(supervisor_pid(executor, local.state_dir, request.run_id), signal.SIGTERM)
 
     report = wait_for_run(executor, request.run_id)
     assert report.state is RunState.INTERRUPTED

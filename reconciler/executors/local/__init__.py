@@ -5,7 +5,8 @@ Its modules:
 - `executor`: `LocalExecutor`, the `Executor` protocol over a journal and run folders;
 - `journal` and `history`: every run in SQLite, and what a run folder says about its run;
 - `workdir` and `supervision`: preparing a run's folders and asking the supervisor host for
-  its supervisor; `exits`: telling the daemon when a supervisor exits;
+  its supervisor; `exits`: telling the daemon when a supervisor exits; `sweeper`: removing
+  acknowledged runs' folders off the daemon's path;
 - `host`, `runner`, `checkout` and `masking`: the supervisor host (`programs/run_supervisor.py`)
   and what each supervisor it forks does, with the standard library only: clone a task's
   repository, run the command, mask its log;

@@ -19,6 +19,8 @@ The journal's unacknowledged rows are also kept in memory: counting slots, polli
 submitting look at what changed (the running runs, the runs submitted), never at every queued
 row, and the submits of a cycle are recorded in one transaction (`flush`) before any of their
 processes starts. With `on_change`, a thread tells the daemon as soon as a supervisor exits.
+Nothing waits for the host to fork a supervisor (its answers are read by a thread), nor for
+an acknowledged run's folders to be removed (`sweeper.py`).
 """
 
 from __future__ import annotations
@@ -48,10 +50,10 @@ from reconciler.executors.local.runner import (
     RESULT_FILE,
     SPEC_FILE,
     RunnerSpec,
-    process_start,
     write_atomically,
 )
 from reconciler.executors.local.supervision import SupervisorHost, signal_cancel, stop_orphans
+from reconciler.executors.local.sweeper import ASIDE_PREFIX, Sweeper
 from reconciler.executors.local.workdir import (
     INHERITED_VARIABLES,
     RunSetupError,
@@ -134,6 +136,7 @@ class LocalExecutor:
         self._lock = threading.RLock()
         self._closed = False
         self._exits: ExitWatch | None = None
+        self._callback: Callable[[], None] | None = None
         # The journal's unacknowledged rows, kept here so that counting slots and reporting
         # read no row again: the journal is written through and read only at start.
         self._rows: dict[RunId, RunRow] = {}
@@ -157,8 +160,10 @@ class LocalExecutor:
         except BaseException:
             os.close(self._state_lock)
             raise
-        self._host = SupervisorHost(self._state_dir, self._base_env)
+        self._host = SupervisorHost(self._state_dir, self._base_env, on_pid=self._started,
+                                    on_problem=self._changed)
         self._remove_stale_work_dirs()
+        self._sweeper = Sweeper()
 
     def _lock_state_dir(self) -> int:
         path = self._state_dir / STATE_LOCK_FILE
@@ -173,6 +178,9 @@ class LocalExecutor:
         return fd
 
     def _remove_stale_work_dirs(self) -> None:
+        """Work folders of runs that have ended, and what the last sweeper left aside."""
+        for folder in (self._state_dir / history.RUNS_DIR).glob(f"{ASIDE_PREFIX}*"):
+            remove_tree(folder)
         for folder in (self._state_dir / history.WORK_DIR).iterdir():
             run = history.run_dir(self._state_dir, RunId(folder.name))
             if (run / RESULT_FILE).exists() or not history.supervised(run):
@@ -191,11 +199,14 @@ class LocalExecutor:
 
     def on_change(self, callback: Callable[[], None]) -> bool:
         """`callback` is called (from a thread of the executor's) as soon as a run's
-        supervisor exits: the run has ended, and a slot is free."""
+        supervisor exits: the run has ended, and a slot is free; or when a run could not
+        start after all."""
         with self._lock:
             if self._exits is not None:
                 self._exits.close()
+            self._callback = callback
             self._exits = ExitWatch(callback)
+            self._settle()
             for run_id in self._running:
                 row = self._rows[run_id]
                 if row.pid is not None:
@@ -234,10 +245,10 @@ class LocalExecutor:
             with self._journal.batch():
                 for run_id in self._journal.acknowledge(finished):
                     row = self._forget(run_id)
-                    remove_tree(history.work_dir(self._state_dir, run_id))
+                    self._sweeper.remove(history.work_dir(self._state_dir, run_id))
                     for old in self._journal.prune(row.entry_id, keep=self._keep_runs):
-                        remove_tree(history.run_dir(self._state_dir, old))
-                        remove_tree(history.work_dir(self._state_dir, old))
+                        self._sweeper.remove(history.run_dir(self._state_dir, old))
+                        self._sweeper.remove(history.work_dir(self._state_dir, old))
 
     def logs(self, run_id: RunId) -> str:
         if not _RUN_ID.match(run_id):
@@ -249,6 +260,7 @@ class LocalExecutor:
         is reported Failed with the message "cancelled" at once."""
         with self._lock:
             self._flush()
+            self._settle()
             row = self._rows.get(run_id)
             if row is None or row.state.finished:
                 return
@@ -267,10 +279,12 @@ class LocalExecutor:
             if self._closed:
                 return
             self._flush()
+            self._settle()  # the pids the next executor watches
             self._closed = True
             if self._exits is not None:
                 self._exits.close()
             self._host.close()
+            self._sweeper.close()
             self._journal.close()
             os.close(self._state_lock)
 
@@ -335,6 +349,7 @@ class LocalExecutor:
             return
         submitted, self._submitted = self._submitted, []
         with self._journal.batch():
+            self._settle()
             for request in submitted:
                 if request.run_id in self._rows:
                     continue  # known and not acknowledged: adopted as it is
@@ -359,14 +374,19 @@ class LocalExecutor:
         at running runs only (at most `max_parallel`), never at the queue."""
         ended = []
         now = self._clock()
+        asking = self._host.asking()
         for run_id in self._running:
+            if run_id in asking:
+                continue
             row = self._rows[run_id]
             ending = history.observe(row, history.run_dir(self._state_dir, run_id), now=now)
             if ending is not None:
                 ended.append((row, ending))
         if not ended and (not self._pending or len(self._running) >= self._max_parallel):
+            self._settle()
             return
         with self._journal.batch():
+            self._settle()
             for row, ending in ended:
                 self._ended(row, ending)
             claimed = self._claim()
@@ -413,27 +433,49 @@ class LocalExecutor:
                 prepared.append((row, folder, self._prepare(row.request, folder)))
             except Exception as err:
                 self._fail_to_start(row, folder, _start_failure(err))
-        outcomes = self._host.start_all([(folder, env) for _, folder, env in prepared])
-        started = []
-        for (row, folder, _), outcome in zip(prepared, outcomes, strict=True):
-            if isinstance(outcome, Exception):
+        refused = dict(self._host.start_all(
+            [(row.run_id, folder, env) for row, folder, env in prepared]))
+        for row, folder, _ in prepared:
+            outcome = refused.get(row.run_id)
+            if outcome is None:
+                logger.info("run {} of {} started", row.run_id, row.entry_id)
+            else:
                 self._fail_to_start(row, folder, _start_failure(outcome))
-                continue
-            logger.info("run {} of {} started", row.run_id, row.entry_id)
-            if outcome is not None:
-                started.append((row, outcome))
-        if not started:
+
+    def _started(self, pid: int, pid_start: int | None) -> None:
+        """From the host's reading thread, without the executor's lock (`close` waits for
+        that thread while holding it): the supervisor's exit is watched from now on."""
+        exits = self._exits
+        if exits is not None:
+            exits.watch(pid, pid_start)
+
+    def _changed(self) -> None:
+        callback = self._callback
+        if callback is not None:
+            callback()
+
+    def _settle(self) -> None:
+        """Record what the host answered: the supervisors' pids and the runs that could not
+        start. Not synced unless a batch around it is: a pid is only a hint (to signal a
+        cancellation, to watch for an exit after a restart) and means nothing after the
+        machine's crash; a run that could not start and was not recorded so is found without
+        a supervisor, and reported interrupted."""
+        answers = self._host.answers()
+        if not answers:
             return
-        # Not synced: a pid is only a hint (to signal a cancellation, to watch for an exit),
-        # and means nothing after the machine's crash.
         with self._journal.batch(durable=False):
-            for row, pid in started:
-                pid_start = process_start(pid)
-                self._journal.set_supervisor(row.run_id, pid=pid, pid_start=pid_start)
-                if self._rows.get(row.run_id) is row:
-                    self._keep(row.model_copy(update={"pid": pid, "pid_start": pid_start}))
-                if self._exits is not None:
-                    self._exits.watch(pid, pid_start)
+            for run_id, outcome in answers:
+                row = self._rows.get(RunId(run_id))
+                if row is None or row.state is not RunState.RUNNING or outcome is None:
+                    continue
+                if isinstance(outcome, Exception):
+                    folder = history.run_dir(self._state_dir, row.run_id)
+                    self._fail_to_start(row, folder, _start_failure(outcome))
+                    continue
+                self._journal.set_supervisor(row.run_id, pid=outcome.pid,
+                                             pid_start=outcome.pid_start)
+                self._keep(row.model_copy(update={"pid": outcome.pid,
+                                                  "pid_start": outcome.pid_start}))
 
     def _fail_to_start(self, row: RunRow, folder: Path, message: str) -> None:
         message = redactor(message)
@@ -451,8 +493,6 @@ class LocalExecutor:
         remove_tree(folder)
         remove_tree(work)
         folder.mkdir(parents=True)
-        (work / "home").mkdir(parents=True)
-        (work / "tmp").mkdir()
         secrets = read_secret_env(entry.spec.secret_env, self._secrets_dir)
         match kind_of(entry.kind).launch:
             case Launch.COMMAND:
@@ -478,6 +518,7 @@ class LocalExecutor:
             secret_env=tuple(sorted(secrets)),
             checkout=launch.checkout,
             checkout_env=tuple(sorted(launch.checkout_env)),
+            folders=(str(work / "home"), str(work / "tmp"), str(work / "workspace")),
         )
         # Read once, by the supervisor forked next; the journal is what survives a crash.
         write_atomically(folder / SPEC_FILE, spec.to_json(), durable=False)
@@ -487,8 +528,7 @@ class LocalExecutor:
         """A task runs in its files' folder, or in the workspace (where its `repository` is
         cloned) when it has no files, as on Kubernetes."""
         task = entry.task
-        workspace = work / "workspace"
-        workspace.mkdir()
+        workspace = work / "workspace"  # made by the supervisor, as HOME and TMPDIR are
         if entry.files:
             write_task_files(entry.files, work / "task")
         cwd = work / "task" if entry.files else workspace

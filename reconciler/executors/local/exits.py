@@ -39,12 +39,12 @@ class ExitWatch:
             os.close(fd)
             self._callback()
             return
-        with self._lock:
+        with self._lock:  # called from other threads too: `close` must not come between
             if self._closed:
                 os.close(fd)
                 return
             self._added.append(fd)
-        os.write(self._wake_w, b"+")
+            os.write(self._wake_w, b"+")
 
     def _loop(self) -> None:
         while True:

@@ -162,7 +162,7 @@ class _Host:
             os.chdir(folder)
             os.environ.clear()
             os.environ.update(env)
-            supervise(folder)
+            supervise(folder, lock)
             code = 0
         except BaseException:
             with contextlib.suppress(Exception):

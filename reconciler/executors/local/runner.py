@@ -8,7 +8,9 @@ a grace period) or on cancellation, and finally writes `result.json` atomically.
 
 It receives the command's environment (secret values included) as its own environment, never
 through a file. It holds the run's lock file for its whole life (the descriptor is handed down
-from the executor), which is how the executor tells a live run from one whose supervisor died.
+from the executor), which is how the executor tells a live run from one whose supervisor died;
+what it writes into that file names the process it runs, for the executor to stop should the
+supervisor die.
 It sleeps until something happens: output, the command's exit (a pidfd), a signal (the
 executor sends `CANCEL_SIGNAL` after writing the cancel file) or the timeout.
 
@@ -38,7 +40,7 @@ SPEC_FILE = "run.json"
 LOG_FILE = "log"
 RESULT_FILE = "result.json"
 LOCK_FILE = "lock"
-COMMAND_FILE = "command.json"
+_COMMAND_BYTES = 64
 CANCEL_FILE = "cancel"
 ERRORS_FILE = "supervisor.err"
 
@@ -72,6 +74,9 @@ class RunnerSpec:
     checkout_env: tuple[str, ...] = ()
     """Variables (credentials) only the checkout sees: removed from the command's environment
     and masked in the log."""
+    folders: tuple[str, ...] = ()
+    """Folders made before anything runs (the run's HOME, TMPDIR, workspace): here, in the
+    supervisor, rather than in the executor, whose every millisecond delays the next run."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -82,6 +87,7 @@ class RunnerSpec:
         data["argv"] = tuple(data["argv"])
         data["secret_env"] = tuple(data.get("secret_env", ()))
         data["checkout_env"] = tuple(data.get("checkout_env", ()))
+        data["folders"] = tuple(data.get("folders", ()))
         if data.get("checkout") is not None:
             data["checkout"] = CheckoutSpec(**data["checkout"])
         return cls(**data)
@@ -153,8 +159,11 @@ class _Supervisor:
     """Runs the run's steps (a checkout, then the command) one at a time, within one deadline,
     each in its own process group, with output going to the log."""
 
-    def __init__(self, run_dir: Path, spec: RunnerSpec, log: MaskingWriter, wakeup: int) -> None:
+    def __init__(self, run_dir: Path, spec: RunnerSpec, log: MaskingWriter, wakeup: int,
+                 lock: int) -> None:
         self.run_dir = run_dir
+        self.lock = lock
+        """The run's lock file, held: it also says which process runs now (`command_of`)."""
         self.wakeup = wakeup
         """Read end of the pipe the signal handlers write to (`signal.set_wakeup_fd`)."""
         self.spec = spec
@@ -188,11 +197,11 @@ class _Supervisor:
             code = EXIT_NOT_FOUND if isinstance(err, FileNotFoundError) else EXIT_NOT_EXECUTABLE
             reason = "command not found" if code == EXIT_NOT_FOUND else "cannot execute command"
             return code, f"{reason}: {argv[0]} ({err.strerror})"
-        write_atomically(
-            self.run_dir / COMMAND_FILE,
-            json.dumps({"pid": proc.pid, "pid_start": process_start(proc.pid)}),
-            durable=False,  # pids mean nothing after a reboot
-        )
+        # Into the lock file, which exists already (a new file costs a millisecond on a busy
+        # disk), in place and padded to one size: a reader never sees two texts mixed. Not
+        # synced: pids mean nothing after a reboot.
+        text = json.dumps({"pid": proc.pid, "pid_start": process_start(proc.pid)})
+        os.pwrite(self.lock, text.ljust(_COMMAND_BYTES).encode(), 0)
         return proc
 
     def _should_stop(self, now: float) -> bool:
@@ -330,6 +339,21 @@ def _exited(pid: int) -> bool:
     return info is not None
 
 
+def command_of(run_dir: Path) -> tuple[int, int | None] | None:
+    """The process the run's supervisor started last (pid, start time), from its lock file;
+    None when it started none."""
+    try:
+        command = json.loads((run_dir / LOCK_FILE).read_bytes() or b"null")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(command, dict):
+        return None
+    pid, started = command.get("pid"), command.get("pid_start")
+    if not isinstance(pid, int) or not isinstance(started, int | None):
+        return None
+    return pid, started
+
+
 def kill_group(pgid: int, sig: signal.Signals) -> None:
     """Signal a process group that may be gone already."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -360,17 +384,19 @@ def _command(supervisor: _Supervisor, started: str, environ: dict[str, str]) -> 
     return RunnerResult(started, _now(), outcome, ended.code, ended.how)
 
 
-def run(run_dir: Path) -> RunnerResult:
+def run(run_dir: Path, lock: int) -> RunnerResult:
     spec = RunnerSpec.from_json((run_dir / SPEC_FILE).read_text(encoding="utf-8"))
     environ = dict(os.environ)
     secrets = [environ[name] for name in spec.secret_env if name in environ]
     private = {name: environ.pop(name) for name in spec.checkout_env if name in environ}
     started = _now()
+    for folder in spec.folders:
+        os.makedirs(folder, exist_ok=True)  # a supervisor forked again finds them made
     wakeup, wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wakeup_w)
     with open(run_dir / LOG_FILE, "ab") as raw:
         log = MaskingWriter(raw, secrets + list(private.values()))
-        supervisor = _Supervisor(run_dir, spec, log, wakeup)
+        supervisor = _Supervisor(run_dir, spec, log, wakeup, lock)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, supervisor.on_signal)
         # Only to wake the watch loop (through the wakeup fd): it then finds the cancel file.
@@ -396,11 +422,12 @@ def _checkout_base(environ: Mapping[str, str]) -> dict[str, str]:
     return {k: environ[k] for k in ("PATH", "LANG", "TZ", "TMPDIR") if k in environ}
 
 
-def supervise(run_dir: Path) -> None:
+def supervise(run_dir: Path, lock: int) -> None:
     """Run the run described in `run_dir` and write its `result.json`, also when the
-    supervisor itself fails: a result is what tells the executor the run is over."""
+    supervisor itself fails: a result is what tells the executor the run is over. `lock`: the
+    run's lock file, held."""
     try:
-        result = run(run_dir)
+        result = run(run_dir, lock)
     except Exception as err:
         # Reported as the run's failure rather than left as a supervisor that vanished.
         now = _now()
