@@ -310,18 +310,21 @@ class Daemon:
         now = self.clock()
         cycle.now = now
         planned = self._planned
-        only = None
+        only, free = None, None
         if cycle.requests is None and planned is not None:
             self._candidates(cycle)
             assert cycle.changed is not None
-            only = planned.to_plan(cycle.changed, cycle.held, now)
+            if planned.waiting:  # which of them may start now
+                free = self.executor.free_slots()
+            only = planned.to_plan(cycle.changed, cycle.held, now, free_slots=free or 0)
             if not only:
                 cycle.plan = Plan()
                 return
         kinds = registry()
         decided = plan(self.desired, self.records, cycle.active, now, kinds=kinds,
-                       held=cycle.held, requests=cycle.requests, only=only, redact=self.redact)
-        if decided.starts:
+                       free_slots=free, held=cycle.held, requests=cycle.requests, only=only,
+                       redact=self.redact)
+        if decided.starts and free is None:
             # Asked only when something would start: with fewer slots than starts, plan
             # again knowing how many there are (it says which wait).
             free = self.executor.free_slots()

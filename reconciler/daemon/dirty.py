@@ -13,7 +13,8 @@ entry) a cycle plans only the entries that are *dirty*:
 - their record or their run in flight changed (by identity: an equal copy costs one more plan);
 - their `held` changed;
 - their timer is due (a retry's backoff ends, a cron or drift cron fires: `Plan.timers`);
-- the last plan started them or left them waiting for a free slot;
+- the last plan started them; of those it left waiting for a free slot, as many as there are
+  free slots now, in the order `plan` hands slots out (the others would wait again);
 - no longer declared, when the commit's unreadable files or its cleanliness changed;
 - they depend on one of the above: the dependency rules read the dependencies' declarations,
   records and runs. Direct dependents suffice: a dependent's own record changes only through
@@ -105,11 +106,10 @@ class Planned:
         self.wakes = Timers()
         self.wakes.replace(decided.wakes)
         self.candidates = set(candidates)
-        self.unsettled = self._unsettled(decided)
-
-    @staticmethod
-    def _unsettled(decided: Plan) -> set[EntryId]:
-        return {s.entry_id for s in decided.starts} | decided.waiting
+        self.unsettled = {s.entry_id for s in decided.starts}
+        self.waiting = set(decided.waiting)
+        """The entries waiting for a free slot: kept, not planned again, while no slot is free;
+        with many runs queued, planning them all each cycle would cost the queue's length."""
 
     def _link(self, entry_id: EntryId, depends_on: Iterable[EntryId]) -> None:
         for dep in depends_on:
@@ -151,10 +151,21 @@ class Planned:
         return dirty
 
     def to_plan(self, changed: Collection[EntryId], held: Mapping[EntryId, str],
-                now: datetime) -> set[EntryId]:
+                now: datetime, *, free_slots: int | None) -> set[EntryId]:
         """`changed` (see `changed`), with the entries whose `held` changed, those whose timer
-        is due at `now`, and the dependents of them all."""
+        is due at `now`, the first `free_slots` of those waiting for a slot (all of them when
+        None: no limit), and the dependents of them all.
+
+        The waiting entries left out would wait again: a plan hands slots out in its order
+        (declared entries by id, then those no longer declared), so the first `free_slots`
+        wanting a slot are among the dirty ones and the first `free_slots` waiting."""
         dirty = set(changed)
+        if free_slots is None:
+            dirty |= self.waiting
+        elif free_slots > 0 and self.waiting:
+            entries = self.desired.entries
+            dirty.update(heapq.nsmallest(free_slots, self.waiting,
+                                         key=lambda e: (e not in entries, e)))
         dirty.update(k for k in held.keys() | self.held.keys()
                      if held.get(k) != self.held.get(k))
         dirty |= self.timers.due(now)
@@ -191,4 +202,5 @@ class Planned:
         self.active = dict(active)
         self.held = dict(held)
         self.candidates = set(candidates)
-        self.unsettled = self._unsettled(decided)
+        self.unsettled = {s.entry_id for s in decided.starts}
+        self.waiting = (self.waiting - set(only)) | decided.waiting
