@@ -118,21 +118,23 @@ def _rows(span: float, to_last: float, to_exit: float, baseline: float) -> None:
 
 
 def main() -> None:
+    """Each row with its count above 0 (BENCH_RUNS=0 or BENCH_SLEEPS=0 leaves one out)."""
     with TemporaryDirectory(prefix="bench-runs-") as tmp:
         root = Path(tmp)
-        pool = _pool_seconds(RUNS, 4)
-        alone = _executor_alone(root, RUNS, 4)
-        *true_times, true_ok = _through_the_daemon(root, "true", RUNS, ["true"], 4)
-        ideal = math.ceil(SLEEPS / 8) * 1.0
-        *sleep_times, sleep_ok = _through_the_daemon(root, "sleep", SLEEPS, ["sleep", "1"], 8)
-    print(f"{RUNS} x true, --max-parallel 4 ({true_ok} succeeded)")
-    print(f"  {'baseline: process pool, 4 workers':<38}{pool:8.2f} s")
-    print(f"  {'LocalExecutor alone, no daemon':<38}{alone:8.2f} s  {alone / pool:6.2f}x")
-    _rows(*true_times, pool)
-    print(f"{SLEEPS} x sleep 1, --max-parallel 8 ({sleep_ok} succeeded)")
-    print(f"  {'baseline: ideal':<38}{ideal:8.2f} s")
-    _rows(*sleep_times, ideal)
-
+        if RUNS:
+            pool = _pool_seconds(RUNS, 4)
+            alone = _executor_alone(root, RUNS, 4)
+            *true_times, true_ok = _through_the_daemon(root, "true", RUNS, ["true"], 4)
+            print(f"{RUNS} x true, --max-parallel 4 ({true_ok} succeeded)")
+            print(f"  {'baseline: process pool, 4 workers':<38}{pool:8.2f} s")
+            print(f"  {'LocalExecutor alone, no daemon':<38}{alone:8.2f} s  {alone / pool:6.2f}x")
+            _rows(*true_times, pool)
+        if SLEEPS:
+            ideal = math.ceil(SLEEPS / 8) * 1.0
+            *sleep_times, sleep_ok = _through_the_daemon(root, "sleep", SLEEPS, ["sleep", "1"], 8)
+            print(f"{SLEEPS} x sleep 1, --max-parallel 8 ({sleep_ok} succeeded)")
+            print(f"  {'baseline: ideal':<38}{ideal:8.2f} s")
+            _rows(*sleep_times, ideal)
 
 if __name__ == "__main__":
     main()
