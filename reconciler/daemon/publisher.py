@@ -176,9 +176,12 @@ class StatusPublisher:
                  finished: Sequence[RunReport], started: int) -> str:
         """`status: task/a Succeeded, stack/b Drifted` (what changed phase or drift since the
         last push), then a line per finished run."""
-        moved = [f"{record.entry} {headline(record)}"
-                 for entry, record in sorted(records.items())
-                 if headline(record) != headline(self._records.get(entry))]
+        before = self._records
+        # An unchanged record is the same object: only the others can have moved.
+        touched = sorted(entry for entry, record in records.items()
+                         if record is not before.get(entry))
+        moved = [f"{records[entry].entry} {headline(records[entry])}" for entry in touched
+                 if headline(records[entry]) != headline(before.get(entry))]
         summary = ", ".join(moved[:SUBJECT_ENTRIES])
         if len(moved) > SUBJECT_ENTRIES:
             summary += f" and {len(moved) - SUBJECT_ENTRIES} more"
