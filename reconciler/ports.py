@@ -60,6 +60,11 @@ class LoaderPort(Protocol):
         """Persist parsed files so a restart does not parse them again."""
         ...
 
+    def save_snapshot(self) -> None:
+        """Persist the last load whole, so a restart need not validate it again; slow, so
+        called between cycles' plans."""
+        ...
+
 
 class Elector(Protocol):
     """The leader elector as `run` uses it (`executors.kubernetes.leader.LeaderElector`)."""

@@ -194,7 +194,7 @@ class Daemon:
             self.restore()
             return
         self.status_cache.save()
-        self.tracking.save_cache()
+        self.tracking.save_snapshot()
 
     def _sync_source(self, cycle: Cycle) -> None:
         """Declarations: the newest commit's, once fetched, verified and loaded."""

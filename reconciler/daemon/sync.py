@@ -127,18 +127,18 @@ class SourceSync:
             reason=self.redact(verdict.reason), in_force=decision.in_force)
         return decision.in_force
 
-    def save_cache(self) -> None:
-        """Let the loader save what it keeps for a restart: right after a load, and in a
-        later cycle, when it writes what it would not write on the way to a plan."""
-        try:
-            self.loader.save_cache()
-        except OSError as err:  # only a cache: the next restart parses again
-            logger.warning("cannot save the declarations cache: {}", err)
+    def save_snapshot(self) -> None:
+        """Let the loader save the last load whole for a restart (in a cycle after the
+        load: the save is slow, and not on the way to a plan)."""
+        self.loader.save_snapshot()
 
     def _load(self, revision: Revision) -> None:
         desired = self.loader.load(self.source.files(revision), revision=revision)
         self.metrics.observe_load("success")
-        self.save_cache()
+        try:
+            self.loader.save_cache()
+        except OSError as err:  # only a cache: the next restart parses again
+            logger.warning("cannot save the declarations cache: {}", err)
         self.desired, self.revision = desired, revision
         self._expect(list(desired.entries.values()))
         self.metrics.set_revision(self.source.branch, revision)

@@ -11,6 +11,7 @@ restart does not validate or hash again what did not change since:
     loader = DeclarationLoader(path=".", cache_file=state_dir / "declarations.cache")
     desired = loader.load(files, revision=revision)   # files: any FileSource
     loader.save_cache()                                # when convenient; cheap if unchanged
+    loader.save_snapshot()                             # off the way to a plan: may take a second
 
 A restart from a snapshot of commit X that loads X reads back only what that load returned;
 one that loads another commit Y (then, or at the next load) is an incremental load from X:
@@ -118,8 +119,6 @@ class DeclarationLoader:
         self._revision: Revision | None = None
         self._desired = DesiredState()
         """What the last load returned."""
-        self._quiet = False
-        """Nothing was loaded since the last `save_cache`."""
         self._answered = False
         """The first load was answered from a snapshot; what it holds to start the next
         loads from is read by the next."""
@@ -171,7 +170,7 @@ class DeclarationLoader:
         self._fresh = False
         self._loads += 1
         self._since_saved += len(changes.files)
-        self._revision, self._desired, self._quiet = revision, desired, False
+        self._revision, self._desired = revision, desired
         self._modules.forget_unused()
         self.stats = LoadStats(
             files=len(self._assembly.index.files),
@@ -181,13 +180,7 @@ class DeclarationLoader:
         return desired
 
     def save_cache(self) -> None:
-        """Write the parsed data of the files of the last two loads to `cache_file`; and,
-        when enough changed since the last snapshot and nothing was loaded since the call
-        before (a call right after a load is on the way to a plan: saving 10,000 entries takes
-        a second), a snapshot of the last load."""
-        if self._quiet:
-            self._save_snapshot()
-        self._quiet = True
+        """Write the parsed data of the files of the last two loads to `cache_file`."""
         if self._cache is None or self._raw is None or not (self._put or self._dropped):
             return
         try:
@@ -210,7 +203,7 @@ class DeclarationLoader:
             return None
         self._answered, self._loads = True, self._loads + 1
         self._revision = self._saved = revision
-        self._desired, self._quiet = found.desired, False
+        self._desired = found.desired
         self.stats = LoadStats(files=found.files)
         return found.desired
 
@@ -225,7 +218,9 @@ class DeclarationLoader:
         self._fresh = False
         self._base = self._saved = found.revision
 
-    def _save_snapshot(self) -> None:
+    def save_snapshot(self) -> None:
+        """Write a snapshot of the last load, when enough changed since the last one. Saving
+        10,000 entries takes a second: not to be called on the way to a plan."""
         if self._snapshot_file is None or self._revision is None or self._fresh:
             return
         files = len(self._assembly.index.files)

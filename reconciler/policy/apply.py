@@ -191,3 +191,6 @@ class PolicyLoader:
 
     def save_cache(self) -> None:
         self._loader.save_cache()
+
+    def save_snapshot(self) -> None:
+        self._loader.save_snapshot()

@@ -132,7 +132,7 @@ def test_a_restart_from_any_snapshot_loads_like_a_fresh_loader(
             loader.load(GitTreeSource(git, revisions[-1]), revisions[-1])
             loader.save_cache()
             if number == min(saved_at, len(history) - 1):
-                loader.save_cache()  # a later cycle: the snapshot is written
+                loader.save_snapshot()  # a later cycle: the snapshot is written
         snapshotted = revisions[min(saved_at, len(history) - 1)]
         assert cache.with_name("declarations.snapshot").exists()
         for revision in (revisions[-1], snapshotted, revisions[0]):
@@ -157,7 +157,7 @@ def test_a_damaged_snapshot_loads_the_slow_way(repo: Repo, tmp_path: Path) -> No
     first = DeclarationLoader(cache_file=cache)
     desired = first.load(GitTreeSource(git, revision), revision)
     first.save_cache()
-    first.save_cache()
+    first.save_snapshot()
     then = DeclarationLoader().load(GitTreeSource(git, later), later)
     saved = cache.with_name("declarations.snapshot")
     whole = saved.read_bytes()
