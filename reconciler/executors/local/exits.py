@@ -3,13 +3,12 @@ supervisor, which calls back as each one exits."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import selectors
 import threading
 from collections.abc import Callable
 
-from reconciler.executors.local.runner import process_start
+from reconciler.executors.local.runner import drain, process_start
 
 
 class ExitWatch:
@@ -50,8 +49,7 @@ class ExitWatch:
         while True:
             for key, _ in self._selector.select():
                 if key.fd == self._wake_r:
-                    with contextlib.suppress(BlockingIOError):
-                        os.read(self._wake_r, 4096)
+                    drain(self._wake_r)
                     with self._lock:
                         if self._closed:
                             return

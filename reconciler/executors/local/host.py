@@ -33,7 +33,7 @@ import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
-from reconciler.executors.local.runner import CANCEL_SIGNAL, ERRORS_FILE, supervise
+from reconciler.executors.local.runner import CANCEL_SIGNAL, ERRORS_FILE, drain, supervise
 
 SOCKET_FILE = "supervisor.sock"
 HOST_ERRORS_FILE = "supervisor-host.err"
@@ -75,9 +75,7 @@ class _Host:
                 if key.fileobj is self.listener:
                     self.accept()
                 elif key.fd == self.wakeup_r:
-                    with contextlib.suppress(BlockingIOError):
-                        while os.read(self.wakeup_r, 4096):
-                            pass
+                    drain(self.wakeup_r)
                 elif isinstance(key.fileobj, socket.socket):
                     self.answer(key.fileobj)
             self.reap()

@@ -267,7 +267,7 @@ class _Supervisor:
                                 eof = True
                                 selector.unregister(out)
                     elif key.fd == self.wakeup:
-                        _drain(self.wakeup)
+                        drain(self.wakeup)
         finally:
             selector.close()
             os.close(exit_fd)
@@ -327,7 +327,8 @@ def _read(fd: int) -> bytes | None:
         return None
 
 
-def _drain(fd: int) -> None:
+def drain(fd: int) -> None:
+    """Read a non-blocking pipe empty (a wake-up pipe: what it held does not matter)."""
     while _read(fd):
         pass
 
