@@ -84,6 +84,11 @@ class Phase(StrEnum):
     SUSPENDED = "Suspended"
     ORPHANED = "Orphaned"
     PLANNED = "Planned"
+    AWAITING_APPROVAL = "AwaitingApproval"
+    """A stack under `apply: approve` planned a change; it applies once that plan's id is
+    committed as `spec.approvedPlan`."""
+    WAITING = "Waiting"
+    """A run is due but no window allows it now; it starts when the next one opens."""
 
 
 class DriftState(StrEnum):
@@ -105,6 +110,8 @@ class Trigger(StrEnum):
     REMEDIATE = "remediate"
     PRUNE = "prune"
     MANUAL = "manual"
+    REQUESTED = "requested"
+    """A new value of the `reconciler.io/run-requested` (or `plan-requested`) annotation."""
 
 
 class Operation(StrEnum):

@@ -11,6 +11,9 @@ run changes:
   the namespace, the image pull secrets and, for a Stack, a runner image set explicitly.
 - It includes the Git ids of the repository folders and files the entry uses (`sources`).
 - Key order, comments and formatting of the YAML do not matter (canonical JSON).
+- It leaves out the control fields (`CONTROL_FIELDS`): they say whether and when a version may
+  run (suspend, windows) or which plan is approved, not what runs, so suspending, resuming or
+  approving never makes a new version.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from reconciler.declarations.fields import parse_duration
 from reconciler.declarations.models import DefaultsSpec, ResourceList, Resources, spec_kind
 
 DEFAULT_TIMEOUT_SECONDS = 3600
+CONTROL_FIELDS = frozenset({"suspend", "windows", "approvedPlan"})
+"""Spec fields (by YAML name) outside the spec hash."""
 
 
 def effective_spec(spec: EntrySpec, defaults: DefaultsSpec) -> EntrySpec:
@@ -81,6 +86,8 @@ def hash_material(
 ) -> dict[str, Any]:
     """Everything the spec hash covers, as JSON-ready data. `spec` is the effective spec."""
     dumped = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    for name in CONTROL_FIELDS.intersection(dumped):
+        del dumped[name]
     if "dependsOn" in dumped:
         # Order and repetition in dependsOn mean nothing: reordering must not re-run.
         dumped["dependsOn"] = sorted(set(dumped["dependsOn"]))

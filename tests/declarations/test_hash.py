@@ -187,3 +187,10 @@ def test_hashes_do_not_change_between_versions(
     else:
         files["reconciler.yaml"] = defaults
     assert hashes(repo.write(files).load()) == expected
+
+
+def test_suspending_and_resuming_keep_the_version(repo: Repo) -> None:
+    repo.write(FILES)
+    suspended = REPORT.replace("timeout: 30m", "timeout: 30m\n  suspend: true")
+    assert changed(repo, {"tasks/report.yaml": suspended}) == []
+    assert changed(repo, {"tasks/report.yaml": REPORT}) == []
