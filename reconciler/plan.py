@@ -38,7 +38,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler.declarations.entries import DesiredState, Entry, LoadError
 from reconciler.declarations.fields import cron_trigger
-from reconciler.records import EntryRecord, declared, new_record, started, with_status
+from reconciler.records import (
+    EntryRecord,
+    Requests,
+    declared,
+    new_record,
+    started,
+    with_status,
+)
 from reconciler.runs import RunRequest, run_id_for
 from reconciler.types import (
     DriftState,
@@ -72,6 +79,8 @@ class Lifecycle(_Value):
     drift: str | None = Field(default=None, description="A cron of drift plans.")
     remediate: bool = Field(default=False, description="Drift found: run `success` again.")
     prune: bool = Field(default=False, description="Destroy what it made when it is removed.")
+    plans: Operation | None = Field(
+        default=None, description="What a plan request runs; None: the kind cannot plan.")
 
     @property
     def steady(self) -> Phase:
@@ -107,6 +116,8 @@ class Start(_Value):
     revision: Revision | None = None
     dependencies: dict[EntryId, RunId] = Field(default_factory=dict)
     message: str = ""
+    answers: Requests | None = Field(
+        default=None, description="The request values recorded as handled once it starts.")
 
     def request(self, now: datetime) -> RunRequest | None:
         """What the executor is asked to run; None when there is nothing to start it from."""
@@ -205,6 +216,17 @@ def _succeeded_at_current(entry: Entry | None, record: EntryRecord | None) -> bo
         and record.last_success is not None
         and record.last_success.spec_hash == entry.spec_hash
     )
+
+
+def _in_force(entry: Entry, record: EntryRecord | None) -> bool:
+    """Succeeded at its current version, and no later run of that version has failed since
+    (a cron or requested run): such a failure is retried, then Failed, like any other."""
+    if record is None or not _succeeded_at_current(entry, record):
+        return False
+    last, success = record.last_run, record.last_success
+    assert success is not None
+    return (last is None or last.id == success.run_id or last.spec_hash != entry.spec_hash
+            or not last.state.finished or last.state is RunState.SUCCEEDED)
 
 
 def _dependencies(
@@ -309,15 +331,70 @@ def _declared(
         msg = f"{running.operation.value} {running.run_id} (attempt {running.attempt})"
         if running.spec_hash != entry.spec_hash and running.operation is not Operation.DRIFT:
             msg += "; the new version runs after it"
+        elif _unhandled(entry, life, record):
+            msg += "; the requested run starts after it"
         return None, Status(phase=Phase.RUNNING, message=msg), None
     if entry.spec.suspend:
         return None, Status(phase=Phase.SUSPENDED, message="suspend: true"), None
     deps, waiting = _dependencies(entry, desired, records, active)
     if waiting is not None:
         return None, Status(phase=Phase.BLOCKED, message=waiting), None
-    if record is None or not _succeeded_at_current(entry, record):
+    requested = _requested_run(entry, life, record, deps)
+    if requested is not None:
+        return requested, None, None
+    if record is None or not _in_force(entry, record):
         return _not_succeeded(entry, life, record, deps, now)
     return _succeeded(entry, life, record, deps, now)
+
+
+def _unhandled(entry: Entry, life: Lifecycle,
+               record: EntryRecord | None) -> tuple[Operation, str] | None:
+    """The run a request annotation asks for and that has not been handled: its operation
+    and the annotation's value. A new entry's values count as handled (its first run is its
+    own, even when it waits for a slot), so only a change of a value asks."""
+    if record is None or record.last_run is None:
+        return None
+    handled = record.requests or Requests()
+    if entry.run_requested is not None and entry.run_requested != handled.run:
+        return life.success, entry.run_requested
+    if (life.plans is not None and entry.plan_requested is not None
+            and entry.plan_requested != handled.plan):
+        return life.plans, entry.plan_requested
+    return None
+
+
+def _requested_run(entry: Entry, life: Lifecycle, record: EntryRecord | None,
+                   deps: dict[EntryId, RunId]) -> Start | None:
+    """A run asked for by a request annotation: at the current version, with its attempts
+    afresh (a failed task run again after a fix outside Git)."""
+    asked = _unhandled(entry, life, record)
+    if asked is None or record is None or record.last_run is None:
+        return None
+    operation, value = asked
+    if operation is life.success and record.last_run.spec_hash != entry.spec_hash:
+        return None  # the new version's own run answers it
+    what = "plan" if operation is life.plans else "run"
+    return Start(entry_id=entry.id, entry=entry, operation=operation, trigger=Trigger.REQUESTED,
+                 salt=f"requested\0{value}", dependencies=deps,
+                 message=f"{what} requested ({value})")
+
+
+def _answered(entry: Entry, life: Lifecycle, record: EntryRecord | None,
+              operation: Operation | None) -> Requests | None:
+    """The request values handled once a run of `operation` starts (every run of the version
+    in force answers a run request; every plan, a plan request); a new entry's values are
+    handled by its first decision, whatever it is. None: nothing changes."""
+    if record is None:
+        if entry.run_requested is None and entry.plan_requested is None:
+            return None
+        return Requests(run=entry.run_requested, plan=entry.plan_requested)
+    handled = record.requests or Requests()
+    run = entry.run_requested if operation is life.success else handled.run
+    plan = entry.plan_requested if operation is not None and operation is life.plans \
+        else handled.plan
+    if (run, plan) == (handled.run, handled.plan):
+        return None
+    return Requests(run=run, plan=plan)
 
 
 def _drift(entry: Entry, life: Lifecycle, record: EntryRecord, now: datetime) -> Start | None:
@@ -442,8 +519,11 @@ class _Outcome:
             return
         if self._free is not None:
             self._free -= 1
-        self.put(started(record, request, message=start.message,
-                         dependencies=start.dependencies))
+        record = started(record, request, message=start.message,
+                         dependencies=start.dependencies)
+        if start.answers is not None:
+            record = record.model_copy(update={"requests": start.answers})
+        self.put(record)
 
 
 def _record(records: Mapping[EntryId, EntryRecord], entry_id: EntryId) -> EntryRecord:
@@ -473,15 +553,18 @@ def _plan_declared(entry: Entry, desired: DesiredState, records: Mapping[EntryId
     entry_id = entry.id
     life = kinds[entry.kind].lifecycle(entry)
     start, status, wake = _declared(entry, life, desired, records, active, now=now)
-    record = declared(records.get(entry_id) or new_record(entry_id, entry.kind, entry.name),
+    known = records.get(entry_id)
+    record = declared(known or new_record(entry_id, entry.kind, entry.name),
                       entry, drift=life.drift is not None, prune=life.prune,
                       revision=desired.revision)
     if status is not None:
         record = with_status(record, status.phase, redact(status.message))
+    answers = _answered(entry, life, known, start.operation if start is not None else None)
     if start is not None:
-        out.start(record, start.model_copy(update={"revision": desired.revision}))
+        out.start(record, start.model_copy(update={"revision": desired.revision,
+                                                   "answers": answers}))
     else:
-        out.put(record)
+        out.put(record if answers is None else record.model_copy(update={"requests": answers}))
     fires = [wake] if wake is not None else []
     if wake is not None:
         wakes[entry_id] = wake

@@ -80,6 +80,14 @@ class DriftInfo(_Record):
     remediated_by: RunId | None = None
 
 
+class Requests(_Record):
+    """The request annotations (DESIGN §9) whose values have been handled: a value is run
+    once, and a restart reads it back from the status file instead of running it again."""
+
+    run: str | None = None
+    plan: str | None = None
+
+
 class EntryRecord(_Record):
     entry: EntryId
     kind: Kind
@@ -112,6 +120,8 @@ class EntryRecord(_Record):
     prune: bool = Field(
         default=False, description="The last declared `prune` of a stack: destroy on removal."
     )
+    requests: Requests | None = Field(
+        default=None, description="The request annotation values handled (None: none).")
     # In memory only (never in a status file, so those stay as they are): the declarations a
     # destroy needs once its own is gone. The daemon recalls `applied` from the commit
     # `last_success` names when a record is read back from the status branch.

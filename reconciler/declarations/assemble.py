@@ -17,7 +17,7 @@ from typing import cast
 
 from loguru import logger
 
-from reconciler.declarations.bases import EntryDocument
+from reconciler.declarations.bases import PLAN_REQUESTED, RUN_REQUESTED, EntryDocument
 from reconciler.declarations.crosscheck import CrossCheck, Locate, model_of, ordered
 from reconciler.declarations.documents import FileResult
 from reconciler.declarations.effective import effective_spec, spec_hash, timeout_seconds
@@ -236,5 +236,7 @@ def _entry(
         timeout_seconds=timeout_seconds(spec),
         files=resolution.files,
         sources=resolution.sources,
+        run_requested=model.metadata.annotations.get(RUN_REQUESTED),
+        plan_requested=model.metadata.annotations.get(PLAN_REQUESTED),
     )
 

@@ -10,12 +10,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, cast
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from reconciler.declarations.fields import LabelKey, LabelValue, Name
 from reconciler.declarations.paths import ModuleScanner, Resolution
 from reconciler.types import API_VERSION
+
+RUN_REQUESTED = "reconciler.io/run-requested"
+PLAN_REQUESTED = "reconciler.io/plan-requested"
+_OURS = "reconciler.io/"
+_REQUESTS = (RUN_REQUESTED, PLAN_REQUESTED)
+MAX_REQUEST_VALUE = 256
 
 if TYPE_CHECKING:
     from reconciler.declarations.files import FileSource
@@ -49,8 +55,23 @@ class Metadata(Frozen):
         description="Free-form labels, copied to Kubernetes objects and shown in status.",
     )
     annotations: dict[str, str] = Field(
-        default_factory=dict, description="Free-form notes; not part of the spec hash."
+        default_factory=dict,
+        description=f"Free-form notes; not part of the spec hash. Changing {RUN_REQUESTED} "
+        f"(any text) runs the entry once more; {PLAN_REQUESTED} plans a Stack once more. "
+        f"No other {_OURS} key is known.",
     )
+
+    @field_validator("annotations")
+    @classmethod
+    def _known_requests(cls, annotations: dict[str, str]) -> dict[str, str]:
+        # A misspelt request key would be a request that silently never runs.
+        for key, value in annotations.items():
+            if key.startswith(_OURS) and key not in _REQUESTS:
+                raise ValueError(f"unknown annotation {key!r}: the {_OURS} keys are "
+                                 f"{' and '.join(_REQUESTS)}")
+            if key in _REQUESTS and (len(value) > MAX_REQUEST_VALUE or "\n" in value):
+                raise ValueError(f"{key}: one line of at most {MAX_REQUEST_VALUE} characters")
+        return annotations
 
 
 class EntrySpec(Frozen):

@@ -81,6 +81,11 @@ class Entry(_Value):
         "the spec, so a change to any of them is a change of the entry.",
     )
 
+    run_requested: str | None = Field(
+        default=None, description="Its `reconciler.io/run-requested` annotation.")
+    plan_requested: str | None = Field(
+        default=None, description="Its `reconciler.io/plan-requested` annotation.")
+
     @property
     def task(self) -> TaskSpec:
         assert isinstance(self.spec, TaskSpec), self.id

@@ -8,9 +8,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import ConfigDict, Discriminator, Field, Tag
+from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator
 
-from reconciler.declarations.bases import DocumentBase, EntryDocument, EntrySpec, Frozen
+from reconciler.declarations.bases import (
+    PLAN_REQUESTED,
+    RUN_REQUESTED,
+    DocumentBase,
+    EntryDocument,
+    EntrySpec,
+    Frozen,
+    Metadata,
+)
 from reconciler.declarations.fields import (
     Cron,
     DependencyList,
@@ -285,6 +293,13 @@ class TaskDocument(EntryDocument):
 
     kind: Literal["Task"] = Field(description="Task")
     spec: TaskSpec
+
+    @field_validator("metadata")
+    @classmethod
+    def _no_plan_request(cls, metadata: Metadata) -> Metadata:
+        if PLAN_REQUESTED in metadata.annotations:
+            raise ValueError(f"{PLAN_REQUESTED}: a Task does not plan; use {RUN_REQUESTED}")
+        return metadata
 
 
 class StackDocument(EntryDocument):

@@ -407,3 +407,17 @@ def test_a_destroy_without_a_declaration_fails_saying_so() -> None:
     assert p.starts[0].request(NOW) is None
     assert p.record_updates[S.id].phase is Phase.FAILED
     assert p.record_updates[S.id].message == f"cannot destroy: no declaration at {REV}"
+
+
+def test_a_failed_cron_run_of_a_version_in_force_is_retried_then_failed() -> None:
+    hourly = task("a", schedule="0 * * * *", retries=1)
+    failed = run("h1", RunState.FAILED, run_id="r2", ago=timedelta(seconds=1))
+    rec = record(hourly, last_run=failed, success="h1", schedule_anchor=NOW)
+    waiting = plan(desired(hourly), records(rec), {}, NOW, kinds=KINDS)
+    assert waiting.record_updates[hourly.id].phase is Phase.RETRYING
+    later = NOW + timedelta(seconds=30)
+    assert only_start(plan(desired(hourly), records(rec), {}, later, kinds=KINDS)) == (
+        "task/a", Operation.RUN, Trigger.RETRY, 2)
+    spent = rec.model_copy(update={"last_run": failed.model_copy(update={"attempt": 2})})
+    assert plan(desired(hourly), records(spent), {}, later,
+                kinds=KINDS).record_updates[hourly.id].phase is Phase.FAILED

@@ -32,6 +32,8 @@ class _Stack:
             remediate=stack.drift.remediate and applies,
             # A plan-only stack has applied nothing, so there is nothing of it to destroy.
             prune=stack.prune and applies,
+            # A plan request is a drift plan now: a plan against the state, never applied.
+            plans=Operation.DRIFT,
         )
 
 
