@@ -173,7 +173,10 @@ def _added(entry: Entry, was_invalid: bool) -> EntryChange:
 
 
 def _changed(old: Entry, new: Entry, changed_files: Sequence[str]) -> EntryChange | None:
-    if old.spec_hash == new.spec_hash and old.labels == new.labels:
+    asks = _requests(old, new)
+    # A control field (suspend, windows, approvedPlan) changes the spec, not its hash.
+    if (old.spec_hash == new.spec_hash and old.labels == new.labels and old.spec == new.spec
+            and not asks):
         return None
     fields = tuple(_differences(view(old), view(new), ()))
     touched = tuple(
@@ -184,7 +187,18 @@ def _changed(old: Entry, new: Entry, changed_files: Sequence[str]) -> EntryChang
         id=new.id, kind=new.kind, name=new.name, change="changed", location=new.location,
         base_hash=old.spec_hash, head_hash=new.spec_hash,
         rerun=old.spec_hash != new.spec_hash, fields=fields, changed_files=touched,
+        note="; ".join(asks),
     )
+
+
+def _requests(old: Entry, new: Entry) -> list[str]:
+    """What a changed request annotation asks the daemon (DESIGN §9)."""
+    asks = []
+    if new.run_requested is not None and new.run_requested != old.run_requested:
+        asks.append("run requested: it runs once more at its version")
+    if new.plan_requested is not None and new.plan_requested != old.plan_requested:
+        asks.append("plan requested: it is planned once more")
+    return asks
 
 
 def _removed(ident: EntryId, old: Entry | None, head: DesiredState) -> EntryChange:

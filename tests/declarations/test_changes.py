@@ -49,3 +49,17 @@ def test_defaults_show_in_the_effective_spec(repo: Repo) -> None:
         ("stack/s", [("spec.timeout", "10m", "15m")]),
         ("task/t", [("spec.timeout", "10m", "15m")]),
     ]
+
+
+def test_suspending_and_requests_show_without_a_new_version(repo: Repo) -> None:
+    body = "  command: [python3, -c, 'print(1)']\n"
+    base = repo.write({"t.yaml": task("t")}).load()
+    head = repo.write({"t.yaml": task("t", body + "  suspend: true\n")}).load()
+    [change] = compare(base, head).changed
+    assert change.rerun is False
+    assert [(f.path, f.base, f.head) for f in change.fields] == [("spec.suspend", False, True)]
+    asked = "  annotations: {reconciler.io/run-requested: 'fix 1'}\n"
+    head = repo.write({"t.yaml": task("t", extra=asked)}).load()
+    [change] = compare(base, head).changed
+    assert change.rerun is False
+    assert change.note == "run requested: it runs once more at its version"
