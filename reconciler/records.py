@@ -58,6 +58,26 @@ class RunInfo(_Record):
     log_tail: str = ""
 
 
+HISTORY_LIMIT = 10
+"""Runs a status file keeps inline (DESIGN §9); `reconciler history` reads older ones from Git."""
+
+
+class RunSummary(_Record):
+    """A finished run as the history keeps it: a RunInfo without its log tail or spec hash."""
+
+    id: RunId
+    operation: Operation
+    trigger: Trigger
+    attempt: int = 1
+    state: RunState
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_seconds: float | None = None
+    commit: Revision
+    exit_code: int | None = None
+    message: str = ""
+
+
 class Success(_Record):
     """The last successful run that changed something (a task run, a stack apply or plan)."""
 
@@ -122,6 +142,8 @@ class EntryRecord(_Record):
     )
     requests: Requests | None = Field(
         default=None, description="The request annotation values handled (None: none).")
+    history: tuple[RunSummary, ...] = Field(
+        default=(), description=f"The last {HISTORY_LIMIT} finished runs, newest first.")
     # In memory only (never in a status file, so those stay as they are): the declarations a
     # destroy needs once its own is gone. The daemon recalls `applied` from the commit
     # `last_success` names when a record is read back from the status branch.
@@ -154,6 +176,29 @@ def _run_info(report: RunReport) -> RunInfo:
     )
 
 
+def _summary(report: RunReport) -> RunSummary:
+    duration = None
+    if report.started_at is not None and report.finished_at is not None:
+        duration = round((report.finished_at - report.started_at).total_seconds(), 3)
+    return RunSummary(
+        id=report.run_id, operation=report.operation, trigger=report.trigger,
+        attempt=report.attempt, state=report.state, started_at=report.started_at,
+        finished_at=report.finished_at, duration_seconds=duration, commit=report.revision,
+        exit_code=report.exit_code, message=report.message)
+
+
+def with_history(history: tuple[RunSummary, ...], report: RunReport) -> tuple[RunSummary, ...]:
+    """`history` with the finished run of `report` first; a run reported again replaces its
+    earlier line, so each run appears once."""
+    if not report.state.finished:
+        return history
+    summary = _summary(report)
+    if history and history[0] == summary:
+        return history  # the same report seen again: the record stays the same object
+    rest = tuple(run for run in history if run.id != report.run_id)
+    return (summary, *rest)[:HISTORY_LIMIT]
+
+
 def _drift_after(previous: DriftInfo | None, report: RunReport) -> DriftInfo:
     result: StackResult | None = report.result
     succeeded = report.state == RunState.SUCCEEDED
@@ -184,6 +229,9 @@ def fold_report(record: EntryRecord, report: RunReport) -> EntryRecord:
     if result is not None and result.engine:
         updates["engine"] = result.engine
         updates["engine_version"] = result.version
+    history = with_history(record.history, report)
+    if history is not record.history:
+        updates["history"] = history
     if report.operation == Operation.DRIFT:
         if report.state.finished:
             updates["drift"] = _drift_after(record.drift, report)

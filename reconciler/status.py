@@ -167,9 +167,18 @@ def _row(record: EntryRecord) -> str:
         f"{run.id} ({run.state.value})" if run else "",
         finished,
         f"`{record.commit[:12]}`" if record.commit else "",
+        history_summary(record),
         _cell(shorten(record.message, 200)),
     ]
     return "| " + " | ".join(cells) + " |"
+
+
+def history_summary(record: EntryRecord) -> str:
+    """The inline history in a few words, for tables: `8 succeeded, 2 failed`."""
+    counts: dict[str, int] = {}
+    for run in record.history:
+        counts[run.state.value.lower()] = counts.get(run.state.value.lower(), 0) + 1
+    return ", ".join(f"{n} {state}" for state, n in counts.items())
 
 
 def _drifted(record: EntryRecord) -> bool:
@@ -188,8 +197,8 @@ def _readme(rows: Iterable[str], counts: Mapping[Phase, int], drifted: int, *, b
         f"{summary}; {errors} load error{'s' if errors != 1 else ''}"
         + (" (see [errors.yaml](errors.yaml))" if errors else "") + ".",
         *(["", _refusal_line(refusal), ""] if refusal is not None else [""]),
-        "| Entry | Phase | Drift | Last run | Finished | Commit | Message |",
-        "|---|---|---|---|---|---|---|",
+        "| Entry | Phase | Drift | Last run | Finished | Commit | Recent runs | Message |",
+        "|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         "This file is written by reconciler; edits are overwritten.",
