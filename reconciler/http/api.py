@@ -24,7 +24,7 @@ from reconciler.declarations.entries import Entry
 from reconciler.kinds.base import kind_of
 from reconciler.records import EntryRecord
 from reconciler.redact import redactor
-from reconciler.types import EntryId, Kind, Operation, RunId
+from reconciler.types import EntryId, Kind, Operation, RunId, split_entry_id
 
 PREFIX: Final = "/api/v1"
 SUBMIT_SECONDS: Final = 60.0
@@ -82,11 +82,11 @@ class Api:
             respond.error(HTTPStatus.NOT_FOUND, "not found")
             return
         try:
-            kind = Kind(parts[1])
+            kind, _ = split_entry_id(f"{parts[1]}/{parts[2]}")
         except ValueError:
             respond.error(HTTPStatus.NOT_FOUND, f"no kind {parts[1][:40]!r}")
             return
-        entry_id = EntryId(f"{kind.value}/{parts[2]}")
+        entry_id = EntryId(f"{parts[1]}/{parts[2]}")
         action = parts[3] if len(parts) == 4 else ""
         wanted = {"": "GET", "log": "GET", "run": "POST", "drift": "POST"}.get(action)
         if wanted is None:
@@ -106,10 +106,10 @@ class Api:
         items = []
         for entry_id in sorted(set(records) | set(declared)):
             record = records.get(entry_id)
-            kind, _, name = entry_id.partition("/")
+            kind, name = split_entry_id(entry_id)
             run = record.last_run if record else None
             items.append({
-                "id": entry_id, "kind": kind, "name": name,
+                "id": entry_id, "kind": kind.value, "name": name,
                 "phase": record.phase.value if record else "Pending",
                 "message": record.message if record else "",
                 "lastRun": {"id": run.id, "state": run.state.value} if run else None,
@@ -129,7 +129,7 @@ class Api:
             respond.error(HTTPStatus.NOT_FOUND, f"{entry_id} is not declared")
             return
         if drift and Operation.DRIFT not in kind_of(kind).operations:
-            respond.error(HTTPStatus.BAD_REQUEST, f"a {kind.value} has no drift plan")
+            respond.error(HTTPStatus.BAD_REQUEST, f"a {kind.prefix} has no drift plan")
             return
         operation = Operation.DRIFT if drift else kind_of(kind).lifecycle(entry).success
         try:
