@@ -124,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(p, "--interval", default="30s", help="Poll interval, e.g. 30s or 5m.")
     _flag(p, "--listen", default="127.0.0.1:9100", help="HTTP address for metrics and webhooks.")
     _flag(p, "--webhook-secret-file", help="Shared secret of POST /hooks/git.")
+    _flag(p, "--api-token-file", help="Bearer token of the control API (/api/v1/); none: off.")
     _flag(p, "--once", switch=True, help="Reconcile until nothing is due, wait, then exit.")
     _flag(p, "--leader-elect", switch=True, help="Kubernetes: run only while holding the Lease.")
     _flag(p, "--leader-election-id", default="reconciler", help="Name of the Lease.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import queue
 import random
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -19,6 +20,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from reconciler.declarations.entries import DesiredState, Entry
 from reconciler.declarations.fields import cron_trigger
 from reconciler.kinds.base import kind_of
+from reconciler.types import EntryId, Operation, RunId
 
 WATCH_SECONDS = 1.0
 """How often runs in flight are looked at when the executor cannot say when one ends: finished
@@ -32,6 +34,15 @@ class Wakeup:
     """False for wake-ups that need no look at the remote (crons, retries, runs in flight)."""
     urgent: bool = False
     """Someone asked (a webhook, a new leader): fetch now, whatever the backoff."""
+    request: Request | None = None
+    """One run asked for through the control API."""
+
+
+@dataclass(frozen=True)
+class Request:
+    entry_id: EntryId
+    operation: Operation
+    started: Future[RunId]
 
 
 class WorkQueue:

@@ -49,6 +49,9 @@ class Settings(BaseModel):
     once: bool = False
     max_parallel: int = 4
     webhook_secret: SecretStr | None = None
+    api_token: SecretStr | None = Field(
+        default=None, description="Bearer token of the control API; none: the API is off."
+    )
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
     credentials: GitCredentials = Field(default_factory=GitCredentials)

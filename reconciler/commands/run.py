@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import timedelta
 from types import FrameType
 
@@ -24,13 +25,15 @@ from reconciler.daemon.core import Daemon
 from reconciler.daemon.loops import liveness, run_once, serve
 from reconciler.executors import registry
 from reconciler.executors.registry import ExecutorConfigError
+from reconciler.http.api import Api, Control
 from reconciler.http.server import Server
 from reconciler.logs import setup_logging
 from reconciler.metrics import Metrics
 from reconciler.ports import Elector
-from reconciler.scheduler import Scheduler, Wakeup, WorkQueue
+from reconciler.scheduler import Request, Scheduler, Wakeup, WorkQueue
 from reconciler.settings import Settings
 from reconciler.source.errors import SourceConfigurationError, SourceError
+from reconciler.types import EntryId, Operation, RunId
 
 
 def _fail(message: str, code: int = EXIT_CONFIG) -> int:
@@ -162,7 +165,8 @@ def _serve(daemon: Daemon, settings: Settings, metrics: Metrics, *, work: WorkQu
     alive = liveness(daemon, limit_seconds=settings.liveness_timeout_seconds, stop=stop)
     server = Server.from_settings(
         settings, metrics=metrics, health=alive, ready=ready,
-        on_trigger=lambda reason: work.put(Wakeup(reason, urgent=True)))
+        on_trigger=lambda reason: work.put(Wakeup(reason, urgent=True)),
+        api=_api(daemon, settings, work))
     if server is not None:
         try:
             server.start()
@@ -178,6 +182,21 @@ def _serve(daemon: Daemon, settings: Settings, metrics: Metrics, *, work: WorkQu
             server.stop()
     logger.info("stopped")
     return 0
+
+
+def _api(daemon: Daemon, settings: Settings, work: WorkQueue) -> Api | None:
+    if settings.api_token is None:
+        return None
+
+    def submit(entry_id: EntryId, operation: Operation) -> Future[RunId]:
+        started: Future[RunId] = Future()
+        work.put(Wakeup(f"api: {operation.value} {entry_id}", fetch=False,
+                        request=Request(entry_id, operation, started)))
+        return started
+
+    return Api(settings.api_token.get_secret_value(), Control(
+        records=lambda: dict(daemon.records), declared=lambda: daemon.desired.entries,
+        submit=submit, logs=daemon.executor.logs, in_flight=daemon.in_flight))
 
 
 def _on_signals(stop: threading.Event) -> None:

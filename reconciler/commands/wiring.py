@@ -77,6 +77,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     except ValueError:
         raise ConfigError(f"--max-parallel: {args.max_parallel!r} is not a number") from None
     webhook = _secret_file(getattr(args, "webhook_secret_file", None), "--webhook-secret-file")
+    api_token = _secret_file(getattr(args, "api_token_file", None)
+                             or os.environ.get("RECONCILER_API_TOKEN_FILE"), "--api-token-file")
     try:
         executor_settings = registry.executor_settings(args)
     except ExecutorConfigError as err:
@@ -98,6 +100,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             once=bool(getattr(args, "once", False)),
             max_parallel=max_parallel,
             webhook_secret=webhook or _env_secret("RECONCILER_WEBHOOK_SECRET"),
+            api_token=api_token,
             log_format=args.log_format,
             log_level=args.log_level,
             credentials=credentials_from_args(args),

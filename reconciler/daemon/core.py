@@ -30,6 +30,7 @@ from reconciler.daemon.statuscache import StatusCache
 from reconciler.daemon.sync import SourceSync
 from reconciler.declarations.entries import DesiredState, Entry, LoadError
 from reconciler.executors.base import Executor
+from reconciler.http.api import InFlight
 from reconciler.kinds.base import registry
 from reconciler.metrics import Metrics
 from reconciler.plan import ActiveRun, Plan, destroy_candidates, plan
@@ -88,7 +89,7 @@ class Daemon:
         self.unacked: set[RunId] = set()
         self.counted: set[RunId] = set()
         self._in_flight: set[RunId] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._restored = False
         self._adopt_pending = False
         self._leading = False
@@ -469,13 +470,7 @@ class Daemon:
         plan asked for this run only."""
         with self._lock:
             self._leading = True
-            done = cycles.run(Cycle(leading=True, requests={entry_id: operation}),
-                              self.stages, self.closing)
-            if done.failure is not None:
-                raise done.failure
-            if not done.submitted:
-                raise self._not_started(entry_id, done)
-            run_id = done.submitted[0]
+            run_id = self.request(entry_id, operation)
         while not stop.wait(poll_seconds):
             with self._lock:
                 cycles.run(Cycle(fetch=False, leading=True), self.watching,
@@ -485,10 +480,26 @@ class Daemon:
         self.flush_status()
         return self.records[entry_id]
 
+    def request(self, entry_id: EntryId, operation: Operation) -> RunId:
+        """Start one operation of one entry now, outside its schedule, and return its run id
+        without waiting for it (the control API; `run_now`). Raises LookupError when the entry
+        is not declared, RuntimeError when a run of it is in flight or it cannot start."""
+        with self._lock:
+            done = cycles.run(Cycle(leading=self._leading, requests={entry_id: operation}),
+                              self.stages, self.closing)
+            if done.failure is not None:
+                raise done.failure
+            if not done.submitted:
+                raise self._not_started(entry_id, done)
+            return done.submitted[0]
+
+    def in_flight(self, run_id: RunId) -> bool:
+        return run_id in self._in_flight
+
     def _not_started(self, entry_id: EntryId, done: Cycle) -> Exception:
         if entry_id not in self.desired.entries:
             return LookupError(f"{entry_id} is not declared (or invalid) at "
                                f"{(self.revision or 'the newest commit')[:12]}")
         if entry_id in done.active:
-            return RuntimeError(f"a run of {entry_id} is in flight; try again when it ends")
+            return InFlight(f"a run of {entry_id} is in flight; try again when it ends")
         return RuntimeError(self.records[entry_id].message)

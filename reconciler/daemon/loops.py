@@ -12,7 +12,7 @@ from collections.abc import Callable
 from loguru import logger
 
 from reconciler.daemon.core import Daemon
-from reconciler.scheduler import WATCH_SECONDS, Scheduler, Wakeup, WorkQueue
+from reconciler.scheduler import WATCH_SECONDS, Request, Scheduler, Wakeup, WorkQueue
 
 BACKSTOP_SECONDS = 10.0
 """How often runs in flight are looked at when the executor says when one ends: in case a
@@ -66,6 +66,9 @@ def serve(daemon: Daemon, work: WorkQueue, scheduler: Scheduler, stop: threading
             if batch is None or stop.is_set():
                 continue
             logger.debug("cycle: {}", ", ".join(sorted({w.reason for w in batch})))
+            for wakeup in batch:
+                if wakeup.request is not None:
+                    _start(daemon, wakeup.request)
             result = daemon.cycle(fetch=any(w.fetch for w in batch),
                                   urgent=any(w.urgent for w in batch))
             scheduler.sync(daemon.desired)
@@ -73,6 +76,13 @@ def serve(daemon: Daemon, work: WorkQueue, scheduler: Scheduler, stop: threading
             scheduler.watch(result.active > 0, seconds=watch_seconds)
     finally:
         scheduler.shutdown()
+
+
+def _start(daemon: Daemon, request: Request) -> None:
+    try:
+        request.started.set_result(daemon.request(request.entry_id, request.operation))
+    except Exception as err:  # told to the API's caller
+        request.started.set_exception(err)
 
 
 def liveness(daemon: Daemon, *, limit_seconds: float,

@@ -21,6 +21,7 @@ from loguru import logger
 from pydantic import SecretStr
 
 from reconciler import __version__
+from reconciler.http.api import PREFIX, Api
 from reconciler.http.webhooks import authenticate, classify, clean, delivery, identify
 from reconciler.metrics import Metrics, WebhookResult
 from reconciler.redact import redactor
@@ -87,6 +88,7 @@ class Server:
         branches: Collection[str] = (),
         max_body_bytes: int = MAX_BODY_BYTES,
         request_timeout: float = 10.0,
+        api: Api | None = None,
     ) -> None:
         self.listen = parse_listen(listen) if isinstance(listen, str) else listen
         self.metrics = metrics
@@ -103,6 +105,7 @@ class Server:
         self.refs = frozenset(b if b.startswith("refs/") else f"refs/heads/{b}" for b in branches)
         self.max_body_bytes = max_body_bytes
         self.request_timeout = request_timeout
+        self.api = api
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
@@ -117,13 +120,15 @@ class Server:
         health: Check,
         ready: Check,
         on_trigger: Callable[[str], None],
+        api: Api | None = None,
     ) -> Server | None:
         """The server `--listen` asks for, or None when it is empty (no HTTP)."""
         address = settings.listen_address
         if address is None:
             return None
         return cls(address, metrics=metrics, health=health, ready=ready, on_trigger=on_trigger,
-                   webhook_secret=settings.webhook_secret, branches=(settings.branch,))
+                   webhook_secret=settings.webhook_secret, branches=(settings.branch,),
+                   api=api)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -202,6 +207,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         path = urlsplit(self.path).path.rstrip("/") or "/"
+        if path == PREFIX or path.startswith(PREFIX + "/"):
+            api = self.server.app.api
+            if api is None:  # off: as if there were no such path
+                self._send(HTTPStatus.NOT_FOUND, "not found\n")
+            else:
+                api.handle(self, path)
+            return
         methods = self.ROUTES.get(path)
         if methods is None:
             self._send(HTTPStatus.NOT_FOUND, f"not found: {clean(path, 100)}\n")
