@@ -7,7 +7,10 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
+import jsonschema
 import pytest
 
 from reconciler.daemon.loops import serve
@@ -20,6 +23,7 @@ from tests.support.http import request
 from tests.support.waiting import wait_until
 
 TOKEN = "s3cret-api-token"
+DOC = Path(__file__).parents[2] / "docs" / "api.yaml"
 
 
 @pytest.fixture
@@ -91,3 +95,39 @@ def test_trigger_runs_a_task_again(served: tuple[World, Server]) -> None:
     assert drift.status == 400
     missing = request(server.url + "/api/v1/entries/task/nope/run", "POST", b"", _auth())
     assert missing.status == 404
+
+
+def _documented() -> dict[str, Any]:
+    from openapi_spec_validator import validate
+    from ruamel.yaml import YAML
+
+    document: dict[str, Any] = YAML(typ="safe").load(DOC.read_text())
+    validate(document)  # a valid OpenAPI 3.1 description
+    return document
+
+
+def _schema_of(document: dict[str, Any], path: str, method: str, status: int) -> Any:
+    answer = document["paths"][path][method]["responses"][str(status)]
+    if "$ref" in answer:
+        answer = document["components"]["responses"][answer["$ref"].rsplit("/", 1)[1]]
+    schema = answer["content"]["application/json"]["schema"]
+    return {**schema, "components": document["components"]}
+
+
+def test_answers_match_the_published_description(served: tuple[World, Server]) -> None:
+    w, server = served
+    document = _documented()
+    wait_until(lambda: EntryId("task/hello") in w.daemon.records, timeout=60,
+               what="task/hello recorded")
+    cases = [("/entries", "/api/v1/entries", "get", _auth(), 200),
+             ("/entries", "/api/v1/entries", "get", _auth("wrong"), 401),
+             ("/entries/{kind}/{name}", "/api/v1/entries/task/hello", "get", _auth(), 200),
+             ("/entries/{kind}/{name}", "/api/v1/entries/task/nope", "get", _auth(), 404)]
+    for documented, url, method, headers, status in cases:
+        answer = request(server.url + url, method.upper(), None, headers)
+        assert answer.status == status, (url, answer.body)
+        jsonschema.validate(json.loads(answer.body),
+                            _schema_of(document, documented, method, status))
+    served_paths = {"/entries", "/entries/{kind}/{name}", "/entries/{kind}/{name}/run",
+                    "/entries/{kind}/{name}/drift", "/entries/{kind}/{name}/log"}
+    assert set(document["paths"]) == served_paths
