@@ -22,4 +22,4 @@ def test_fire_follows_berlin_clock_across_dst() -> None:
 
 def test_unknown_zone_refused() -> None:
     with pytest.raises(ValueError, match="not a known IANA time zone"):
-        check_zone("Mars/Olympus")
+        check_zone("Mars/Olympus")  # located form: tests/declarations/test_rules.py
