@@ -77,6 +77,7 @@ class Lifecycle(_Value):
     success: Operation = Field(description="What brings a new version into force.")
     schedule: str | None = Field(default=None, description="A cron that runs `success` again.")
     drift: str | None = Field(default=None, description="A cron of drift plans.")
+    zone: str = Field(default="UTC", description="The IANA time zone `schedule` fires in.")
     remediate: bool = Field(default=False, description="Drift found: run `success` again.")
     prune: bool = Field(default=False, description="Destroy what it made when it is removed.")
     plans: Operation | None = Field(
@@ -175,12 +176,13 @@ def backoff(attempt: int) -> timedelta:
     return min(delay, RETRY_MAX)
 
 
-def cron_fired(expression: str | None, since: datetime | None, now: datetime) -> datetime | None:
+def cron_fired(expression: str | None, since: datetime | None, now: datetime,
+               zone: str = "UTC") -> datetime | None:
     """The latest fire time in (since, now], or None. With no `since` nothing has fired yet:
     a new entry's first run is its own, not a cron's."""
     if expression is None or since is None:
         return None
-    trigger = cron_trigger(expression)
+    trigger = cron_trigger(expression, zone)
     fired = None
     nxt = trigger.get_next_fire_time(None, since + timedelta(seconds=1))
     while nxt is not None and nxt <= now:
@@ -189,14 +191,16 @@ def cron_fired(expression: str | None, since: datetime | None, now: datetime) ->
     return fired
 
 
-def next_fire(expression: str | None, since: datetime | None, now: datetime) -> datetime | None:
+def next_fire(expression: str | None, since: datetime | None, now: datetime,
+              zone: str = "UTC") -> datetime | None:
     """The first fire time after `now` that `cron_fired` would count; None when it never
     counts one (no cron, or no anchor yet: see `cron_fired`)."""
     if expression is None or since is None:
         return None
     # From `now` itself, not a second after: an early answer costs one more plan, a late
     # one a missed fire.
-    nxt: datetime | None = cron_trigger(expression).get_next_fire_time(None, max(since, now))
+    nxt: datetime | None = cron_trigger(expression, zone).get_next_fire_time(
+        None, max(since, now))
     return nxt
 
 
@@ -204,7 +208,7 @@ def _timers(life: Lifecycle, record: EntryRecord, now: datetime) -> list[datetim
     """When time alone could change what plan decides for an entry: its crons' next fires."""
     if life.schedule is None and life.drift is None:
         return []
-    fires = (next_fire(life.schedule, record.schedule_anchor, now),
+    fires = (next_fire(life.schedule, record.schedule_anchor, now, life.zone),
              next_fire(life.drift, record.drift_anchor, now))
     return [f for f in fires if f is not None]
 
@@ -291,7 +295,7 @@ def _not_succeeded(entry: Entry, life: Lifecycle, record: EntryRecord | None,
         return _start(entry, life, deps, Trigger.NEW, "new")
     if record.last_run.spec_hash != entry.spec_hash:
         return _start(entry, life, deps, Trigger.CHANGED, "declaration changed")
-    fired = cron_fired(life.schedule, record.schedule_anchor, now)
+    fired = cron_fired(life.schedule, record.schedule_anchor, now, life.zone)
     if fired is not None and record.last_run.state.finished:
         return _start(entry, life, deps, Trigger.SCHEDULE, "schedule", salt=fired.isoformat())
     retry, status, wake = _retry(entry, life, record, now)
@@ -306,7 +310,7 @@ def _succeeded(entry: Entry, life: Lifecycle, record: EntryRecord,
     for dep, run_id in deps.items():
         if record.dependencies.get(dep) != run_id:
             return _start(entry, life, deps, Trigger.DEPENDENCY, f"{dep} succeeded", salt=run_id)
-    fired = cron_fired(life.schedule, record.schedule_anchor, now)
+    fired = cron_fired(life.schedule, record.schedule_anchor, now, life.zone)
     if fired is not None:
         return _start(entry, life, deps, Trigger.SCHEDULE, "schedule", salt=fired.isoformat())
     drift_start = _drift(entry, life, record, now)

@@ -67,23 +67,23 @@ class WorkQueue:
                 return batch
 
 
-def crons(desired: DesiredState) -> dict[str, str]:
+def crons(desired: DesiredState) -> dict[str, tuple[str, str]]:
     """Job id → cron expression, for every schedule and drift schedule: the crons plan reads
     from each entry's lifecycle, so a job fires exactly when plan would find it due."""
-    jobs: dict[str, str] = {}
+    jobs: dict[str, tuple[str, str]] = {}
     for entry in desired.entries.values():
         jobs.update(entry_crons(entry))
     return jobs
 
 
-def entry_crons(entry: Entry) -> dict[str, str]:
-    """The jobs of one entry (see `crons`)."""
+def entry_crons(entry: Entry) -> dict[str, tuple[str, str]]:
+    """The jobs of one entry (see `crons`): job id → (cron expression, time zone)."""
     lifecycle = kind_of(entry.kind).lifecycle(entry)
-    jobs: dict[str, str] = {}
+    jobs: dict[str, tuple[str, str]] = {}
     if lifecycle.schedule:
-        jobs[f"cron:{entry.id}"] = lifecycle.schedule
+        jobs[f"cron:{entry.id}"] = (lifecycle.schedule, lifecycle.zone)
     if lifecycle.drift:
-        jobs[f"drift:{entry.id}"] = lifecycle.drift
+        jobs[f"drift:{entry.id}"] = (lifecycle.drift, "UTC")
     return jobs
 
 
@@ -99,7 +99,7 @@ class Scheduler:
         self._work = work
         self._clock = clock
         self._synced: DesiredState | None = None
-        self._crons: dict[str, str] = {}
+        self._crons: dict[str, tuple[str, str]] = {}
         self._watching: float | None = None
         self._aps = BackgroundScheduler(timezone=UTC, job_defaults={
             "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
@@ -139,7 +139,7 @@ class Scheduler:
             for job_id, expression in new.items():
                 if old.get(job_id) == expression:
                     continue
-                self._aps.add_job(self._enqueue, cron_trigger(expression), id=job_id,
+                self._aps.add_job(self._enqueue, cron_trigger(*expression), id=job_id,
                                   replace_existing=True, args=[Wakeup(job_id, fetch=False)])
                 self._crons[job_id] = expression
 

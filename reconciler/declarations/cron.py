@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 
@@ -59,9 +60,10 @@ def _weekdays(field: str) -> set[int]:
 
 
 @lru_cache(maxsize=4096)
-def cron_trigger(expression: str) -> CronTrigger:
-    """The trigger that fires on a crontab expression, in UTC: a daemon's local time zone must
-    not change when a declaration runs. Raises ValueError with a message for the user."""
+def cron_trigger(expression: str, zone: str = "UTC") -> CronTrigger:
+    """The trigger that fires on a crontab expression, in the IANA time zone `zone` (UTC
+    unless a declaration names one: a daemon's local time zone must not change when a
+    declaration runs). Raises ValueError with a message for the user."""
     fields = expression.split()
     if len(fields) != 5:
         raise ValueError(f"it has {len(fields)} fields; a cron expression has 5: {_FIELDS}")
@@ -83,7 +85,18 @@ def cron_trigger(expression: str) -> CronTrigger:
     probe = CronTrigger(**fields_of, timezone="UTC", start_date=_PROBE_START, end_date=_PROBE_END)
     if probe.get_next_fire_time(None, _PROBE_START) is None:
         raise ValueError("it never fires: no month has the day it names")
-    return CronTrigger(**fields_of, timezone="UTC")
+    return CronTrigger(**fields_of, timezone=zone)
+
+
+def check_zone(value: str) -> str:
+    """`value` when it names an IANA time zone, or ValueError saying it does not."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        shown = repr(value) if len(value) <= 60 else repr(value[:57]) + "..."
+        raise ValueError(f"{shown} is not a known IANA time zone, e.g. Europe/Berlin or UTC"
+                         ) from None
+    return value
 
 
 def check_cron(value: str) -> str:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, JsonValue, WithJsonSchema
 
-from reconciler.declarations.cron import check_cron, cron_trigger
+from reconciler.declarations.cron import check_cron, check_zone, cron_trigger
 from reconciler.declarations.limits import (
     MAX_DURATION_SECONDS,
     MAX_PATH_BYTES,
@@ -48,6 +48,7 @@ __all__ = [
     "check_cron",
     "check_name",
     "check_relative_path",
+    "check_zone",
     "cron_trigger",
     "parse_duration",
 ]
@@ -410,3 +411,10 @@ VarName = Annotated[
 ]
 DependencyList = list[DependencyRef]
 FiniteJson = Annotated[JsonValue, AfterValidator(_finite)]
+
+
+TimeZone = Annotated[
+    str,
+    AfterValidator(check_zone),
+    Field(json_schema_extra={"examples": ["Europe/Berlin", "UTC"]}),
+]

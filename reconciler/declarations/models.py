@@ -33,6 +33,7 @@ from reconciler.declarations.fields import (
     Quantity,
     RelativePath,
     SecretKey,
+    TimeZone,
     VarName,
 )
 from reconciler.declarations.files import FileSource
@@ -157,7 +158,13 @@ class TaskSpec(EntrySpec):
     )
     schedule: Cron | None = Field(
         default=None,
-        description="Also run on this cron schedule (5 fields, UTC), e.g. '0 3 * * *'.",
+        description="Also run on this cron schedule (5 fields, in timeZone), e.g. '0 3 * * *'.",
+    )
+    time_zone: TimeZone = Field(
+        default="UTC",
+        description="IANA time zone the schedule fires in, e.g. Europe/Berlin; across a "
+        "daylight-saving change a fire time that does not exist is skipped, one that "
+        "repeats fires once.",
     )
     depends_on: Dependencies = Field(default_factory=list)
     suspend: bool = Field(default=False, description="true: start no new runs.")

@@ -18,7 +18,8 @@ class _Task:
     reports_result: bool = False
 
     def lifecycle(self, entry: Entry) -> Lifecycle:
-        return Lifecycle(success=Operation.RUN, schedule=entry.task.schedule)
+        return Lifecycle(success=Operation.RUN, schedule=entry.task.schedule,
+                         zone=entry.task.time_zone)
 
 
 TASK = _Task()

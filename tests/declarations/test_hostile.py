@@ -111,7 +111,7 @@ def test_names_and_values_cannot_break_the_one_line_format(tmp_path: Path) -> No
         "repo/bad\\udcff\\x0aname.yaml:4:1: spec.command: is required",
         'repo/esc.yaml:6:3: spec["\\x1b[31m\\x0a"]: unknown field; expected one of args, '
         "command, dependsOn, env, files, image, nodeSelector, repository, resources, retries, "
-        "schedule, secretEnv, serviceAccountName, suspend, timeout, tolerations",
+        "schedule, secretEnv, serviceAccountName, suspend, timeZone, timeout, tolerations",
     ]
 
 

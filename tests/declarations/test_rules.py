@@ -55,6 +55,12 @@ FIELD_RULES = [
         id="cron-value",
     ),
     pytest.param(
+        spec_line("  timeZone: Mars/Olympus\n"),
+        "tasks/t.yaml:7:13: spec.timeZone: 'Mars/Olympus' is not a known IANA time zone, "
+        "e.g. Europe/Berlin or UTC",
+        id="time-zone-unknown",
+    ),
+    pytest.param(
         spec_line("  schedule: '0 3 1 * mon'\n"),
         "tasks/t.yaml:7:13: spec.schedule: '0 3 1 * mon' is not a valid cron expression: it "
         "restricts both day-of-month and day-of-week; cron would run when either matches, "

@@ -91,9 +91,9 @@ def test_cron_jobs_are_the_crons_of_each_lifecycle() -> None:
         stack("planned", apply="plan", drift={"schedule": "0 * * * *"}),
     )})
     assert crons(desired) == {
-        "cron:task/nightly": "0 3 * * *",
-        "drift:stack/watched": "*/15 * * * *",
-        "drift:stack/planned": "0 * * * *",
+        "cron:task/nightly": ("0 3 * * *", "UTC"),
+        "drift:stack/watched": ("*/15 * * * *", "UTC"),
+        "drift:stack/planned": ("0 * * * *", "UTC"),
     }
 
 

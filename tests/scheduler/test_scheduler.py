@@ -122,8 +122,8 @@ def test_crons_names_task_schedules_and_stack_drift_schedules() -> None:
         stack("network", "*/15 * * * *"), stack("static"),
     )
 
-    assert crons(state) == {"cron:task/nightly": "0 3 * * *",
-                            "drift:stack/network": "*/15 * * * *"}
+    assert crons(state) == {"cron:task/nightly": ("0 3 * * *", "UTC"),
+                            "drift:stack/network": ("*/15 * * * *", "UTC")}
 
 
 def test_crons_of_nothing_scheduled_is_empty() -> None:

@@ -69,5 +69,5 @@ def test_sync_keeps_the_jobs_crons_gives_touching_only_changed_entries(
             assert now[job_id] is job, job_id  # not added again
 
 
-def _triggers(wanted: dict[str, str]) -> dict[str, object]:
-    return {job_id: cron_trigger(expression) for job_id, expression in wanted.items()}
+def _triggers(wanted: dict[str, tuple[str, str]]) -> dict[str, object]:
+    return {job_id: cron_trigger(*cron) for job_id, cron in wanted.items()}
