@@ -54,14 +54,14 @@ def test_every_kind_but_defaults_is_registered_under_its_own_kind() -> None:
 @pytest.mark.parametrize(("entry", "want"), [
     (task(), Lifecycle(success=Operation.RUN)),
     (task(schedule="0 3 * * *"), Lifecycle(success=Operation.RUN, schedule="0 3 * * *")),
-    (stack(), Lifecycle(success=Operation.APPLY)),
-    (stack(apply="plan"), Lifecycle(success=Operation.PLAN)),
-    (stack(prune=True), Lifecycle(success=Operation.APPLY, prune=True)),
+    (stack(), Lifecycle(success=Operation.APPLY, plans=Operation.DRIFT)),
+    (stack(apply="plan"), Lifecycle(success=Operation.PLAN, plans=Operation.DRIFT)),
+    (stack(prune=True), Lifecycle(success=Operation.APPLY, plans=Operation.DRIFT, prune=True)),
     # A plan-only stack applied nothing: nothing to destroy, no drift to remediate.
     (stack(apply="plan", prune=True, drift={"schedule": "0 * * * *", "remediate": True}),
-     Lifecycle(success=Operation.PLAN, drift="0 * * * *")),
+     Lifecycle(success=Operation.PLAN, plans=Operation.DRIFT, drift="0 * * * *")),
     (stack(drift={"schedule": "0 * * * *", "remediate": True}),
-     Lifecycle(success=Operation.APPLY, drift="0 * * * *", remediate=True)),
+     Lifecycle(success=Operation.APPLY, plans=Operation.DRIFT, drift="0 * * * *", remediate=True)),
 ], ids=["task", "task-cron", "stack", "stack-plan-only", "stack-prune",
         "stack-plan-only-prune-remediate", "stack-remediate"])
 def test_lifecycle_of_each_entry(entry: Entry, want: Lifecycle) -> None:
