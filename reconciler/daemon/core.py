@@ -89,7 +89,7 @@ class Daemon:
         self.unacked: set[RunId] = set()
         self.counted: set[RunId] = set()
         self._in_flight: set[RunId] = set()
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
         self._restored = False
         self._adopt_pending = False
         self._leading = False
@@ -470,7 +470,7 @@ class Daemon:
         plan asked for this run only."""
         with self._lock:
             self._leading = True
-            run_id = self.request(entry_id, operation)
+        run_id = self.request(entry_id, operation)
         while not stop.wait(poll_seconds):
             with self._lock:
                 cycles.run(Cycle(fetch=False, leading=True), self.watching,
